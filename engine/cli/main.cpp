@@ -1,0 +1,165 @@
+// predflow: run · validate · graph · nodes · version
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <pthread.h>
+#include <thread>
+#include <unistd.h>
+
+#include "engine/describe.hpp"
+#include "engine/log.hpp"
+#include "engine/plan.hpp"
+#include "engine/runtime.hpp"
+
+#ifndef PREDFLOW_VERSION
+#define PREDFLOW_VERSION "0.0.0-dev"
+#endif
+
+namespace {
+
+using namespace predflow;
+
+// Returns the plan, or prints every error and returns nullopt.
+std::optional<Plan> load_or_report(const std::string& file, const std::vector<std::string>& overrides) {
+  try {
+    return load_plan(file, overrides);
+  } catch (const ConfigError& e) {
+    std::cerr << e.diagnostics().str();
+    std::cerr << e.diagnostics().size() << (e.diagnostics().size() == 1 ? " error" : " errors") << " in " << file << "\n";
+    return std::nullopt;
+  }
+}
+
+// Signals are taken by one thread with sigwait, so that the handler can do real work:
+// the first SIGINT/SIGTERM drains the pipeline, a second one exits at once.
+void block_stop_signals(sigset_t& set) {
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int run_command(const std::string& file, const std::vector<std::string>& overrides) {
+  sigset_t stop_signals;
+  block_stop_signals(stop_signals);  // before any thread starts, so all inherit the mask
+  auto plan = load_or_report(file, overrides);
+  if (!plan) return 1;
+  Metrics metrics;
+  std::unique_ptr<Runtime> runtime;
+  try {
+    runtime = std::make_unique<Runtime>(*plan, metrics);
+    runtime->start();
+  } catch (const std::exception& e) {
+    spdlog::error("msg=\"start-up failed\" pipeline={} error=\"{}\"", plan->name, e.what());
+    std::cerr << "predflow: start-up failed: " << e.what() << "\n";
+    return 2;
+  }
+  Runtime* rt = runtime.get();
+  std::thread([stop_signals, rt]() mutable {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    spdlog::warn("msg=\"signal received, draining (send again to exit at once)\" signal={}", signal);
+    rt->request_stop();
+    sigwait(&stop_signals, &signal);
+    std::fprintf(stderr, "predflow: second signal, exiting without draining\n");
+    std::_Exit(128 + signal);
+  }).detach();
+  bool clean = runtime->run();
+  runtime.reset();
+  return clean ? 0 : 3;
+}
+
+int validate_command(const std::string& file, const std::vector<std::string>& overrides) {
+  auto plan = load_or_report(file, overrides);
+  if (!plan) return 1;
+  std::cout << file << ": ok (pipeline " << plan->name << ", " << plan->nodes.size() << " nodes, "
+            << plan->resources.size() << " resources)\n";
+  return 0;
+}
+
+int graph_command(const std::string& file, const std::vector<std::string>& overrides, const std::string& out) {
+  auto plan = load_or_report(file, overrides);
+  if (!plan) return 1;
+  std::string dot = to_dot(*plan);
+  if (out.empty() || out == "-") {
+    std::cout << dot;
+    return 0;
+  }
+  std::ofstream f(out);
+  if (!(f << dot)) {
+    std::cerr << "predflow: cannot write " << out << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+int nodes_command(const std::string& type, bool markdown) {
+  const Registry& registry = Registry::instance();
+  if (markdown) {
+    std::cout << nodes_markdown(registry);
+    return 0;
+  }
+  if (type.empty()) {
+    std::cout << "node types (predflow nodes TYPE for ports and fields):\n" << node_list(registry);
+    return 0;
+  }
+  const NodeRegistration* reg = registry.find_node(type);
+  if (!reg) {
+    std::string hint = did_you_mean(type, registry.node_types());
+    std::cerr << "predflow: unknown node type '" << type << "'" << (hint.empty() ? "" : " (did you mean '" + hint + "'?)")
+              << "\n" << node_list(registry);
+    return 1;
+  }
+  std::cout << node_help(reg->spec);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"predflow — declarative dataflow pipelines on oneTBB"};
+  app.require_subcommand(1);
+  std::string log_level;
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (default: $PREDFLOW_LOG_LEVEL or info)");
+
+  std::string file, out, type;
+  std::vector<std::string> overrides;
+  bool markdown = false;
+
+  auto* run = app.add_subcommand("run", "Run a pipeline until its sources end or SIGINT/SIGTERM");
+  run->add_option("file", file, "pipeline YAML file")->required();
+  run->add_option("--set", overrides, "override a setting: path=value (e.g. nodes.window.max_delay=250ms)");
+
+  auto* validate = app.add_subcommand("validate", "Check a pipeline file and list every error");
+  validate->add_option("file", file, "pipeline YAML file")->required();
+  validate->add_option("--set", overrides, "override a setting: path=value");
+
+  auto* graph = app.add_subcommand("graph", "Print the pipeline as Graphviz DOT");
+  graph->add_option("file", file, "pipeline YAML file")->required();
+  graph->add_option("-o,--output", out, "write to this file instead of stdout");
+  graph->add_option("--set", overrides, "override a setting: path=value");
+
+  auto* nodes = app.add_subcommand("nodes", "List node types, or show one type's ports and fields");
+  nodes->add_option("type", type, "node type");
+  nodes->add_flag("--markdown", markdown, "print the node reference page (docs/nodes.md)");
+
+  auto* version = app.add_subcommand("version", "Print the version");
+
+  CLI11_PARSE(app, argc, argv);
+  if (!setup_logging(log_level)) {
+    std::cerr << "predflow: unknown log level '" << log_level << "'\n";
+    return 1;
+  }
+  if (run->parsed()) return run_command(file, overrides);
+  if (validate->parsed()) return validate_command(file, overrides);
+  if (graph->parsed()) return graph_command(file, overrides, out);
+  if (nodes->parsed()) return nodes_command(type, markdown);
+  if (version->parsed()) {
+    std::cout << "predflow " << PREDFLOW_VERSION << "\n";
+    return 0;
+  }
+  return 1;
+}

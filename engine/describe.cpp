@@ -1,0 +1,175 @@
+#include "engine/describe.hpp"
+
+#include <sstream>
+
+namespace predflow {
+
+namespace {
+
+std::string dot_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+const char* shape_of(Category c) {
+  switch (c) {
+    case Category::Source: return "invhouse";
+    case Category::Transform: return "box";
+    case Category::Router: return "diamond";
+    case Category::Model: return "box3d";
+    case Category::Sink: return "cylinder";
+  }
+  return "box";
+}
+
+const char* color_of(Category c) {
+  switch (c) {
+    case Category::Source: return "#d4e6f1";
+    case Category::Transform: return "#fdfefe";
+    case Category::Router: return "#fcf3cf";
+    case Category::Model: return "#e8daef";
+    case Category::Sink: return "#d5f5e3";
+  }
+  return "#ffffff";
+}
+
+std::string default_shown(const FieldSpec& f) {
+  if (f.secret) return "(secret)";
+  if (!f.default_text) return f.required ? "(required)" : "(none)";
+  return f.default_text->empty() ? "\"\"" : *f.default_text;
+}
+
+}  // namespace
+
+std::string to_dot(const Plan& plan) {
+  std::ostringstream out;
+  out << "digraph \"" << dot_escape(plan.name) << "\" {\n"
+      << "  rankdir=LR;\n"
+      << "  graph [fontname=\"Helvetica\", label=\"" << dot_escape(plan.name) << "\", labelloc=t];\n"
+      << "  node [fontname=\"Helvetica\", fontsize=10, style=filled];\n"
+      << "  edge [fontname=\"Helvetica\", fontsize=9];\n";
+  for (const auto& node : plan.nodes) {
+    const NodeSpec& spec = node.spec();
+    std::string label = node.id + "\n(" + spec.type + ")";
+    for (const auto& name : spec.key_fields) {
+      const FieldSpec* f = spec.find_field(name);
+      if (!f || !node.config.has(name)) continue;
+      label += "\n" + name + "=" + (f->secret ? std::string("***") : node.config.text(name));
+    }
+    if (node.concurrency != 1) label += "\nconcurrency=" + (node.concurrency <= 0 ? std::string("unlimited") : std::to_string(node.concurrency));
+    out << "  \"" << dot_escape(node.id) << "\" [label=\"" << dot_escape(label) << "\", shape=" << shape_of(spec.category)
+        << ", fillcolor=\"" << color_of(spec.category) << "\", tooltip=\"" << dot_escape(spec.summary) << "\"];\n";
+  }
+  for (const auto& node : plan.nodes)
+    for (const auto& edge : node.inputs) {
+      const PlanNode* from = plan.find(edge.from_node);
+      std::string kind = from ? from->output_kinds[edge.from_port] : "";
+      out << "  \"" << dot_escape(edge.from_node) << "\" -> \"" << dot_escape(node.id) << "\" [label=\""
+          << dot_escape(edge.from_port_name) << "\", tooltip=\"" << dot_escape(kind) << "\"];\n";
+    }
+  out << "}\n";
+  return out.str();
+}
+
+std::string node_list(const Registry& registry) {
+  std::ostringstream out;
+  std::size_t width = 0;
+  for (const auto& t : registry.node_types()) width = std::max(width, t.size());
+  for (const auto& t : registry.node_types()) {
+    const NodeSpec& spec = registry.find_node(t)->spec;
+    out << "  " << t << std::string(width - t.size() + 2, ' ') << "[" << category_name(spec.category) << "] "
+        << spec.summary << "\n";
+  }
+  if (!registry.resource_types().empty()) {
+    out << "\nresource types (under resources:):\n";
+    for (const auto& t : registry.resource_types())
+      out << "  " << t << std::string(width > t.size() ? width - t.size() + 2 : 2, ' ')
+          << registry.find_resource(t)->spec.summary << "\n";
+  }
+  return out.str();
+}
+
+std::string node_help(const NodeSpec& spec) {
+  std::ostringstream out;
+  out << spec.type << " — " << spec.summary << "\n";
+  out << "category: " << category_name(spec.category)
+      << (spec.execution == Execution::Blocking ? ", runs on its own threads (blocking I/O)" : "")
+      << ", concurrency: "
+      << (spec.max_concurrency == 1 ? std::string("1 (serial)")
+                                    : "default " + std::to_string(spec.default_concurrency) +
+                                          (spec.max_concurrency == 0 ? ", unlimited allowed" : ", at most " + std::to_string(spec.max_concurrency)))
+      << "\n";
+  if (!spec.description.empty()) out << "\n" << spec.description << "\n";
+  out << "\ninput:\n";
+  if (spec.inputs.empty()) out << "  (none: a source)\n";
+  for (const auto& p : spec.inputs) out << "  " << p.name << " [" << p.kind << "]" << (p.doc.empty() ? "" : "  " + p.doc) << "\n";
+  out << "outputs (from: " << "node.PORT):\n";
+  if (spec.outputs.empty()) out << "  (none: a sink)\n";
+  for (const auto& p : spec.outputs)
+    out << "  " << p.name << " [" << (p.kind == kind::same ? std::string("same as input") : p.kind) << "]"
+        << (p.doc.empty() ? "" : "  " + p.doc) << "\n";
+  out << "fields:\n";
+  if (spec.fields.empty()) out << "  (none)\n";
+  for (const auto& f : spec.fields) {
+    out << "  " << f.name << "  " << field_type_name(f.type);
+    if (f.type == FieldType::Enum) {
+      out << " (";
+      for (std::size_t i = 0; i < f.allowed.size(); ++i) out << (i ? "|" : "") << f.allowed[i];
+      out << ")";
+    }
+    if (f.type == FieldType::Resource) out << " of type " << f.resource_type;
+    if (!f.unit.empty()) out << ", in " << f.unit;
+    out << ", default " << default_shown(f);
+    if (f.min) out << ", min " << *f.min;
+    if (f.max) out << ", max " << *f.max;
+    out << "\n      " << f.doc << "\n";
+  }
+  out << "common keys: type, from, concurrency, description\n";
+  if (!spec.example.empty()) {
+    out << "example:\n";
+    std::istringstream lines(spec.example);
+    for (std::string line; std::getline(lines, line);) out << "  " << line << "\n";
+  }
+  return out.str();
+}
+
+std::string nodes_markdown(const Registry& registry) {
+  std::ostringstream out;
+  out << "# Node reference\n\nGenerated by `predflow nodes --markdown` from each node's spec — the same spec "
+         "that validates pipeline files. Do not edit by hand.\n\n";
+  for (const auto& t : registry.node_types()) {
+    const NodeSpec& spec = registry.find_node(t)->spec;
+    out << "## `" << t << "` (" << category_name(spec.category) << ")" << (spec.demo ? " — demo/test node" : "")
+        << "\n\n" << spec.summary << ".\n\n";
+    if (!spec.description.empty()) out << spec.description << "\n\n";
+    out << "| port | direction | payload | doc |\n|---|---|---|---|\n";
+    for (const auto& p : spec.inputs) out << "| `" << p.name << "` | in | " << p.kind << " | " << p.doc << " |\n";
+    for (const auto& p : spec.outputs)
+      out << "| `" << p.name << "` | out | " << (p.kind == kind::same ? "same as input" : p.kind) << " | " << p.doc << " |\n";
+    if (!spec.fields.empty()) {
+      out << "\n| field | type | default | doc |\n|---|---|---|---|\n";
+      for (const auto& f : spec.fields) {
+        std::string type = field_type_name(f.type);
+        if (f.type == FieldType::Enum) {
+          type += ": ";
+          for (std::size_t i = 0; i < f.allowed.size(); ++i) type += (i ? " \\| " : "") + f.allowed[i];
+        }
+        if (!f.unit.empty()) type += " (" + f.unit + ")";
+        out << "| `" << f.name << "` | " << type << " | `" << default_shown(f) << "` | " << f.doc << " |\n";
+      }
+    }
+    if (!spec.example.empty()) out << "\n```yaml\n" << spec.example << "```\n";
+    out << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace predflow

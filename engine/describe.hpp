@@ -1,0 +1,22 @@
+// Everything derived from specs and plans for people: DOT graphs and node help.
+#pragma once
+
+#include <string>
+
+#include "engine/plan.hpp"
+#include "engine/registry.hpp"
+
+namespace predflow {
+
+// Graphviz DOT of a validated pipeline: nodes labelled with id, type and key settings,
+// shaped by category; edges labelled with port names.
+std::string to_dot(const Plan& plan);
+
+// `predflow nodes`: one line per registered node type.
+std::string node_list(const Registry& registry);
+// `predflow nodes TYPE`: ports and fields of one type.
+std::string node_help(const NodeSpec& spec);
+// The node reference page (docs/nodes.md), in Markdown.
+std::string nodes_markdown(const Registry& registry);
+
+}  // namespace predflow

@@ -1,0 +1,51 @@
+// Errors that point at a place in a pipeline file: `file:line:col: yaml.path: message`.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace predflow {
+
+// 1-based line and column; line 0 means "no position" (e.g. a --set override).
+struct SourceMark {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+struct Diagnostic {
+  SourceMark mark;
+  std::string path;  // dotted YAML path, e.g. nodes.window.max_delay
+  std::string message;
+
+  std::string str() const;
+};
+
+class Diagnostics {
+ public:
+  void add(SourceMark mark, std::string path, std::string message);
+  bool empty() const { return items_.empty(); }
+  std::size_t size() const { return items_.size(); }
+  const std::vector<Diagnostic>& items() const { return items_; }
+  // All diagnostics, one per line, sorted by file position.
+  std::string str() const;
+
+ private:
+  std::vector<Diagnostic> items_;
+};
+
+// Thrown when a pipeline cannot be loaded or validated; carries every error found.
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(Diagnostics diagnostics);
+  const Diagnostics& diagnostics() const { return diagnostics_; }
+
+ private:
+  Diagnostics diagnostics_;
+};
+
+// Closest candidate by edit distance, or "" when nothing is close enough to suggest.
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
+
+}  // namespace predflow

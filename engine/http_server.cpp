@@ -1,0 +1,129 @@
+#include "engine/http_server.hpp"
+
+#include <utility>  // Boost 1.74 asio uses std::exchange without including it
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <stdexcept>
+
+namespace predflow {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, const std::map<std::string, HttpServer::Handler>& routes)
+      : stream_(std::move(socket)), routes_(routes) {}
+
+  void start() { read(); }
+
+ private:
+  void read() {
+    request_ = {};
+    stream_.expires_after(std::chrono::seconds(10));  // a silent client cannot hold a slot
+    http::async_read(stream_, buffer_, request_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (!ec) self->respond();
+                     });
+  }
+
+  void respond() {
+    HttpResponse result;
+    std::string target(request_.target());
+    target = target.substr(0, target.find('?'));
+    auto it = routes_.find(target);
+    if (request_.method() != http::verb::get && request_.method() != http::verb::head) {
+      result = {405, "text/plain; charset=utf-8", "method not allowed\n"};
+    } else if (it == routes_.end()) {
+      result = {404, "text/plain; charset=utf-8", "not found\n"};
+    } else {
+      try {
+        result = it->second();
+      } catch (const std::exception& e) {
+        result = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n"};
+      }
+    }
+    response_ = {};
+    response_.version(request_.version());
+    response_.result(static_cast<http::status>(result.status));
+    response_.set(http::field::content_type, result.content_type);
+    response_.set(http::field::server, "predflow");
+    response_.keep_alive(request_.keep_alive());
+    if (request_.method() != http::verb::head) response_.body() = std::move(result.body);
+    response_.prepare_payload();
+    http::async_write(stream_, response_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (!ec && self->response_.keep_alive()) self->read();
+      else self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  http::request<http::string_body> request_;
+  http::response<http::string_body> response_;
+  const std::map<std::string, HttpServer::Handler>& routes_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  std::string bind_address;
+  int port;
+  std::map<std::string, Handler> routes;
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  std::thread thread;
+
+  void accept() {
+    acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec) return;  // acceptor closed
+      std::make_shared<Session>(std::move(socket), routes)->start();
+      accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(std::string bind_address, int port, std::map<std::string, Handler> routes)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->bind_address = std::move(bind_address);
+  impl_->port = port;
+  impl_->routes = std::move(routes);
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::start() {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(impl_->bind_address, ec);
+  if (ec) throw std::runtime_error("http: bad bind address '" + impl_->bind_address + "'");
+  tcp::endpoint endpoint(address, static_cast<unsigned short>(impl_->port));
+  impl_->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(endpoint, ec);
+  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw std::runtime_error("http: cannot listen on " + impl_->bind_address + ":" + std::to_string(impl_->port) +
+                             ": " + ec.message());
+  bound_port_ = impl_->acceptor.local_endpoint().port();
+  impl_->accept();
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+void HttpServer::stop() {
+  if (!impl_ || !impl_->thread.joinable()) return;
+  asio::post(impl_->io, [this] {
+    beast::error_code ec;
+    impl_->acceptor.close(ec);
+  });
+  impl_->io.stop();
+  impl_->thread.join();
+}
+
+}  // namespace predflow

@@ -1,0 +1,48 @@
+#include "engine/metrics.hpp"
+
+#include <prometheus/text_serializer.h>
+
+#include <sstream>
+
+namespace predflow {
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {}
+
+prometheus::Counter& Metrics::counter(const std::string& name, const std::string& help,
+                                      const prometheus::Labels& labels) {
+  std::lock_guard lock(mutex_);
+  auto& family = counters_[name];
+  if (!family) family = &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_);
+  return family->Add(labels);
+}
+
+prometheus::Gauge& Metrics::gauge(const std::string& name, const std::string& help,
+                                  const prometheus::Labels& labels) {
+  std::lock_guard lock(mutex_);
+  auto& family = gauges_[name];
+  if (!family) family = &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_);
+  return family->Add(labels);
+}
+
+prometheus::Histogram& Metrics::histogram(const std::string& name, const std::string& help,
+                                          const prometheus::Labels& labels, const std::vector<double>& buckets) {
+  std::lock_guard lock(mutex_);
+  auto& family = histograms_[name];
+  if (!family) family = &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_);
+  return family->Add(labels, prometheus::Histogram::BucketBoundaries(buckets));
+}
+
+std::string Metrics::serialize() const {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+const std::vector<double>& Metrics::latency_buckets() {
+  static const std::vector<double> buckets = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
+                                              1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1,    0.25,   0.5,
+                                              1,    2.5,    5,    10};
+  return buckets;
+}
+
+}  // namespace predflow

@@ -1,0 +1,45 @@
+// Prometheus metrics, shared by the engine and the nodes. Families are created on first
+// use and cached by name, so a node asks for `predflow_symbols_routed_total{route}`
+// without knowing who else reports it.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace predflow {
+
+class Metrics {
+ public:
+  Metrics();
+
+  prometheus::Counter& counter(const std::string& name, const std::string& help,
+                               const prometheus::Labels& labels = {});
+  prometheus::Gauge& gauge(const std::string& name, const std::string& help, const prometheus::Labels& labels = {});
+  prometheus::Histogram& histogram(const std::string& name, const std::string& help,
+                                   const prometheus::Labels& labels = {},
+                                   const std::vector<double>& buckets = latency_buckets());
+
+  // Prometheus text exposition format of every metric.
+  std::string serialize() const;
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  // 1 µs … 10 s, roughly three buckets per decade.
+  static const std::vector<double>& latency_buckets();
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::mutex mutex_;
+  std::map<std::string, prometheus::Family<prometheus::Counter>*> counters_;
+  std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauges_;
+  std::map<std::string, prometheus::Family<prometheus::Histogram>*> histograms_;
+};
+
+}  // namespace predflow

@@ -1,0 +1,94 @@
+// The node API. A node type is one file: a NodeSpec, a class deriving from Source or
+// Processor, and PREDFLOW_REGISTER_NODE. Nodes know nothing about oneTBB: the runtime
+// decides where process() runs (TBB workers, or the node's own threads for blocking I/O).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "engine/batch.hpp"
+#include "engine/spec.hpp"
+
+namespace predflow {
+
+class Metrics;
+
+// A client shared by several nodes (declared under `resources:`), e.g. a Redis pool.
+class Resource {
+ public:
+  virtual ~Resource() = default;
+  virtual void start() {}
+  virtual void stop() {}
+  virtual bool ready() const { return true; }
+};
+
+class ResourceLookup {
+ public:
+  virtual ~ResourceLookup() = default;
+  virtual std::shared_ptr<Resource> find(const std::string& name) const = 0;
+};
+
+// What a node is built with.
+struct NodeContext {
+  std::string id;
+  const NodeSpec& spec;
+  const NodeConfig& config;
+  Metrics& metrics;
+  const ResourceLookup& resources;
+  int concurrency = 1;
+
+  // The resource named by a Resource-typed field, cast to the client type.
+  template <typename T>
+  std::shared_ptr<T> resource(const std::string& field_name) const {
+    return std::dynamic_pointer_cast<T>(resources.find(config.get_string(field_name)));
+  }
+};
+
+// Where a node sends what it produces.
+class Output {
+ public:
+  virtual ~Output() = default;
+  virtual void emit(std::size_t port, BatchPtr batch) = 0;
+  void emit(BatchPtr batch) { emit(std::size_t{0}, std::move(batch)); }
+  // Ask for on_tick() at (or soon after) `when`; a later request replaces an earlier one.
+  virtual void wake_at(Clock::time_point when) = 0;
+};
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  // Called once before any data flows; throw to abort start-up with a clear message.
+  virtual void start() {}
+  // Called once at shutdown after the last process()/flush(); finish background work.
+  virtual void stop() {}
+  // Reported through /readyz.
+  virtual bool ready() const { return true; }
+};
+
+class Processor : public Node {
+ public:
+  virtual void process(BatchPtr in, Output& out) = 0;
+  virtual void on_tick(Output& /*out*/) {}
+  // End of input (sources finished or shutdown): emit anything still held.
+  virtual void flush(Output& /*out*/) {}
+};
+
+class SourceContext : public Output {
+ public:
+  // Takes one slot of the pipeline's in-flight budget and returns the message's token,
+  // whose callback fires once every batch derived from the message is done. Blocks while
+  // the budget is spent (back-pressure); returns null when the pipeline is stopping.
+  virtual AckPtr begin_message(AckToken::Callback on_complete) = 0;
+  virtual bool stopping() const = 0;
+  // Sleeps, waking early on stop; returns false when stopping.
+  virtual bool sleep_for(Duration d) = 0;
+};
+
+class Source : public Node {
+ public:
+  // Runs on its own thread until its input ends or ctx.stopping().
+  virtual void run(SourceContext& ctx) = 0;
+};
+
+}  // namespace predflow

@@ -1,0 +1,510 @@
+#include "engine/runtime.hpp"
+
+#include <oneapi/tbb/flow_graph.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "engine/http_server.hpp"
+#include "engine/log.hpp"
+
+namespace predflow {
+
+namespace flow = oneapi::tbb::flow;
+
+namespace {
+
+struct Envelope {
+  enum class Kind : std::uint8_t { Data, Tick, Flush };
+  Kind kind = Kind::Data;
+  BatchPtr batch;
+};
+
+// The pipeline-wide budget of source messages in flight. Every batch in the graph derives
+// from a message holding a slot, so this one bound keeps every queue bounded.
+class InFlightLimit {
+ public:
+  explicit InFlightLimit(std::int64_t limit) : limit_(limit) {}
+
+  bool acquire(const std::atomic<bool>& stopping) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return count_ < limit_ || stopping.load(); });
+    if (stopping.load()) return false;
+    ++count_;
+    return true;
+  }
+  void release() {
+    {
+      std::lock_guard lock(mutex_);
+      --count_;
+    }
+    changed_.notify_all();
+  }
+  void wake_all() {
+    { std::lock_guard lock(mutex_); }  // a waiter between its check and its sleep still wakes
+    changed_.notify_all();
+  }
+  bool wait_empty(Duration timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return count_ == 0; });
+  }
+  std::int64_t count() const {
+    std::lock_guard lock(mutex_);
+    return count_;
+  }
+
+ private:
+  const std::int64_t limit_;
+  std::int64_t count_ = 0;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+};
+
+class Resources : public ResourceLookup {
+ public:
+  std::shared_ptr<Resource> find(const std::string& name) const override {
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : it->second;
+  }
+  std::map<std::string, std::shared_ptr<Resource>> by_name;
+  std::vector<std::shared_ptr<Resource>> in_order;
+};
+
+class TimerService;
+
+// One node of the plan at run time: its instance, its metrics, the TBB node (or worker
+// threads) that run it, and where its outputs go.
+class NodeRunner : public SourceContext {
+ public:
+  NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics& metrics, flow::graph& graph,
+             InFlightLimit& limit, std::atomic<bool>& stopping, TimerService& timers);
+  ~NodeRunner() override;
+
+  void connect(std::size_t port, NodeRunner* successor) { successors_[port].push_back(successor); }
+  void enqueue(Envelope envelope);
+
+  // Output / SourceContext
+  void emit(std::size_t port, BatchPtr batch) override;
+  void wake_at(Clock::time_point when) override;
+  AckPtr begin_message(AckToken::Callback on_complete) override;
+  bool stopping() const override { return stopping_.load(); }
+  bool sleep_for(Duration d) override;
+  void wake_sleeper() {
+    { std::lock_guard lock(sleep_mutex_); }
+    sleep_cv_.notify_all();
+  }
+
+  void run_source();
+  void stop_workers();
+  Node& node() { return *node_; }
+  Source* source() { return source_; }
+  const PlanNode& plan() const { return plan_; }
+  std::atomic<std::int64_t> next_tick_ns{0};  // 0 = none requested
+
+ private:
+  void handle(const Envelope& envelope);
+  void worker_loop();
+
+  const PlanNode& plan_;
+  std::unique_ptr<Node> node_;
+  Processor* processor_ = nullptr;
+  Source* source_ = nullptr;
+  flow::graph& graph_;
+  InFlightLimit& limit_;
+  std::atomic<bool>& stopping_;
+  TimerService& timers_;
+  std::vector<std::vector<NodeRunner*>> successors_;
+
+  prometheus::Counter* in_messages_ = nullptr;
+  prometheus::Counter* in_rows_ = nullptr;
+  std::vector<prometheus::Counter*> out_messages_, out_rows_;
+  prometheus::Histogram* busy_ = nullptr;
+  prometheus::Gauge* queue_depth_ = nullptr;
+  prometheus::Counter* errors_ = nullptr;
+  prometheus::Gauge* in_flight_gauge_ = nullptr;
+
+  // Compute nodes run on TBB workers.
+  std::unique_ptr<flow::function_node<Envelope>> compute_;
+  // Blocking nodes: an async_node hands work to the node's own threads.
+  using AsyncNode = flow::async_node<Envelope, flow::continue_msg>;
+  std::unique_ptr<AsyncNode> async_;
+  std::vector<std::thread> workers_;
+  std::deque<Envelope> work_;
+  std::mutex work_mutex_;
+  std::condition_variable work_ready_;
+  bool workers_stop_ = false;
+
+  std::mutex sleep_mutex_;
+  std::condition_variable sleep_cv_;
+  friend class TimerService;
+};
+
+// Delivers on_tick() to nodes that asked for a wake-up, from one thread.
+class TimerService {
+ public:
+  explicit TimerService(flow::graph& graph) : graph_(graph) {}
+  ~TimerService() { stop(); }
+
+  void start(std::vector<NodeRunner*> runners) {
+    runners_ = std::move(runners);
+    thread_ = std::thread([this] { loop(); });
+  }
+  void poke() {
+    { std::lock_guard lock(mutex_); ++generation_; }
+    cv_.notify_all();
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      if (done_) return;
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mutex_);
+    while (!done_) {
+      std::int64_t now = Clock::now().time_since_epoch().count();
+      std::int64_t earliest = 0;
+      for (NodeRunner* r : runners_) {
+        std::int64_t t = r->next_tick_ns.load();
+        if (t == 0) continue;
+        if (t <= now) {
+          // Clear before delivering, so a wake_at() from on_tick() is not lost.
+          if (r->next_tick_ns.compare_exchange_strong(t, 0)) {
+            lock.unlock();
+            graph_.reserve_wait();  // keep wait_for_all() honest about this external put
+            r->enqueue({Envelope::Kind::Tick, nullptr});
+            graph_.release_wait();
+            lock.lock();
+          }
+          continue;
+        }
+        if (earliest == 0 || t < earliest) earliest = t;
+      }
+      std::uint64_t seen = generation_;
+      auto pred = [&] { return done_ || generation_ != seen; };
+      if (earliest == 0) cv_.wait(lock, pred);
+      else cv_.wait_until(lock, Clock::time_point(Clock::duration(earliest)), pred);
+    }
+  }
+
+  flow::graph& graph_;
+  std::vector<NodeRunner*> runners_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::uint64_t generation_ = 0;
+  bool done_ = false;
+};
+
+NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics& metrics, flow::graph& graph,
+                       InFlightLimit& limit, std::atomic<bool>& stopping, TimerService& timers)
+    : plan_(plan), node_(std::move(node)), graph_(graph), limit_(limit), stopping_(stopping), timers_(timers) {
+  const NodeSpec& spec = plan.spec();
+  processor_ = dynamic_cast<Processor*>(node_.get());
+  source_ = dynamic_cast<Source*>(node_.get());
+  if (spec.inputs.empty() ? !source_ : !processor_)
+    throw std::logic_error("node type " + spec.type + ": its class does not match its spec (source vs processor)");
+  successors_.resize(spec.outputs.size());
+
+  const std::string& id = plan.id;
+  const char* messages_help = "Batches in (input port) and out (output ports) of each node";
+  const char* rows_help = "Rows (symbols) in and out of each node";
+  if (!spec.inputs.empty()) {
+    in_messages_ = &metrics.counter("predflow_node_messages_total", messages_help, {{"node", id}, {"port", spec.inputs[0].name}});
+    in_rows_ = &metrics.counter("predflow_node_rows_total", rows_help, {{"node", id}, {"port", spec.inputs[0].name}});
+  }
+  for (const auto& port : spec.outputs) {
+    out_messages_.push_back(&metrics.counter("predflow_node_messages_total", messages_help, {{"node", id}, {"port", port.name}}));
+    out_rows_.push_back(&metrics.counter("predflow_node_rows_total", rows_help, {{"node", id}, {"port", port.name}}));
+  }
+  busy_ = &metrics.histogram("predflow_node_busy_seconds", "Time each node spends processing one batch", {{"node", id}});
+  queue_depth_ = &metrics.gauge("predflow_node_queue_depth", "Batches waiting at each node's input", {{"node", id}});
+  errors_ = &metrics.counter("predflow_node_errors_total", "Batches a node failed to process (their messages are NAKed)", {{"node", id}});
+  in_flight_gauge_ = &metrics.gauge("predflow_in_flight_messages", "Source messages not yet acknowledged");
+
+  if (!processor_) return;
+  if (spec.execution == Execution::Compute) {
+    std::size_t concurrency = plan.concurrency <= 0 ? std::size_t{flow::unlimited} : static_cast<std::size_t>(plan.concurrency);
+    compute_ = std::make_unique<flow::function_node<Envelope>>(
+        graph_, concurrency, [this](const Envelope& e) { handle(e); return flow::continue_msg(); });
+  } else {
+    async_ = std::make_unique<AsyncNode>(graph_, flow::unlimited, [this](const Envelope& e, AsyncNode::gateway_type& gateway) {
+      gateway.reserve_wait();  // released by the worker when it is done with `e`
+      {
+        std::lock_guard lock(work_mutex_);
+        work_.push_back(e);
+      }
+      work_ready_.notify_one();
+    });
+    for (int i = 0; i < std::max(1, plan.concurrency); ++i) workers_.emplace_back([this] { worker_loop(); });
+  }
+}
+
+NodeRunner::~NodeRunner() { stop_workers(); }
+
+void NodeRunner::stop_workers() {
+  {
+    std::lock_guard lock(work_mutex_);
+    workers_stop_ = true;
+  }
+  work_ready_.notify_all();
+  for (auto& t : workers_)
+    if (t.joinable()) t.join();
+}
+
+void NodeRunner::worker_loop() {
+  while (true) {
+    Envelope e;
+    {
+      std::unique_lock lock(work_mutex_);
+      work_ready_.wait(lock, [&] { return workers_stop_ || !work_.empty(); });
+      if (work_.empty()) return;
+      e = std::move(work_.front());
+      work_.pop_front();
+    }
+    handle(e);
+    e.batch.reset();  // release before the graph may finish waiting
+    async_->gateway().release_wait();
+  }
+}
+
+void NodeRunner::enqueue(Envelope envelope) {
+  if (envelope.kind == Envelope::Kind::Data) {
+    in_messages_->Increment();
+    in_rows_->Increment(static_cast<double>(envelope.batch->size()));
+  }
+  queue_depth_->Increment();
+  if (compute_) compute_->try_put(std::move(envelope));
+  else async_->try_put(std::move(envelope));
+}
+
+void NodeRunner::handle(const Envelope& envelope) {
+  queue_depth_->Decrement();
+  auto started = Clock::now();
+  try {
+    switch (envelope.kind) {
+      case Envelope::Kind::Data: processor_->process(envelope.batch, *this); break;
+      case Envelope::Kind::Tick: processor_->on_tick(*this); break;
+      case Envelope::Kind::Flush: processor_->flush(*this); break;
+    }
+  } catch (const std::exception& e) {
+    // A node bug or an unexpected input must not take the pipeline down: fail the
+    // messages behind this batch so that their sources redeliver them.
+    errors_->Increment();
+    spdlog::error("msg=\"node failed to process a batch\" node={} error=\"{}\"", plan_.id, e.what());
+    if (envelope.batch) {
+      for (const auto& ack : envelope.batch->acks)
+        if (ack) ack->fail();
+      for (const auto& ack : envelope.batch->shared_acks)
+        if (ack) ack->fail();
+    }
+  }
+  busy_->Observe(std::chrono::duration<double>(Clock::now() - started).count());
+}
+
+void NodeRunner::emit(std::size_t port, BatchPtr batch) {
+  if (!batch || port >= successors_.size()) return;
+  out_messages_[port]->Increment();
+  out_rows_[port]->Increment(static_cast<double>(batch->size()));
+  for (NodeRunner* next : successors_[port]) next->enqueue({Envelope::Kind::Data, batch});
+}
+
+void NodeRunner::wake_at(Clock::time_point when) {
+  std::int64_t t = when.time_since_epoch().count();
+  next_tick_ns.store(t == 0 ? 1 : t);
+  timers_.poke();
+}
+
+AckPtr NodeRunner::begin_message(AckToken::Callback on_complete) {
+  if (!limit_.acquire(stopping_)) return nullptr;
+  in_flight_gauge_->Increment();
+  auto* limit = &limit_;
+  auto* gauge = in_flight_gauge_;
+  return std::make_shared<AckToken>([limit, gauge, cb = std::move(on_complete)](AckOutcome outcome) {
+    try {
+      if (cb) cb(outcome);
+    } catch (const std::exception& e) {
+      spdlog::error("msg=\"acknowledgement callback failed\" error=\"{}\"", e.what());
+    }
+    gauge->Decrement();
+    limit->release();
+  });
+}
+
+bool NodeRunner::sleep_for(Duration d) {
+  std::unique_lock lock(sleep_mutex_);
+  sleep_cv_.wait_for(lock, d, [&] { return stopping_.load(); });
+  return !stopping_.load();
+}
+
+void NodeRunner::run_source() {
+  try {
+    source_->run(*this);
+  } catch (const std::exception& e) {
+    errors_->Increment();
+    throw;
+  }
+}
+
+}  // namespace
+
+struct Runtime::Impl {
+  const Plan& plan;
+  Metrics& metrics;
+  flow::graph graph;
+  InFlightLimit limit;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> started{false};
+  std::atomic<bool> source_failed{false};
+  TimerService timers{graph};
+  Resources resources;
+  std::vector<std::unique_ptr<NodeRunner>> runners;  // plan order (topological)
+  std::unique_ptr<HttpServer> http;
+
+  Impl(const Plan& p, Metrics& m) : plan(p), metrics(m), limit(p.settings.max_in_flight) {}
+
+  NodeRunner* runner(const std::string& id) {
+    for (auto& r : runners)
+      if (r->plan().id == id) return r.get();
+    return nullptr;
+  }
+
+  std::string readiness() const {
+    if (!started) return "starting";
+    if (stopping) return "stopping";
+    for (const auto& r : resources.by_name)
+      if (!r.second->ready()) return "resource " + r.first + " not ready";
+    for (const auto& r : runners)
+      if (!const_cast<NodeRunner&>(*r).node().ready()) return "node " + r->plan().id + " not ready";
+    return "";
+  }
+};
+
+Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Impl>(plan, metrics)) {
+  for (const auto& r : plan.resources) {
+    auto resource = r.registration->factory(r.name, r.config, metrics);
+    impl_->resources.by_name[r.name] = resource;
+    impl_->resources.in_order.push_back(resource);
+  }
+  for (const auto& p : plan.nodes) {
+    NodeContext context{p.id, p.spec(), p.config, metrics, impl_->resources, p.concurrency};
+    std::unique_ptr<Node> node;
+    try {
+      node = p.registration->factory(context);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node " + p.id + " (" + p.spec().type + "): " + e.what());
+    }
+    impl_->runners.push_back(std::make_unique<NodeRunner>(p, std::move(node), metrics, impl_->graph, impl_->limit,
+                                                          impl_->stopping, impl_->timers));
+  }
+  for (const auto& p : plan.nodes)
+    for (const auto& edge : p.inputs) impl_->runner(edge.from_node)->connect(edge.from_port, impl_->runner(p.id));
+}
+
+Runtime::~Runtime() {
+  impl_->timers.stop();
+  if (impl_->http) impl_->http->stop();
+}
+
+void Runtime::start() {
+  for (auto& r : impl_->resources.in_order) r->start();
+  // Sinks first, so that everything downstream is ready before a source produces.
+  for (auto it = impl_->runners.rbegin(); it != impl_->runners.rend(); ++it) {
+    try {
+      (*it)->node().start();
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node " + (*it)->plan().id + " (" + (*it)->plan().spec().type + "): " + e.what());
+    }
+  }
+  std::vector<NodeRunner*> all;
+  for (auto& r : impl_->runners) all.push_back(r.get());
+  impl_->timers.start(all);
+  const auto& settings = impl_->plan.settings;
+  if (settings.http_port > 0) {
+    Impl* impl = impl_.get();
+    impl_->http = std::make_unique<HttpServer>(
+        settings.http_bind, settings.http_port,
+        std::map<std::string, HttpServer::Handler>{
+            {"/metrics", [impl] { return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", impl->metrics.serialize()}; }},
+            {"/healthz", [] { return HttpResponse{200, "text/plain; charset=utf-8", "ok\n"}; }},
+            {"/readyz", [impl] {
+               std::string why = impl->readiness();
+               return why.empty() ? HttpResponse{200, "text/plain; charset=utf-8", "ready\n"}
+                                  : HttpResponse{503, "text/plain; charset=utf-8", "not ready: " + why + "\n"};
+             }},
+        });
+    impl_->http->start();
+  }
+  impl_->started = true;
+  spdlog::info("msg=\"pipeline started\" pipeline={} nodes={} http_port={}", impl_->plan.name, impl_->runners.size(),
+               http_port());
+}
+
+bool Runtime::run() {
+  auto& impl = *impl_;
+  std::vector<std::thread> sources;
+  for (auto& r : impl.runners) {
+    if (!r->source()) continue;
+    impl.graph.reserve_wait();  // sources push from outside the graph: hold it open
+    sources.emplace_back([&impl, runner = r.get()] {
+      try {
+        runner->run_source();
+      } catch (const std::exception& e) {
+        spdlog::error("msg=\"source failed\" node={} error=\"{}\"", runner->plan().id, e.what());
+        impl.source_failed = true;
+      }
+      impl.graph.release_wait();
+    });
+  }
+  for (auto& t : sources) t.join();
+  spdlog::info("msg=\"sources ended, draining\" pipeline={} stopping={}", impl.plan.name, impl.stopping.load());
+
+  // Drain: settle the graph, then flush each node in topological order so that what a
+  // batcher still holds reaches the sinks before they are stopped.
+  impl.graph.wait_for_all();
+  for (auto& r : impl.runners) {
+    if (r->source()) continue;
+    impl.graph.reserve_wait();
+    r->enqueue({Envelope::Kind::Flush, nullptr});
+    impl.graph.release_wait();
+    impl.graph.wait_for_all();
+  }
+  impl.timers.stop();
+  for (auto& r : impl.runners) {
+    r->node().stop();
+    impl.graph.wait_for_all();
+  }
+  bool drained = impl.limit.wait_empty(impl.plan.settings.drain_timeout);
+  if (!drained)
+    spdlog::error("msg=\"drain timed out\" in_flight={} timeout={}", impl.limit.count(),
+                  format_duration(impl.plan.settings.drain_timeout));
+  for (auto& r : impl.runners) r->stop_workers();
+  for (auto it = impl.resources.in_order.rbegin(); it != impl.resources.in_order.rend(); ++it) (*it)->stop();
+  spdlog::info("msg=\"pipeline stopped\" pipeline={} drained={}", impl.plan.name, drained);
+  return drained && !impl.source_failed;
+}
+
+void Runtime::request_stop() {
+  impl_->stopping = true;
+  impl_->limit.wake_all();
+  for (auto& r : impl_->runners) {
+    if (!r->source()) continue;
+    r->wake_sleeper();  // a source sleeping in sleep_for() returns at once
+  }
+}
+
+bool Runtime::ready() const { return impl_->readiness().empty(); }
+bool Runtime::stopping() const { return impl_->stopping; }
+std::int64_t Runtime::in_flight() const { return impl_->limit.count(); }
+int Runtime::http_port() const { return impl_->http ? impl_->http->port() : 0; }
+const Plan& Runtime::plan() const { return impl_->plan; }
+
+}  // namespace predflow

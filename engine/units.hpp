@@ -1,0 +1,26 @@
+// Parsing of the unit-carrying scalars of pipeline files: durations and sizes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace predflow {
+
+using Duration = std::chrono::nanoseconds;
+
+// "250ms", "10s", "1.5s", "2m", "1h", "500us", "0s". A bare number is rejected on
+// purpose: "10" could mean seconds or milliseconds, and guessing wrong is a silent bug.
+std::optional<Duration> parse_duration(std::string_view text);
+std::string format_duration(Duration d);
+
+// "512", "64KiB", "1MiB", "10MB", "2GiB" (bytes).
+std::optional<std::uint64_t> parse_size(std::string_view text);
+
+std::optional<std::int64_t> parse_integer(std::string_view text);
+std::optional<double> parse_number(std::string_view text);
+std::optional<bool> parse_bool(std::string_view text);
+
+}  // namespace predflow

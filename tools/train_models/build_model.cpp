@@ -1,0 +1,101 @@
+#include "build_model.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "evaluate.hpp"
+#include "lstm_regressor.hpp"
+#include "torchscript_export.hpp"
+#include "trainer.hpp"
+
+namespace predflow::train {
+
+namespace {
+
+torch::Tensor features_tensor(const Scaler& scaler, const Dataset& d) {
+  auto scaled = apply_scaler(scaler, d);
+  return torch::from_blob(scaled.data(), {static_cast<int64_t>(d.rows()), static_cast<int64_t>(d.width())},
+                          torch::kFloat32)
+      .clone();
+}
+
+torch::Tensor targets_tensor(const Dataset& d) {
+  return torch::from_blob(const_cast<float*>(d.y.data()), {static_cast<int64_t>(d.rows())}, torch::kFloat32)
+      .clone();
+}
+
+}  // namespace
+
+ModelCard build_model(const ModelSpec& spec, const Dataset& all, const RunOptions& options) {
+  const Split split = split_by_symbol(all);
+  const Scaler scaler = fit_scaler(split.train);
+  const auto x_train = features_tensor(scaler, split.train);
+  const auto x_cal = features_tensor(scaler, split.calibration);
+  const auto x_val = features_tensor(scaler, split.validation);
+  const auto y_train = targets_tensor(split.train);
+  const auto y_cal = targets_tensor(split.calibration);
+  const auto y_val = targets_tensor(split.validation);
+  std::printf("%s: %zu features, rows train %zu / calibration %zu / validation %zu\n",
+              spec.name.c_str(), all.width(), split.train.rows(), split.calibration.rows(),
+              split.validation.rows());
+
+  // Same seed, same initial weights, batch order and dropout masks.
+  torch::manual_seed(options.seed);
+  LstmRegressor model(static_cast<int64_t>(all.width()), options.dropout);
+  TrainConfig config;
+  config.epochs = options.epochs > 0 ? options.epochs : spec.default_epochs;
+  const auto start = std::chrono::steady_clock::now();
+  train_regressor(model, x_train, y_train, config);
+  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  auto module = build_torchscript(model, spec.name, 1.0);
+  const double noise_scale = calibrate_noise_scale(module, x_cal, y_cal, options.mc_samples,
+                                                   options.target_coverage, options.seed + 1);
+  std::printf("  noise_scale calibrated on held-apart symbols: %.4f\n", noise_scale);
+
+  const auto folder = std::filesystem::path(options.out_dir) / spec.model_type;
+  std::filesystem::create_directories(folder);
+  const std::string file = spec.name + ".pt";
+  module.save((folder / file).string());
+  verify_saved_module((folder / file).string(), model, x_val.slice(0, 0, 2048));
+
+  auto saved = torch::jit::load((folder / file).string());
+  const Validation v = evaluate(saved, x_val, y_val, options.mc_samples, options.seed + 2);
+
+  ModelCard card;
+  card.name = spec.name;
+  card.model_type = spec.model_type;
+  card.file = file;
+  card.features = all.feature_names;
+  card.scaler = scaler;
+  card.dropout = options.dropout;
+  card.mc_samples = options.mc_samples;
+  card.data_seed = options.seed;
+  card.train_rows = static_cast<int64_t>(split.train.rows());
+  card.calibration_rows = static_cast<int64_t>(split.calibration.rows());
+  card.val_rows = v.rows;
+  card.epochs = config.epochs;
+  card.learning_rate = config.learning_rate;
+  card.batch_size = config.batch_size;
+  card.noise_scale = noise_scale;
+  card.train_seconds = train_seconds;
+  card.rmse = v.rmse;
+  card.rmse_forward = v.rmse_forward;
+  card.rmse_zero = v.rmse_zero_predictor;
+  card.directional_accuracy = v.directional_accuracy;
+  card.coverage = v.p10_p90_coverage;
+  card.band_width = v.mean_band_width;
+  write_model_yaml(card, (folder / "model.yaml").string());
+
+  std::printf("  held-out (%lld rows, %d MC samples): rmse %.6f (forward %.6f) vs zero predictor %.6f "
+              "(%.2f %%), directional %.2f %%, p10-p90 coverage %.2f %%, mean band %.5f\n",
+              static_cast<long long>(v.rows), v.mc_samples, v.rmse, v.rmse_forward, v.rmse_zero_predictor,
+              100.0 * (1.0 - v.rmse / v.rmse_zero_predictor), 100.0 * v.directional_accuracy,
+              100.0 * v.p10_p90_coverage, v.mean_band_width);
+  std::printf("  wrote %s and model.yaml (%ju bytes)\n", (folder / file).string().c_str(),
+              static_cast<std::uintmax_t>(std::filesystem::file_size(folder / file)));
+  return card;
+}
+
+}  // namespace predflow::train
