@@ -439,7 +439,11 @@ void Validator::sort_and_type(Plan& plan) {
         std::reverse(names.begin(), names.end());
         names.push_back(names.front());
         const PlanNode& at = plan.nodes[next];
-        d_.add(at.inputs.empty() ? at.mark : at.inputs.front().mark, "nodes." + at.id + ".from",
+        // Point at the input that closes the loop, not at the node's first input.
+        const std::string& feeder = plan.nodes[loop_start + 1 != walk.end() ? *(loop_start + 1) : next].id;
+        auto closing = std::find_if(at.inputs.begin(), at.inputs.end(),
+                                    [&](const PlanEdge& e) { return e.from_node == feeder; });
+        d_.add(closing != at.inputs.end() ? closing->mark : at.mark, "nodes." + at.id + ".from",
                "cycle: " + join(names, " -> "));
         break;
       }

@@ -236,7 +236,9 @@ NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics
     compute_ = std::make_unique<flow::function_node<Envelope>>(
         graph_, concurrency, [this](const Envelope& e) { handle(e); return flow::continue_msg(); });
   } else {
-    async_ = std::make_unique<AsyncNode>(graph_, flow::unlimited, [this](const Envelope& e, AsyncNode::gateway_type& gateway) {
+    // Serial body: it only queues the work, and serial keeps the queue in arrival order
+    // (TBB runs spawned tasks LIFO, so an unlimited body would reorder batches).
+    async_ = std::make_unique<AsyncNode>(graph_, flow::serial, [this](const Envelope& e, AsyncNode::gateway_type& gateway) {
       gateway.reserve_wait();  // released by the worker when it is done with `e`
       {
         std::lock_guard lock(work_mutex_);

@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <pthread.h>
@@ -150,7 +151,9 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   if (!setup_logging(log_level)) {
-    std::cerr << "predflow: unknown log level '" << log_level << "'\n";
+    const char* from_env = std::getenv("PREDFLOW_LOG_LEVEL");  // the flag is empty when the variable was used
+    std::cerr << "predflow: unknown log level '" << (log_level.empty() && from_env ? from_env : log_level) << "'"
+              << (log_level.empty() ? " (from PREDFLOW_LOG_LEVEL)" : "") << "\n";
     return 1;
   }
   if (run->parsed()) return run_command(file, overrides);
