@@ -118,12 +118,12 @@ void HttpServer::start() {
 
 void HttpServer::stop() {
   if (!impl_ || !impl_->thread.joinable()) return;
-  asio::post(impl_->io, [this] {
-    beast::error_code ec;
-    impl_->acceptor.close(ec);
-  });
   impl_->io.stop();
   impl_->thread.join();
+  // Close only after the I/O thread is gone: a listening socket left open would accept
+  // connections into its backlog that nobody ever answers.
+  beast::error_code ec;
+  impl_->acceptor.close(ec);
 }
 
 }  // namespace predflow

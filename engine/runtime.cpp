@@ -490,6 +490,7 @@ bool Runtime::run() {
                   format_duration(impl.plan.settings.drain_timeout));
   for (auto& r : impl.runners) r->stop_workers();
   for (auto it = impl.resources.in_order.rbegin(); it != impl.resources.in_order.rend(); ++it) (*it)->stop();
+  if (impl.http) impl.http->stop();
   spdlog::info("msg=\"pipeline stopped\" pipeline={} drained={}", impl.plan.name, drained);
   return drained && !impl.source_failed;
 }

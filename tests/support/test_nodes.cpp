@@ -206,3 +206,17 @@ PREDFLOW_REGISTER_NODE(NodeSpec("test_resource_user", Category::Sink)
 
 }  // namespace
 }  // namespace predflow::test
+
+namespace predflow::test {
+namespace {
+class NotReadySink : public Processor {
+ public:
+  void process(BatchPtr, Output&) override {}
+  bool ready() const override { return false; }
+};
+PREDFLOW_REGISTER_NODE(NodeSpec("test_not_ready_sink", Category::Sink)
+                           .summarize("Test sink that never reports ready")
+                           .input("in", kind::any),
+                       [](const NodeContext&) { return std::make_unique<NotReadySink>(); });
+}  // namespace
+}  // namespace predflow::test

@@ -15,13 +15,15 @@ namespace {
 
 torch::Tensor features_tensor(const Scaler& scaler, const Dataset& d) {
   auto scaled = apply_scaler(scaler, d);
-  return torch::from_blob(scaled.data(), {static_cast<int64_t>(d.rows()), static_cast<int64_t>(d.width())},
+  return torch::from_blob(scaled.data(),
+                          {static_cast<int64_t>(d.rows()), static_cast<int64_t>(d.width())},
                           torch::kFloat32)
       .clone();
 }
 
 torch::Tensor targets_tensor(const Dataset& d) {
-  return torch::from_blob(const_cast<float*>(d.y.data()), {static_cast<int64_t>(d.rows())}, torch::kFloat32)
+  return torch::from_blob(const_cast<float*>(d.y.data()), {static_cast<int64_t>(d.rows())},
+                          torch::kFloat32)
       .clone();
 }
 
@@ -47,18 +49,32 @@ ModelCard build_model(const ModelSpec& spec, const Dataset& all, const RunOption
   config.epochs = options.epochs > 0 ? options.epochs : spec.default_epochs;
   const auto start = std::chrono::steady_clock::now();
   train_regressor(model, x_train, y_train, config);
-  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double train_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  auto module = build_torchscript(model, spec.name, 1.0);
+  // For the record: how much of the outcomes a band of dropout draws alone would cover.
+  auto module = build_torchscript(model, spec.name, 0.0);
+  const double dropout_only =
+      evaluate(module, x_cal, y_cal, options.mc_samples, options.seed + 1).p10_p90_coverage;
+  std::printf("  p10-p90 coverage of dropout alone (noise head off), calibration set: %.2f %%\n",
+              100.0 * dropout_only);
   const double noise_scale = calibrate_noise_scale(module, x_cal, y_cal, options.mc_samples,
                                                    options.target_coverage, options.seed + 1);
-  std::printf("  noise_scale calibrated on held-apart symbols: %.4f\n", noise_scale);
+  std::printf("  noise_scale calibrated on held-apart symbols: %.4f (%.1f s)\n", noise_scale,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
+                  train_seconds);
 
   const auto folder = std::filesystem::path(options.out_dir) / spec.model_type;
   std::filesystem::create_directories(folder);
   const std::string file = spec.name + ".pt";
-  module.save((folder / file).string());
-  verify_saved_module((folder / file).string(), model, x_val.slice(0, 0, 2048));
+  // Checked in a staging folder first, so a file that fails never replaces a good one
+  // (same file name: the archive inside the .pt is named after it).
+  const auto staging = folder / ".staging";
+  std::filesystem::create_directories(staging);
+  module.save((staging / file).string());
+  verify_saved_module((staging / file).string(), model, x_val.slice(0, 0, 2048));
+  std::filesystem::rename(staging / file, folder / file);
+  std::filesystem::remove(staging);
 
   auto saved = torch::jit::load((folder / file).string());
   const Validation v = evaluate(saved, x_val, y_val, options.mc_samples, options.seed + 2);
@@ -79,7 +95,6 @@ ModelCard build_model(const ModelSpec& spec, const Dataset& all, const RunOption
   card.learning_rate = config.learning_rate;
   card.batch_size = config.batch_size;
   card.noise_scale = noise_scale;
-  card.train_seconds = train_seconds;
   card.rmse = v.rmse;
   card.rmse_forward = v.rmse_forward;
   card.rmse_zero = v.rmse_zero_predictor;
@@ -88,11 +103,16 @@ ModelCard build_model(const ModelSpec& spec, const Dataset& all, const RunOption
   card.band_width = v.mean_band_width;
   write_model_yaml(card, (folder / "model.yaml").string());
 
-  std::printf("  held-out (%lld rows, %d MC samples): rmse %.6f (forward %.6f) vs zero predictor %.6f "
-              "(%.2f %%), directional %.2f %%, p10-p90 coverage %.2f %%, mean band %.5f\n",
-              static_cast<long long>(v.rows), v.mc_samples, v.rmse, v.rmse_forward, v.rmse_zero_predictor,
-              100.0 * (1.0 - v.rmse / v.rmse_zero_predictor), 100.0 * v.directional_accuracy,
-              100.0 * v.p10_p90_coverage, v.mean_band_width);
+  std::printf(
+      "  held-out (%lld rows, %d MC samples): rmse %.6f (forward %.6f) vs zero predictor %.6f "
+      "(%.2f %%), directional %.2f %%, p10-p90 coverage %.2f %%, mean band %.5f\n",
+      static_cast<long long>(v.rows), v.mc_samples, v.rmse, v.rmse_forward, v.rmse_zero_predictor,
+      100.0 * (1.0 - v.rmse / v.rmse_zero_predictor), 100.0 * v.directional_accuracy,
+      100.0 * v.p10_p90_coverage, v.mean_band_width);
+  std::printf(
+      "  coverage by band width (narrowest / middle / widest third): %.2f / %.2f / %.2f %%\n",
+      100.0 * v.coverage_by_width[0], 100.0 * v.coverage_by_width[1],
+      100.0 * v.coverage_by_width[2]);
   std::printf("  wrote %s and model.yaml (%ju bytes)\n", (folder / file).string().c_str(),
               static_cast<std::uintmax_t>(std::filesystem::file_size(folder / file)));
   return card;

@@ -62,7 +62,8 @@ EarningsHistory initial_earnings_history(const EarningsProfile& p, Rng& rng) {
   for (int i = 0; i < 4; ++i) {
     const double surprise = p.beat_tendency + rng.normal();
     h.beats.push_back(surprise > 0.0 ? 1.0 : 0.0);
-    h.reactions.push_back(p.reaction_scale * (p.reaction_bias + 0.6 * surprise + kReactionNoise * rng.normal()));
+    h.reactions.push_back(p.reaction_scale *
+                          (p.reaction_bias + 0.6 * surprise + kReactionNoise * rng.normal()));
   }
   return h;
 }
@@ -74,7 +75,8 @@ EarningsEvent draw_earnings_event(const EarningsProfile& p, EarningsHistory& his
   const double guidance = 0.5 * surprise + 0.87 * rng.normal();
   const double disagreement = rng.uniform();  // analysts disagree → bigger moves
   const double magnitude = p.reaction_scale * (0.75 + 0.5 * disagreement);
-  const double short_interest = std::clamp(p.short_interest * std::exp(0.25 * rng.normal()), 0.005, 0.4);
+  const double short_interest =
+      std::clamp(p.short_interest * std::exp(0.25 * rng.normal()), 0.005, 0.4);
   // A beat on a heavily shorted stock forces short covering on top of the normal reaction.
   const double squeeze = 0.3 * std::max(surprise, 0.0) * (short_interest / 0.1 - 1.0);
   const double drive = 0.55 * surprise + 0.35 * guidance + p.reaction_bias + squeeze;
@@ -85,23 +87,23 @@ EarningsEvent draw_earnings_event(const EarningsProfile& p, EarningsHistory& his
   const double eps_surprise = 0.04 * (surprise + 0.7 * rng.normal());
   const double timing = rng.uniform();  // BMO 45 %, AMC 45 %, during hours / unknown 10 %
   e.features = {
-      eps_surprise,                                                 // f20
-      0.015 * (0.6 * surprise + 0.8 * rng.normal()),                // f21
-      std::tanh(0.8 * guidance + 0.4 * rng.normal()),               // f22
-      0.02 * (0.3 * surprise + 0.95 * rng.normal()),                // f23 analysts sense it early
+      eps_surprise,                                    // f20
+      0.015 * (0.6 * surprise + 0.8 * rng.normal()),   // f21
+      std::tanh(0.8 * guidance + 0.4 * rng.normal()),  // f22
+      0.02 * (0.3 * surprise + 0.95 * rng.normal()),   // f23 analysts sense it early
       std::max(0.001, 0.02 + 0.08 * disagreement + 0.005 * rng.normal()),  // f24
-      magnitude * std::exp(0.15 * rng.normal()),                    // f25 options price the size
-      mean_of(history.reactions),                                   // f26
-      std_of(history.reactions),                                    // f27
-      mean_of(history.beats),                                       // f28
-      short_interest,                                               // f29
+      magnitude * std::exp(0.15 * rng.normal()),  // f25 options price the size
+      mean_of(history.reactions),                 // f26
+      std_of(history.reactions),                  // f27
+      mean_of(history.beats),                     // f28
+      short_interest,                             // f29
       std::tanh(0.3 * surprise + 0.3 * guidance + 0.9 * rng.normal()),  // f30
-      0.03 * surprise + 0.1 * rng.normal(),                         // f31
-      0.01 * (0.4 * guidance + 0.9 * rng.normal()),                 // f32
-      0.02 * (-0.25 * surprise + rng.normal()),                     // f33 puts bid before bad news
-      0.02 * (0.2 * surprise + rng.normal()),                       // f34
-      timing < 0.45 ? 1.0 : 0.0,                                    // f35
-      timing >= 0.45 && timing < 0.9 ? 1.0 : 0.0,                   // f36
+      0.03 * surprise + 0.1 * rng.normal(),                             // f31
+      0.01 * (0.4 * guidance + 0.9 * rng.normal()),                     // f32
+      0.02 * (-0.25 * surprise + rng.normal()),    // f33 puts bid before bad news
+      0.02 * (0.2 * surprise + rng.normal()),      // f34
+      timing < 0.45 ? 1.0 : 0.0,                   // f35
+      timing >= 0.45 && timing < 0.9 ? 1.0 : 0.0,  // f36
   };
   push_bounded(history.beats, eps_surprise > 0.0 ? 1.0 : 0.0);
   return e;

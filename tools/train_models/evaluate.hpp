@@ -18,6 +18,9 @@ struct Validation {
   double directional_accuracy = 0.0;  // sign(MC mean) == sign(actual), over nonzero actuals
   double p10_p90_coverage = 0.0;      // share of actual returns inside the MC p10..p90 band
   double mean_band_width = 0.0;       // mean of p90 - p10
+  // Coverage within the narrowest, middle and widest third of bands: a band that is only
+  // right on average would over-cover quiet rows and under-cover volatile ones.
+  double coverage_by_width[3] = {0.0, 0.0, 0.0};
 };
 
 // x: [N, F] scaled; y: [N] actual returns. Reseeds the global generator with `seed` so that

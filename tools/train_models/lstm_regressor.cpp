@@ -8,7 +8,8 @@ torch::Tensor stable_softplus(const torch::Tensor& x) {
 
 LstmRegressorImpl::LstmRegressorImpl(int64_t input_width, double dropout)
     : input_width_(input_width), dropout_(dropout) {
-  lstm = register_module("lstm", torch::nn::LSTM(torch::nn::LSTMOptions(input_width, kHiddenWidth)));
+  lstm =
+      register_module("lstm", torch::nn::LSTM(torch::nn::LSTMOptions(input_width, kHiddenWidth)));
   dense = register_module("dense", torch::nn::Linear(kHiddenWidth, kDenseWidth));
   mean_head = register_module("mean_head", torch::nn::Linear(kDenseWidth, 1));
   sigma_head = register_module("sigma_head", torch::nn::Linear(kDenseWidth, 1));

@@ -37,7 +37,7 @@ struct Cli {
                "  --epochs   epochs for every model (default: per model, see docs/models.md)\n"
                "  --only     train just one of the two models\n"
                "  --threads  libtorch CPU threads (default 1: bit-for-bit reproducible)\n"
-               "  --symbols  simulated symbols (default 1000; fewer for a quick smoke run)\n");
+               "  --symbols  simulated symbols (default 1500; fewer for a quick smoke run)\n");
   std::exit(code);
 }
 
@@ -62,12 +62,18 @@ Cli parse(int argc, char** argv) {
       usage(2);
     }
     const char* value = argv[++i];
-    if (flag == "--out") cli.run.out_dir = value;
-    else if (flag == "--seed") cli.run.seed = static_cast<std::uint64_t>(to_number(flag, value));
-    else if (flag == "--epochs") cli.run.epochs = static_cast<int>(to_number(flag, value));
-    else if (flag == "--threads") cli.threads = static_cast<int>(to_number(flag, value));
-    else if (flag == "--symbols") cli.market.symbols = static_cast<int>(to_number(flag, value));
-    else if (flag == "--only") cli.only = value;
+    if (flag == "--out")
+      cli.run.out_dir = value;
+    else if (flag == "--seed")
+      cli.run.seed = static_cast<std::uint64_t>(to_number(flag, value));
+    else if (flag == "--epochs")
+      cli.run.epochs = static_cast<int>(to_number(flag, value));
+    else if (flag == "--threads")
+      cli.threads = static_cast<int>(to_number(flag, value));
+    else if (flag == "--symbols")
+      cli.market.symbols = static_cast<int>(to_number(flag, value));
+    else if (flag == "--only")
+      cli.only = value;
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i - 1]);
       usage(2);
@@ -93,13 +99,15 @@ int main(int argc, char** argv) {
   try {
     const auto start = std::chrono::steady_clock::now();
     const auto market = predflow::train::generate_market(cli.market);
-    std::printf("synthetic market: seed %ju, %d symbols x %d days -> %zu normal rows, %zu earnings rows\n",
-                static_cast<std::uintmax_t>(cli.market.seed), cli.market.symbols, cli.market.days,
-                market.normal.rows(), market.earnings.rows());
+    std::printf(
+        "synthetic market: seed %ju, %d symbols x %d days -> %zu normal rows, %zu earnings rows\n",
+        static_cast<std::uintmax_t>(cli.market.seed), cli.market.symbols, cli.market.days,
+        market.normal.rows(), market.earnings.rows());
     if (cli.only.empty() || cli.only == "normal")
       predflow::train::build_model({"normal_day", "lstm_normal_v2.1", 8}, market.normal, cli.run);
     if (cli.only.empty() || cli.only == "earnings")
-      predflow::train::build_model({"earnings_day", "lstm_earnings_v2.1", 60}, market.earnings, cli.run);
+      predflow::train::build_model({"earnings_day", "lstm_earnings_v2.1", 60}, market.earnings,
+                                   cli.run);
     std::printf("done in %.1f s\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   } catch (const std::exception& e) {

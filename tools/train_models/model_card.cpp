@@ -47,8 +47,8 @@ void write_model_yaml(const ModelCard& c, const std::string& path) {
     << "dropout: " << num(c.dropout) << "                              # rate used in sample()\n"
     << "mc_samples_default: " << c.mc_samples << "\n"
     << "# loss: gaussian_nll (mean + noise heads); batch_size: " << c.batch_size
-    << "; calibration_rows: " << c.calibration_rows << "; sample() noise_scale: "
-    << num(c.noise_scale) << "; training took " << num(c.train_seconds) << " s\n"
+    << "; calibration_rows: " << c.calibration_rows
+    << "; sample() noise_scale: " << num(c.noise_scale) << "\n"
     << "training: {data_seed: " << c.data_seed << ", train_rows: " << c.train_rows
     << ", val_rows: " << c.val_rows << ", epochs: " << c.epochs
     << ", optimizer: adam, lr: " << num(c.learning_rate) << "}\n"

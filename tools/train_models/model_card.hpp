@@ -27,7 +27,6 @@ struct ModelCard {
   double learning_rate = 0.0;
   int64_t batch_size = 0;
   double noise_scale = 1.0;
-  double train_seconds = 0.0;
   // validation (held out)
   double rmse = 0.0, rmse_forward = 0.0, rmse_zero = 0.0;
   double directional_accuracy = 0.0, coverage = 0.0, band_width = 0.0;

@@ -11,11 +11,26 @@ namespace predflow::train {
 
 const std::vector<std::string>& technical_feature_names() {
   static const std::vector<std::string> names = {
-      "f00_ret_1d",          "f01_ret_5d",          "f02_ret_20d",         "f03_ret_60d",
-      "f04_ma5_gap",         "f05_ma20_gap",        "f06_ma50_gap",        "f07_ma5_ma20_spread",
-      "f08_vol_5d",          "f09_vol_20d",         "f10_vol_ratio_5_60",  "f11_rsi_14",
-      "f12_volume_z_20",     "f13_volume_ratio_5_60", "f14_range_pct",     "f15_close_location",
-      "f16_close_pressure_10d", "f17_bollinger_pos_20", "f18_autocorr_20d", "f19_market_ret_1d",
+      "f00_ret_1d",
+      "f01_ret_5d",
+      "f02_ret_20d",
+      "f03_ret_60d",
+      "f04_ma5_gap",
+      "f05_ma20_gap",
+      "f06_ma50_gap",
+      "f07_ma5_ma20_spread",
+      "f08_vol_5d",
+      "f09_vol_20d",
+      "f10_vol_ratio_5_60",
+      "f11_rsi_14",
+      "f12_volume_z_20",
+      "f13_volume_ratio_5_60",
+      "f14_range_pct",
+      "f15_close_location",
+      "f16_close_pressure_10d",
+      "f17_bollinger_pos_20",
+      "f18_autocorr_20d",
+      "f19_market_ret_1d",
   };
   return names;
 }
@@ -39,8 +54,8 @@ Regime next_regime(Regime r, Rng& rng) {
 // past returns and moving-average gaps); a reversal regime pulls price back towards its
 // 5-day mean, capped by tanh so that one feature cannot explain everything.
 double expected_return(Regime r, int trend_sign, const Bars& b, int t, double sigma) {
-  constexpr double kTrend = 0.4;     // in units of the day's volatility
-  constexpr double kReversal = 0.7;
+  constexpr double kTrend = 0.5;  // in units of the day's volatility
+  constexpr double kReversal = 1.0;
   const int p = t - 1;
   switch (r) {
     case Regime::trend:
@@ -97,8 +112,10 @@ void write_bar(Bars& b, int t, double ret, double sigma, Regime r, const SymbolP
   const double prev = b.close[t - 1];
   const double close = prev * (1.0 + ret);
   const double z = ret / sigma;
-  const double clv = std::clamp(0.5 + 0.35 * follow * std::tanh(z) + 0.15 * rng.normal(), 0.02, 0.98);
-  const double range = std::max(std::abs(close - prev) * 1.2, prev * sigma * (0.8 + 0.5 * std::abs(rng.normal())));
+  const double clv =
+      std::clamp(0.5 + 0.35 * follow * std::tanh(z) + 0.15 * rng.normal(), 0.02, 0.98);
+  const double range =
+      std::max(std::abs(close - prev) * 1.2, prev * sigma * (0.8 + 0.5 * std::abs(rng.normal())));
   b.ret[t] = ret;
   b.close[t] = close;
   b.low[t] = close - clv * range;
@@ -108,8 +125,9 @@ void write_bar(Bars& b, int t, double ret, double sigma, Regime r, const SymbolP
 
 Bars empty_bars(const std::vector<double>& index) {
   const std::size_t n = index.size();
-  Bars b{std::vector<double>(n, 0.0), std::vector<double>(n, 100.0), std::vector<double>(n, 100.0),
-         std::vector<double>(n, 100.0), std::vector<double>(n, 0.0), index};
+  Bars b{std::vector<double>(n, 0.0),   std::vector<double>(n, 100.0),
+         std::vector<double>(n, 100.0), std::vector<double>(n, 100.0),
+         std::vector<double>(n, 0.0),   index};
   return b;
 }
 
@@ -135,12 +153,14 @@ void simulate_symbol(const MarketConfig& cfg, const std::vector<double>& index, 
   for (int t = 1; t < days; ++t) {
     const Regime before = regime;
     regime = next_regime(regime, rng);
-    if (regime == Regime::trend && before != Regime::trend) trend_sign = rng.bernoulli(0.5) ? 1 : -1;
+    if (regime == Regime::trend && before != Regime::trend)
+      trend_sign = rng.bernoulli(0.5) ? 1 : -1;
     h = base_h + 0.95 * (h - base_h) + 0.08 * rng.normal();  // stationary sd 0.26
     const double sigma = std::exp(h);
     const double mu = t > 6 ? expected_return(regime, trend_sign, b, t, sigma) : 0.0;
     // Floored so that a fat-tailed draw can never take the price to zero.
-    const double ret = std::max(-0.6, mu + p.beta * index[t] + sigma * rng.student_t_unit(5) + jump);
+    const double ret =
+        std::max(-0.6, mu + p.beta * index[t] + sigma * rng.student_t_unit(5) + jump);
     write_bar(b, t, ret, sigma, regime, p, rng);
 
     if (pending_to != nullptr) pending_to->append(pending, ret, s);

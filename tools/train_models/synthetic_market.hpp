@@ -16,9 +16,9 @@ namespace predflow::train {
 
 struct MarketConfig {
   std::uint64_t seed = 42;
-  int symbols = 1000;
-  int days = 1260;             // simulated days per symbol after the warm-up
-  double normal_keep = 0.35;   // fraction of normal-day rows kept (training time)
+  int symbols = 1500;
+  int days = 1260;            // simulated days per symbol after the warm-up
+  double normal_keep = 0.25;  // fraction of normal-day rows kept (training time)
 };
 
 struct MarketData {

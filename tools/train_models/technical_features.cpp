@@ -63,35 +63,37 @@ double close_pressure(const Bars& b, int t, int n) {
 
 std::vector<double> technical_features(const Bars& b, int t) {
   const auto& c = b.close;
+  const auto& lv = b.log_volume;
   const double ma5 = mean_of(c, t, 5);
   const double ma20 = mean_of(c, t, 20);
   const double ma50 = mean_of(c, t, 50);
   const double vol5 = std_of(b.ret, t, 5);
   const double vol60 = std_of(b.ret, t, 60);
   const double sd_price20 = std_of(c, t, 20);
-  const double volume_sd20 = std_of(b.log_volume, t, 20);
+  const double sd_volume20 = std_of(lv, t, 20);
+  const double volume_z = sd_volume20 > 0.0 ? (lv[t] - mean_of(lv, t, 20)) / sd_volume20 : 0.0;
+  const double bollinger = sd_price20 > 0.0 ? (c[t] - ma20) / (2.0 * sd_price20) : 0.0;
   return {
-      b.ret[t],                                                         // f00_ret_1d
-      c[t] / c[t - 5] - 1.0,                                            // f01_ret_5d
-      c[t] / c[t - 20] - 1.0,                                           // f02_ret_20d
-      c[t] / c[t - 60] - 1.0,                                           // f03_ret_60d
-      c[t] / ma5 - 1.0,                                                 // f04_ma5_gap
-      c[t] / ma20 - 1.0,                                                // f05_ma20_gap
-      c[t] / ma50 - 1.0,                                                // f06_ma50_gap
-      ma5 / ma20 - 1.0,                                                 // f07_ma5_ma20_spread
-      vol5,                                                             // f08_vol_5d
-      std_of(b.ret, t, 20),                                             // f09_vol_20d
-      vol60 > 0.0 ? vol5 / vol60 : 1.0,                                 // f10_vol_ratio_5_60
-      rsi(b, t, 14),                                                    // f11_rsi_14
-      volume_sd20 > 0.0 ? (b.log_volume[t] - mean_of(b.log_volume, t, 20)) / volume_sd20
-                        : 0.0,                                          // f12_volume_z_20
-      std::exp(mean_of(b.log_volume, t, 5) - mean_of(b.log_volume, t, 60)),  // f13_volume_ratio_5_60
-      (b.high[t] - b.low[t]) / c[t],                                    // f14_range_pct
-      close_location(b, t),                                             // f15_close_location
-      close_pressure(b, t, 10),                                         // f16_close_pressure_10d
-      sd_price20 > 0.0 ? (c[t] - ma20) / (2.0 * sd_price20) : 0.0,      // f17_bollinger_pos_20
-      autocorrelation(b.ret, t, 20),                                    // f18_autocorr_20d
-      b.market_ret[t],                                                  // f19_market_ret_1d
+      b.ret[t],                                          // f00_ret_1d
+      c[t] / c[t - 5] - 1.0,                             // f01_ret_5d
+      c[t] / c[t - 20] - 1.0,                            // f02_ret_20d
+      c[t] / c[t - 60] - 1.0,                            // f03_ret_60d
+      c[t] / ma5 - 1.0,                                  // f04_ma5_gap
+      c[t] / ma20 - 1.0,                                 // f05_ma20_gap
+      c[t] / ma50 - 1.0,                                 // f06_ma50_gap
+      ma5 / ma20 - 1.0,                                  // f07_ma5_ma20_spread
+      vol5,                                              // f08_vol_5d
+      std_of(b.ret, t, 20),                              // f09_vol_20d
+      vol60 > 0.0 ? vol5 / vol60 : 1.0,                  // f10_vol_ratio_5_60
+      rsi(b, t, 14),                                     // f11_rsi_14
+      volume_z,                                          // f12_volume_z_20
+      std::exp(mean_of(lv, t, 5) - mean_of(lv, t, 60)),  // f13_volume_ratio_5_60
+      (b.high[t] - b.low[t]) / c[t],                     // f14_range_pct
+      close_location(b, t),                              // f15_close_location
+      close_pressure(b, t, 10),                          // f16_close_pressure_10d
+      bollinger,                                         // f17_bollinger_pos_20
+      autocorrelation(b.ret, t, 20),                     // f18_autocorr_20d
+      b.market_ret[t],                                   // f19_market_ret_1d
   };
 }
 

@@ -7,7 +7,7 @@
 namespace predflow::train {
 
 struct Bars {
-  std::vector<double> ret;         // close-to-close simple return of day t
+  std::vector<double> ret;  // close-to-close simple return of day t
   std::vector<double> close;
   std::vector<double> high;
   std::vector<double> low;

@@ -14,8 +14,8 @@ namespace {
 // row; its mean over many draws is forward() up to dropout's small nonlinearity bias.
 constexpr const char* kSource = R"JIT(
 def _net(self, x: Tensor, active: bool) -> Tuple[Tensor, Tensor]:
-    if x.dim() != 2 or x.size(1) != self.input_width:
-        raise Exception("LstmRegressor: expected x of shape [N, " + str(self.input_width) + "]")
+    assert x.dim() == 2 and x.size(1) == self.input_width, (
+        "LstmRegressor: expected x of shape [N, " + str(self.input_width) + "]")
     gates = torch.matmul(x, self.lstm_weight_ih.t()) + self.lstm_bias_ih + self.lstm_bias_hh
     i, f, g, o = gates.chunk(4, 1)
     c = torch.sigmoid(i) * torch.tanh(g)
@@ -91,15 +91,18 @@ void verify_saved_module(const std::string& path, LstmRegressor& model, const to
   require(forward.scalar_type() == torch::kFloat32, "forward() is not float32");
   const double diff = max_abs_diff(forward, reference);
   require(diff < 1e-5, "forward() differs from the training model by " + std::to_string(diff));
-  require(max_abs_diff(loaded.forward({x}).toTensor(), forward) == 0.0, "forward() is not deterministic");
+  require(max_abs_diff(loaded.forward({x}).toTensor(), forward) == 0.0,
+          "forward() is not deterministic");
 
   auto sample = loaded.get_method("sample");
   const auto a = sample({x}).toTensor();
   const auto b = sample({x}).toTensor();
   require(a.dim() == 1 && a.size(0) == x.size(0), "sample() shape is not [N]");
   require(max_abs_diff(a, b) > 0.0, "sample() is not stochastic");
-  std::printf("  export check: forward max |diff| vs training model %.3g, sample() stochastic "
-              "(two draws differ by up to %.3g)\n", diff, max_abs_diff(a, b));
+  std::printf(
+      "  export check: forward max |diff| vs training model %.3g, sample() stochastic "
+      "(two draws differ by up to %.3g)\n",
+      diff, max_abs_diff(a, b));
 }
 
 }  // namespace predflow::train

@@ -31,14 +31,17 @@ void train_regressor(LstmRegressor& model, const torch::Tensor& x, const torch::
     for (int64_t begin = 0; begin < n; begin += config.batch_size) {
       const auto idx = order.slice(0, begin, std::min(begin + config.batch_size, n));
       optimizer.zero_grad();
-      const auto loss = gaussian_nll(model->forward(x.index_select(0, idx)), y_pct.index_select(0, idx));
+      const auto loss =
+          gaussian_nll(model->forward(x.index_select(0, idx)), y_pct.index_select(0, idx));
       loss.backward();
       optimizer.step();
       loss_sum += loss.item<double>();
       ++batches;
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("  epoch %3d/%d  nll %.5f  (%.1f s)\n", epoch, config.epochs, loss_sum / batches, secs);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("  epoch %3d/%d  nll %.5f  (%.1f s)\n", epoch, config.epochs, loss_sum / batches,
+                secs);
     std::fflush(stdout);
   }
   model->eval();

@@ -1,0 +1,470 @@
+// The real `predflow` binary: exit codes, what it prints, run to completion, and the
+// drain on SIGINT/SIGTERM (second signal: exit at once).
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+const std::string kBinary = PREDFLOW_BINARY;
+const std::string kDemo = PREDFLOW_SOURCE_DIR "/pipelines/demo.yaml";
+
+struct Result {
+  int code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `predflow ARGS` through the shell with a clean log-level environment.
+Result predflow(const std::string& args) {
+  std::string cmd = "env -u PREDFLOW_LOG_LEVEL -u PREDFLOW_HTTP_PORT '" + kBinary + "' " + args + " 2>&1";
+  Result r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) r.output.append(buffer, n);
+  int status = pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// What a crash or an escaped exception would print.
+void check_no_crash(const Result& r) {
+  INFO(r.output);
+  CHECK(r.code < 128);
+  for (const char* sign : {"terminate called", "Aborted", "Segmentation fault", "core dumped", "what():", "Stack trace"})
+    CHECK_FALSE(contains(r.output, sign));
+}
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "predflow-cli-XXXXXX").string();
+    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name, std::ios::binary) << text;
+    return file(name);
+  }
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::size_t count_lines(const std::string& path) {
+  std::string text = read_file(path);
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// A generator feeding a collector that writes JSON lines to `out`.
+std::string generator_to_collector(const std::string& out, const std::string& generator,
+                                   const std::string& collector = "") {
+  return "pipeline: cli\n"
+         "settings: {http_port: 0, drain_timeout: 10s}\n"
+         "nodes:\n"
+         "  source:\n"
+         "    type: generator\n" +
+         generator +
+         "  sink:\n"
+         "    type: collector\n"
+         "    from: [source]\n"
+         "    path: " + out + "\n" + collector;
+}
+
+// `predflow run FILE` as a child process, its output in `log`.
+class Child {
+ public:
+  Child(const std::string& file, const std::string& log) {
+    pid_ = fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      // Start from default signal handling, whatever the test runner had.
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0) _exit(126);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      unsetenv("PREDFLOW_HTTP_PORT");
+      execl(kBinary.c_str(), "predflow", "--log-level", "info", "run", file.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  ~Child() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  void signal(int sig) const { REQUIRE(kill(pid_, sig) == 0); }
+
+  bool running() {
+    if (exited_) return false;
+    pid_t r = waitpid(pid_, &status_, WNOHANG);
+    if (r == pid_) exited_ = true;
+    return !exited_;
+  }
+
+  // Waits up to `limit` for the child to exit; returns whether it did.
+  bool wait_exit(std::chrono::milliseconds limit) {
+    auto deadline = Clock::now() + limit;
+    while (running() && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    return exited_;
+  }
+
+  bool exited_normally() const { return exited_ && WIFEXITED(status_); }
+  int exit_code() const { return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_); }
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = 0;
+  bool exited_ = false;
+};
+
+// Waits until `predicate` holds or `limit` passes.
+template <typename F>
+bool eventually(F predicate, std::chrono::milliseconds limit) {
+  auto deadline = Clock::now() + limit;
+  while (!predicate()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// The number after `key=` on the log line containing `msg`, or -1.
+long long logged_number(const std::string& log, const std::string& msg, const std::string& key) {
+  std::smatch m;
+  std::regex line(msg + "[^\\n]*\\b" + key + "=([0-9]+)");
+  if (std::regex_search(log, m, line)) return std::stoll(m[1]);
+  return -1;
+}
+
+// SIGINT or SIGTERM while an endless generator runs: the pipeline drains and exits 0,
+// and every batch the generator emitted reached the collector's file.
+// With a slow sink (`delay`), a backlog is in flight at the signal and must be drained too.
+void check_drain_on(int sig, const std::string& collector = "") {
+  TempDir dir;
+  const std::string out = dir.file("rows.jsonl"), log = dir.file("log.txt");
+  const std::size_t batch_size = 10;
+  std::string file = dir.write("p.yaml", generator_to_collector(out, "    batches: 0\n    rate: 200\n    batch_size: 10\n", collector));
+  Child child(file, log);
+  REQUIRE(eventually([&] { return count_lines(out) >= 5 * batch_size; }, 15s));
+  std::this_thread::sleep_for(1s);
+  REQUIRE(child.running());
+  child.signal(sig);
+  const std::size_t lines_at_signal = count_lines(out);
+  auto signalled = Clock::now();
+  bool exited = child.wait_exit(10s);
+  auto took = Clock::now() - signalled;
+  std::string text = read_file(log);
+  INFO(text);
+  REQUIRE(exited);
+  CHECK(child.exited_normally());
+  CHECK(child.exit_code() == 0);
+  CHECK(took < 8s);
+  std::size_t lines = count_lines(out);
+  CHECK(lines > 0);
+  CHECK(lines % batch_size == 0);
+  long long emitted = logged_number(text, "generator finished", "batches");
+  REQUIRE(emitted > 0);
+  CHECK(lines == static_cast<std::size_t>(emitted) * batch_size);
+  CHECK(logged_number(text, "collector summary", "rows") == static_cast<long long>(lines));
+  CHECK(contains(text, "drained=true"));
+  CHECK_FALSE(contains(text, "drain timed out"));
+  if (!collector.empty()) CHECK(lines > lines_at_signal);  // the backlog reached the sink after the signal
+}
+
+}  // namespace
+
+// ---- version, nodes ----
+
+TEST_CASE("cli: version prints a version and exits 0") {
+  Result r = predflow("version");
+  CHECK(r.code == 0);
+  CHECK(std::regex_search(r.output, std::regex("^predflow [0-9]+\\.[0-9]+")));
+}
+
+TEST_CASE("cli: no subcommand is a usage error; --help is not") {
+  CHECK(predflow("").code != 0);
+  Result help = predflow("--help");
+  CHECK(help.code == 0);
+  for (const char* cmd : {"run", "validate", "graph", "nodes", "version"}) CHECK(contains(help.output, cmd));
+}
+
+TEST_CASE("cli: nodes lists the shipped node types and no test-only ones") {
+  Result r = predflow("nodes");
+  CHECK(r.code == 0);
+  for (const char* type : {"batcher", "generator", "collector", "log_sink", "passthrough", "symbol_router"}) {
+    CAPTURE(type);
+    CHECK(std::regex_search(r.output, std::regex(std::string("\n  ") + type + " +\\[")));
+  }
+  CHECK(contains(r.output, "  batcher        [transform] Collects rows into batches"));
+  CHECK_FALSE(contains(r.output, "test_source"));  // test nodes live in the test binary alone
+}
+
+TEST_CASE("cli: nodes TYPE prints its ports and fields") {
+  Result r = predflow("nodes batcher");
+  CHECK(r.code == 0);
+  CHECK(contains(r.output, "batcher — "));
+  CHECK(contains(r.output, "  in [any]"));
+  CHECK(contains(r.output, "  out [same as input]"));
+  CHECK(contains(r.output, "  max_size  integer, in rows, default 128, min 1\n"));
+  CHECK(contains(r.output, "  max_delay  duration, default 100ms\n"));
+}
+
+TEST_CASE("cli: nodes with an unknown type exits 1 with a suggestion") {
+  Result near = predflow("nodes batchr");
+  CHECK(near.code == 1);
+  CHECK(contains(near.output, "predflow: unknown node type 'batchr' (did you mean 'batcher'?)"));
+  Result far = predflow("nodes nope");
+  CHECK(far.code == 1);
+  CHECK(contains(far.output, "predflow: unknown node type 'nope'"));
+  CHECK(contains(far.output, "  symbol_router "));  // the known types are listed
+}
+
+TEST_CASE("cli: nodes --markdown prints the node reference") {
+  Result r = predflow("nodes --markdown");
+  CHECK(r.code == 0);
+  CHECK(r.output.rfind("# Node reference\n", 0) == 0);
+  CHECK(contains(r.output, "## `batcher` (transform)"));
+}
+
+// ---- validate ----
+
+TEST_CASE("cli: validate accepts the demo pipeline") {
+  Result r = predflow("validate " + kDemo);
+  CHECK(r.code == 0);
+  CHECK(contains(r.output, kDemo + ": ok (pipeline demo, 6 nodes, 0 resources)"));
+}
+
+TEST_CASE("cli: validate lists every error as file:line:col and exits 1") {
+  TempDir dir;
+  std::string file = dir.write("bad.yaml",
+                               "nodes:\n"
+                               "  src:\n"
+                               "    type: generator\n"
+                               "    batches: many\n"      // 4:14
+                               "  b:\n"
+                               "    type: batcher\n"
+                               "    from: [src]\n"
+                               "    max_sise: 3\n"        // 8:5
+                               "  c:\n"
+                               "    type: colector\n");   // 10:11
+  Result r = predflow("validate " + file);
+  INFO(r.output);
+  CHECK(r.code == 1);
+  CHECK(contains(r.output, file + ":4:14: nodes.src.batches: expected an integer, got \"many\"\n"));
+  CHECK(contains(r.output, file + ":8:5: nodes.b.max_sise: unknown field 'max_sise' for node type batcher (did you mean 'max_size'?)\n"));
+  CHECK(contains(r.output, file + ":10:11: nodes.c.type: unknown node type \"colector\" (did you mean 'collector'?)"));
+  CHECK(contains(r.output, "3 errors in " + file));
+  // Sorted by position.
+  CHECK(r.output.find(":4:14:") < r.output.find(":8:5:"));
+  CHECK(r.output.find(":8:5:") < r.output.find(":10:11:"));
+  check_no_crash(r);
+}
+
+TEST_CASE("cli: validate with --set sees the override") {
+  Result bad = predflow("validate " + kDemo + " --set nodes.batches.max_size=0");
+  CHECK(bad.code == 1);
+  CHECK(contains(bad.output, "--set nodes.batches.max_size=0: nodes.batches.max_size: must be at least 1, got \"0\""));
+  CHECK(predflow("validate " + kDemo + " --set nodes.batches.max_size=7").code == 0);
+}
+
+TEST_CASE("cli: validate of an empty file is an error, not a crash") {
+  TempDir dir;
+  std::string file = dir.write("empty.yaml", "");
+  Result r = predflow("validate " + file);
+  CHECK(r.code == 1);
+  CHECK(contains(r.output, file + ":1:1: the pipeline file is empty"));
+  check_no_crash(r);
+}
+
+TEST_CASE("cli: validate of binary files is an error, not a crash") {
+  TempDir dir;
+  std::mt19937 rng(7);
+  std::string junk;
+  for (int i = 0; i < 1024; ++i) junk += static_cast<char>(rng() % 256);
+  std::string ascii;
+  for (int i = 0; i < 1024; ++i) ascii += static_cast<char>(1 + rng() % 127);
+  for (const auto& [name, bytes] : std::vector<std::pair<std::string, std::string>>{
+           {"junk.yaml", junk}, {"ascii.yaml", ascii}, {"deep.yaml", std::string(50000, '[')}}) {
+    CAPTURE(name);
+    std::string file = dir.write(name, bytes);
+    Result r = predflow("validate " + file);
+    CHECK(r.code == 1);
+    CHECK(contains(r.output, file + ":"));
+    check_no_crash(r);
+  }
+}
+
+TEST_CASE("cli: validate of a missing file exits 1") {
+  Result r = predflow("validate /nonexistent/p.yaml");
+  CHECK(r.code == 1);
+  CHECK(contains(r.output, "/nonexistent/p.yaml: cannot open file"));
+}
+
+// ---- graph ----
+
+TEST_CASE("cli: graph -o writes DOT to a file") {
+  TempDir dir;
+  std::string out = dir.file("out.dot");
+  Result r = predflow("graph " + kDemo + " -o " + out);
+  CHECK(r.code == 0);
+  CHECK(r.output.empty());
+  std::string dot = read_file(out);
+  CHECK(dot.rfind("digraph \"demo\" {", 0) == 0);
+  CHECK(contains(dot, "\"split\" -> \"watched\" [label=\"listed\""));
+  CHECK(contains(dot, "shape=diamond"));
+}
+
+TEST_CASE("cli: graph prints DOT to stdout and applies --set") {
+  Result plain = predflow("graph " + kDemo);
+  CHECK(plain.code == 0);
+  CHECK(contains(plain.output, "\\nbatches=50\\n"));
+  Result set = predflow("graph " + kDemo + " --set nodes.source.batches=3");
+  CHECK(set.code == 0);
+  CHECK(contains(set.output, "\\nbatches=3\\n"));
+  CHECK_FALSE(contains(set.output, "\\nbatches=50\\n"));
+}
+
+TEST_CASE("cli: graph output renders with Graphviz") {
+  if (std::system("command -v dot >/dev/null 2>&1") != 0) {
+    MESSAGE("graphviz `dot` not installed: rendering not checked");
+    return;
+  }
+  Result r = predflow("graph " + kDemo + " | dot -Tsvg");
+  CHECK(r.code == 0);
+  CHECK(contains(r.output, "<svg"));
+}
+
+TEST_CASE("cli: graph to an unwritable path and of an invalid file exit 1") {
+  CHECK(predflow("graph " + kDemo + " -o /nonexistent/dir/out.dot").code == 1);
+  TempDir dir;
+  CHECK(predflow("graph " + dir.write("e.yaml", "")).code == 1);
+}
+
+// ---- log level ----
+
+TEST_CASE("cli: an unknown --log-level exits 1") {
+  Result r = predflow("--log-level bogus version");
+  CHECK(r.code == 1);
+  CHECK(contains(r.output, "unknown log level 'bogus'"));
+  CHECK(predflow("--log-level debug version").code == 0);
+}
+
+TEST_CASE("cli: an unknown PREDFLOW_LOG_LEVEL exits 1 and names the value") {
+  Result r = predflow("version");  // baseline without the variable
+  CHECK(r.code == 0);
+  std::string cmd = "PREDFLOW_LOG_LEVEL=bogus '" + kBinary + "' version 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe);
+  std::string output;
+  char buffer[1024];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
+  int status = pclose(pipe);
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK(contains(output, "unknown log level 'bogus'"));
+}
+
+// ---- run ----
+
+TEST_CASE("cli: run of a finite pipeline exits 0 with every row written") {
+  TempDir dir;
+  std::string out = dir.file("rows.jsonl");
+  std::string file = dir.write("p.yaml", generator_to_collector(out, "    batches: 5\n    batch_size: 7\n"));
+  Result r = predflow("--log-level info run " + file);
+  INFO(r.output);
+  CHECK(r.code == 0);
+  CHECK(count_lines(out) == 35);
+  std::string first = read_file(out).substr(0, read_file(out).find('\n'));
+  CHECK(std::regex_search(first, std::regex("^\\{.*\"symbol\":\"SYM00000\"")));
+  CHECK(contains(r.output, "drained=true"));
+}
+
+TEST_CASE("cli: run takes --set overrides") {
+  TempDir dir;
+  std::string out = dir.file("rows.jsonl");
+  std::string file = dir.write("p.yaml", generator_to_collector(out, "    batches: 5\n    batch_size: 7\n"));
+  Result r = predflow("run " + file + " --set nodes.source.batches=2 --set nodes.source.batch_size=3");
+  INFO(r.output);
+  CHECK(r.code == 0);
+  CHECK(count_lines(out) == 6);
+}
+
+TEST_CASE("cli: run of an invalid pipeline exits 1 before starting") {
+  TempDir dir;
+  std::string file = dir.write("p.yaml", "settings: {http_port: 0}\nnodes:\n  src: {type: generator, batches: x}\n");
+  Result r = predflow("run " + file);
+  CHECK(r.code == 1);
+  CHECK(contains(r.output, file + ":3:35: nodes.src.batches: expected an integer, got \"x\""));
+  CHECK_FALSE(contains(r.output, "pipeline started"));
+}
+
+TEST_CASE("cli: run exits 2 when a node cannot start") {
+  TempDir dir;
+  std::string file = dir.write("p.yaml", generator_to_collector("/nonexistent/dir/rows.jsonl", "    batches: 1\n"));
+  Result r = predflow("run " + file);
+  INFO(r.output);
+  CHECK(r.code == 2);
+  CHECK(contains(r.output, "predflow: start-up failed: "));
+  check_no_crash(r);
+}
+
+TEST_CASE("cli: SIGINT drains every emitted batch to the sink and exits 0") { check_drain_on(SIGINT); }
+
+TEST_CASE("cli: SIGINT drains the backlog of a slow sink") { check_drain_on(SIGINT, "    delay: 10ms\n"); }
+
+TEST_CASE("cli: SIGTERM drains like SIGINT") { check_drain_on(SIGTERM); }
+
+TEST_CASE("cli: a second SIGINT during a slow drain exits at once, non-zero") {
+  TempDir dir;
+  const std::string out = dir.file("rows.jsonl"), log = dir.file("log.txt");
+  std::string file = dir.write("p.yaml", generator_to_collector(out, "    batches: 0\n    rate: 200\n    batch_size: 10\n",
+                                                                "    delay: 2s\n"));
+  Child child(file, log);
+  REQUIRE(eventually([&] { return contains(read_file(log), "pipeline started"); }, 15s));
+  std::this_thread::sleep_for(300ms);
+  child.signal(SIGINT);
+  std::this_thread::sleep_for(200ms);
+  INFO(read_file(log));
+  REQUIRE(child.running());  // the drain is slow: a 2 s sink with batches queued
+  child.signal(SIGINT);
+  auto second = Clock::now();
+  bool exited = child.wait_exit(5s);
+  auto took = Clock::now() - second;
+  std::string text = read_file(log);
+  INFO(text);
+  REQUIRE(exited);
+  CHECK(took < 1500ms);
+  CHECK(child.exit_code() != 0);
+  CHECK(child.exit_code() == 128 + SIGINT);
+  CHECK(contains(text, "second signal"));
+}

@@ -1,0 +1,144 @@
+// /metrics, /healthz and /readyz over real HTTP while a pipeline runs.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "support/test_nodes.hpp"
+
+using namespace predflow;
+using namespace predflow::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Minimal HTTP/1.0 GET; returns "status\nbody".
+std::pair<int, std::string> http_get(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return {0, ""};
+  }
+  timeval timeout{5, 0};  // a server that accepts but never answers fails the test, not hangs it
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  ::send(fd, request.data(), request.size(), 0);
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) response.append(buffer, static_cast<std::size_t>(n));
+  ::close(fd);
+  if (response.size() < 12) return {0, ""};
+  int status = std::stoi(response.substr(9, 3));
+  auto body = response.find("\r\n\r\n");
+  return {status, body == std::string::npos ? "" : response.substr(body + 4)};
+}
+
+}  // namespace
+
+TEST_CASE("the HTTP server answers /healthz, /readyz and /metrics with per-node metrics") {
+  Recorder::instance().reset();
+  int port = free_port();
+  Plan plan = load_plan_text(R"(
+settings: {http_port: )" + std::to_string(port) + R"(}
+nodes:
+  src: {type: test_source, messages: 0, rows: 2}
+  split: {type: symbol_router, from: [src], symbols: [T0_0]}
+  listed: {type: test_sink, from: [split.listed]}
+  other: {type: test_sink, from: [split.other], delay: 1ms}
+)",
+                             "http.yaml", env_of({}));
+  Metrics metrics;
+  Runtime runtime(plan, metrics);
+  runtime.start();
+  CHECK(runtime.http_port() == port);
+  std::pair<int, std::string> health, ready, metrics_page, missing;
+  std::thread probe([&] {
+    std::this_thread::sleep_for(300ms);
+    health = http_get(port, "/healthz");
+    ready = http_get(port, "/readyz");
+    metrics_page = http_get(port, "/metrics");
+    missing = http_get(port, "/nope");
+    runtime.request_stop();
+  });
+  CHECK(runtime.run());
+  probe.join();
+  CHECK(health.first == 200);
+  CHECK(ready.first == 200);
+  CHECK(missing.first == 404);
+  REQUIRE(metrics_page.first == 200);
+  const std::string& text = metrics_page.second;
+  CHECK(text.find("# TYPE predflow_node_messages_total counter") != std::string::npos);
+  CHECK(text.find(R"(predflow_node_messages_total{node="src",port="out"})") != std::string::npos);
+  CHECK(text.find(R"(predflow_node_messages_total{node="split",port="listed"})") != std::string::npos);
+  CHECK(text.find(R"(predflow_node_messages_total{node="split",port="other"})") != std::string::npos);
+  CHECK(text.find(R"(predflow_node_messages_total{node="other",port="in"})") != std::string::npos);
+  CHECK(text.find("# TYPE predflow_node_busy_seconds histogram") != std::string::npos);
+  CHECK(text.find(R"(predflow_node_busy_seconds_bucket{node="other",le="0.001")") != std::string::npos);
+  CHECK(text.find(R"(predflow_node_queue_depth{node="other"})") != std::string::npos);
+  CHECK(text.find("predflow_in_flight_messages") != std::string::npos);
+  // After the run, no server is listening any more.
+  CHECK(http_get(port, "/healthz").first == 0);
+}
+
+TEST_CASE("/readyz is 503 while a node is not ready") {
+  int port = free_port();
+  Plan plan = load_plan_text(R"(
+settings: {http_port: )" + std::to_string(port) + R"(}
+nodes:
+  src: {type: test_source, messages: 0, rows: 1}
+  sink: {type: test_not_ready_sink, from: [src]}
+)",
+                             "ready.yaml", env_of({}));
+  Metrics metrics;
+  Runtime runtime(plan, metrics);
+  runtime.start();
+  std::pair<int, std::string> ready;
+  std::thread probe([&] {
+    std::this_thread::sleep_for(100ms);
+    ready = http_get(port, "/readyz");
+    runtime.request_stop();
+  });
+  runtime.run();
+  probe.join();
+  CHECK(ready.first == 503);
+  CHECK(ready.second.find("node sink not ready") != std::string::npos);
+}
+
+TEST_CASE("a port already in use is a clear start-up error") {
+  int port = free_port();
+  std::string yaml = "settings: {http_port: " + std::to_string(port) + "}\nnodes:\n  src: {type: test_source}\n  sink: {type: test_sink, from: [src]}\n";
+  Plan plan = load_plan_text(yaml, "a.yaml", env_of({}));
+  Metrics m1, m2;
+  Runtime first(plan, m1);
+  first.start();
+  Runtime second(plan, m2);
+  std::string error;
+  try {
+    second.start();
+  } catch (const std::runtime_error& e) {
+    error = e.what();
+  }
+  CHECK(error.find("cannot listen on 127.0.0.1:" + std::to_string(port)) != std::string::npos);
+  first.request_stop();
+  first.run();
+}

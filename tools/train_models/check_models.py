@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""Checks from Python that model folders written by predflow_train_models (or by
+torch.jit.save) load with torch.jit.load and honour the interface of docs/models.md.
+
+    /usr/bin/python3 tools/train_models/check_models.py [--device cuda:0] [MODEL_DIR ...]
+
+Defaults to models/normal_day models/earnings_day models/testdata/python_tiny.
+Needs Debian's python3-torch and python3-yaml (or any torch >= 1.13 with PyYAML). With
+--device the module is moved there and forward() is compared with the CPU result.
+Exits 1 on the first failure.
+"""
+import os
+import sys
+
+import torch
+import yaml
+
+DEFAULT_DIRS = ["models/normal_day", "models/earnings_day", "models/testdata/python_tiny"]
+
+
+def check(folder, device):
+    with open(os.path.join(folder, "model.yaml")) as f:
+        card = yaml.safe_load(f)
+    width = card["input_width"]
+    assert len(card["features"]) == width, "features vs input_width"
+    assert len(card["scaler"]["mean"]) == width and len(card["scaler"]["scale"]) == width
+    assert all(s > 0 for s in card["scaler"]["scale"]), "scaler.scale must be positive"
+    path = os.path.join(folder, card["file"])
+    assert os.path.getsize(path) < 1 << 20, "model over 1 MB"
+
+    module = torch.jit.load(path)
+    module.eval()
+    x = torch.randn(64, width)
+    with torch.inference_mode():
+        y = module(x)
+        assert y.shape == (64,) and y.dtype == torch.float32, "forward() must return [N] float32"
+        assert torch.equal(y, module(x)), "forward() must be deterministic"
+        draws = module.sample(x.repeat(card["mc_samples_default"], 1))
+        assert draws.shape == (64 * card["mc_samples_default"],), "sample() must return [S*N]"
+        assert not torch.equal(draws[:64], draws[64:128]), "sample() must be stochastic"
+        if device != "cpu":
+            moved = torch.jit.load(path, map_location=device)
+            moved.eval()
+            diff = (moved(x.to(device)).cpu() - y).abs().max().item()
+            assert diff < 1e-5, "forward() on %s differs from cpu by %g" % (device, diff)
+            draws = moved.sample(x.to(device).repeat(2, 1))
+            assert draws.device.type == torch.device(device).type, "sample() left the device"
+    print("ok %-32s %-20s width %d, forward(zeros)[0] = %.6f%s"
+          % (folder, card["name"], width, module(torch.zeros(1, width))[0].item(),
+             "" if device == "cpu" else ", same on " + device))
+
+
+def main():
+    args = sys.argv[1:]
+    device = "cpu"
+    if args[:1] == ["--device"]:
+        device, args = args[1], args[2:]
+    for folder in args or DEFAULT_DIRS:
+        try:
+            check(folder, device)
+        except Exception as e:  # report which folder failed, then stop
+            print("FAIL %s: %s" % (folder, e))
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
