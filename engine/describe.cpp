@@ -61,7 +61,7 @@ std::string to_dot(const Plan& plan) {
     std::string label = node.id + "\n(" + spec.type + ")";
     for (const auto& name : spec.key_fields) {
       const FieldSpec* f = spec.find_field(name);
-      if (!f || !node.config.has(name)) continue;
+      if (!f || !node.config.has(name) || node.config.text(name).empty()) continue;
       label += "\n" + name + "=" + (f->secret ? std::string("***") : node.config.text(name));
     }
     if (node.concurrency != 1) label += "\nconcurrency=" + (node.concurrency <= 0 ? std::string("unlimited") : std::to_string(node.concurrency));
