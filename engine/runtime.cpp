@@ -17,6 +17,12 @@ namespace flow = oneapi::tbb::flow;
 
 namespace {
 
+// Inline hand-off, the equivalent of TBB's task bypass: a compute node on a TBB worker
+// runs its last successor itself when that successor may run at any concurrency, instead
+// of spawning a task for it. Depth is bounded so that a long chain cannot grow the stack.
+thread_local int inline_depth = -1;  // -1: not inside a compute node on a TBB worker
+constexpr int kMaxInlineDepth = 8;
+
 struct Envelope {
   enum class Kind : std::uint8_t { Data, Tick, Flush };
   Kind kind = Kind::Data;
@@ -99,6 +105,7 @@ class NodeRunner : public SourceContext {
 
   void run_source();
   void stop_workers();
+  void run_inline(BatchPtr batch);
   Node& node() { return *node_; }
   Source* source() { return source_; }
   const PlanNode& plan() const { return plan_; }
@@ -128,6 +135,7 @@ class NodeRunner : public SourceContext {
 
   // Compute nodes run on TBB workers.
   std::unique_ptr<flow::function_node<Envelope>> compute_;
+  bool runs_inline_ = false;  // compute node with unlimited concurrency
   // Blocking nodes: an async_node hands work to the node's own threads.
   using AsyncNode = flow::async_node<Envelope, flow::continue_msg>;
   std::unique_ptr<AsyncNode> async_;
@@ -233,8 +241,14 @@ NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics
   if (!processor_) return;
   if (spec.execution == Execution::Compute) {
     std::size_t concurrency = plan.concurrency <= 0 ? std::size_t{flow::unlimited} : static_cast<std::size_t>(plan.concurrency);
-    compute_ = std::make_unique<flow::function_node<Envelope>>(
-        graph_, concurrency, [this](const Envelope& e) { handle(e); return flow::continue_msg(); });
+    compute_ = std::make_unique<flow::function_node<Envelope>>(graph_, concurrency, [this](const Envelope& e) {
+      int outer = inline_depth;
+      inline_depth = 0;  // on a TBB worker, inside a compute node: inline hand-off allowed
+      handle(e);
+      inline_depth = outer;
+      return flow::continue_msg();
+    });
+    runs_inline_ = plan.concurrency <= 0;
   } else {
     // Serial body: it only queues the work, and serial keeps the queue in arrival order
     // (TBB runs spawned tasks LIFO, so an unlimited body would reorder batches).
@@ -316,7 +330,24 @@ void NodeRunner::emit(std::size_t port, BatchPtr batch) {
   if (!batch || port >= successors_.size()) return;
   out_messages_[port]->Increment();
   out_rows_[port]->Increment(static_cast<double>(batch->size()));
-  for (NodeRunner* next : successors_[port]) next->enqueue({Envelope::Kind::Data, batch});
+  const auto& next = successors_[port];
+  for (std::size_t i = 0; i < next.size(); ++i) {
+    bool last = i + 1 == next.size();
+    if (last && next[i]->runs_inline_ && inline_depth >= 0 && inline_depth < kMaxInlineDepth) {
+      next[i]->run_inline(std::move(batch));
+      return;
+    }
+    next[i]->enqueue({Envelope::Kind::Data, batch});
+  }
+}
+
+void NodeRunner::run_inline(BatchPtr batch) {
+  in_messages_->Increment();
+  in_rows_->Increment(static_cast<double>(batch->size()));
+  queue_depth_->Increment();  // handle() takes it off again
+  ++inline_depth;
+  handle({Envelope::Kind::Data, std::move(batch)});
+  --inline_depth;
 }
 
 void NodeRunner::wake_at(Clock::time_point when) {
