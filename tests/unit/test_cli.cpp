@@ -16,7 +16,12 @@
 #include <sstream>
 #include <thread>
 
+#include "support/temp_dir.hpp"
+
 namespace {
+
+using predflow::test::read_file;
+using predflow::test::TempDir;
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -30,7 +35,7 @@ struct Result {
 };
 
 // Runs `predflow ARGS` through the shell with a clean log-level environment.
-Result predflow(const std::string& args) {
+Result run_cli(const std::string& args) {
   std::string cmd = "env -u PREDFLOW_LOG_LEVEL -u PREDFLOW_HTTP_PORT '" + kBinary + "' " + args + " 2>&1";
   Result r;
   FILE* pipe = popen(cmd.c_str(), "r");
@@ -50,28 +55,6 @@ void check_no_crash(const Result& r) {
   CHECK(r.code < 128);
   for (const char* sign : {"terminate called", "Aborted", "Segmentation fault", "core dumped", "what():", "Stack trace"})
     CHECK_FALSE(contains(r.output, sign));
-}
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "predflow-cli-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name, std::ios::binary) << text;
-    return file(name);
-  }
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 std::size_t count_lines(const std::string& path) {
@@ -207,20 +190,20 @@ void check_drain_on(int sig, const std::string& collector = "") {
 // ---- version, nodes ----
 
 TEST_CASE("cli: version prints a version and exits 0") {
-  Result r = predflow("version");
+  Result r = run_cli("version");
   CHECK(r.code == 0);
   CHECK(std::regex_search(r.output, std::regex("^predflow [0-9]+\\.[0-9]+")));
 }
 
 TEST_CASE("cli: no subcommand is a usage error; --help is not") {
-  CHECK(predflow("").code != 0);
-  Result help = predflow("--help");
+  CHECK(run_cli("").code != 0);
+  Result help = run_cli("--help");
   CHECK(help.code == 0);
   for (const char* cmd : {"run", "validate", "graph", "nodes", "version"}) CHECK(contains(help.output, cmd));
 }
 
 TEST_CASE("cli: nodes lists the shipped node types and no test-only ones") {
-  Result r = predflow("nodes");
+  Result r = run_cli("nodes");
   CHECK(r.code == 0);
   for (const char* type : {"batcher", "generator", "collector", "log_sink", "passthrough", "symbol_router"}) {
     CAPTURE(type);
@@ -231,7 +214,7 @@ TEST_CASE("cli: nodes lists the shipped node types and no test-only ones") {
 }
 
 TEST_CASE("cli: nodes TYPE prints its ports and fields") {
-  Result r = predflow("nodes batcher");
+  Result r = run_cli("nodes batcher");
   CHECK(r.code == 0);
   CHECK(contains(r.output, "batcher — "));
   CHECK(contains(r.output, "  in [any]"));
@@ -241,17 +224,17 @@ TEST_CASE("cli: nodes TYPE prints its ports and fields") {
 }
 
 TEST_CASE("cli: nodes with an unknown type exits 1 with a suggestion") {
-  Result near = predflow("nodes batchr");
+  Result near = run_cli("nodes batchr");
   CHECK(near.code == 1);
   CHECK(contains(near.output, "predflow: unknown node type 'batchr' (did you mean 'batcher'?)"));
-  Result far = predflow("nodes nope");
+  Result far = run_cli("nodes nope");
   CHECK(far.code == 1);
   CHECK(contains(far.output, "predflow: unknown node type 'nope'"));
   CHECK(contains(far.output, "  symbol_router "));  // the known types are listed
 }
 
 TEST_CASE("cli: nodes --markdown prints the node reference") {
-  Result r = predflow("nodes --markdown");
+  Result r = run_cli("nodes --markdown");
   CHECK(r.code == 0);
   CHECK(r.output.rfind("# Node reference\n", 0) == 0);
   CHECK(contains(r.output, "## `batcher` (transform)"));
@@ -260,7 +243,7 @@ TEST_CASE("cli: nodes --markdown prints the node reference") {
 // ---- validate ----
 
 TEST_CASE("cli: validate accepts the demo pipeline") {
-  Result r = predflow("validate " + kDemo);
+  Result r = run_cli("validate " + kDemo);
   CHECK(r.code == 0);
   CHECK(contains(r.output, kDemo + ": ok (pipeline demo, 6 nodes, 0 resources)"));
 }
@@ -278,7 +261,7 @@ TEST_CASE("cli: validate lists every error as file:line:col and exits 1") {
                                "    max_sise: 3\n"        // 8:5
                                "  c:\n"
                                "    type: colector\n");   // 10:11
-  Result r = predflow("validate " + file);
+  Result r = run_cli("validate " + file);
   INFO(r.output);
   CHECK(r.code == 1);
   CHECK(contains(r.output, file + ":4:14: nodes.src.batches: expected an integer, got \"many\"\n"));
@@ -292,16 +275,16 @@ TEST_CASE("cli: validate lists every error as file:line:col and exits 1") {
 }
 
 TEST_CASE("cli: validate with --set sees the override") {
-  Result bad = predflow("validate " + kDemo + " --set nodes.batches.max_size=0");
+  Result bad = run_cli("validate " + kDemo + " --set nodes.batches.max_size=0");
   CHECK(bad.code == 1);
   CHECK(contains(bad.output, "--set nodes.batches.max_size=0: nodes.batches.max_size: must be at least 1, got \"0\""));
-  CHECK(predflow("validate " + kDemo + " --set nodes.batches.max_size=7").code == 0);
+  CHECK(run_cli("validate " + kDemo + " --set nodes.batches.max_size=7").code == 0);
 }
 
 TEST_CASE("cli: validate of an empty file is an error, not a crash") {
   TempDir dir;
   std::string file = dir.write("empty.yaml", "");
-  Result r = predflow("validate " + file);
+  Result r = run_cli("validate " + file);
   CHECK(r.code == 1);
   CHECK(contains(r.output, file + ":1:1: the pipeline file is empty"));
   check_no_crash(r);
@@ -318,7 +301,7 @@ TEST_CASE("cli: validate of binary files is an error, not a crash") {
            {"junk.yaml", junk}, {"ascii.yaml", ascii}, {"deep.yaml", std::string(50000, '[')}}) {
     CAPTURE(name);
     std::string file = dir.write(name, bytes);
-    Result r = predflow("validate " + file);
+    Result r = run_cli("validate " + file);
     CHECK(r.code == 1);
     CHECK(contains(r.output, file + ":"));
     check_no_crash(r);
@@ -326,7 +309,7 @@ TEST_CASE("cli: validate of binary files is an error, not a crash") {
 }
 
 TEST_CASE("cli: validate of a missing file exits 1") {
-  Result r = predflow("validate /nonexistent/p.yaml");
+  Result r = run_cli("validate /nonexistent/p.yaml");
   CHECK(r.code == 1);
   CHECK(contains(r.output, "/nonexistent/p.yaml: cannot open file"));
 }
@@ -336,7 +319,7 @@ TEST_CASE("cli: validate of a missing file exits 1") {
 TEST_CASE("cli: graph -o writes DOT to a file") {
   TempDir dir;
   std::string out = dir.file("out.dot");
-  Result r = predflow("graph " + kDemo + " -o " + out);
+  Result r = run_cli("graph " + kDemo + " -o " + out);
   CHECK(r.code == 0);
   CHECK(r.output.empty());
   std::string dot = read_file(out);
@@ -346,10 +329,10 @@ TEST_CASE("cli: graph -o writes DOT to a file") {
 }
 
 TEST_CASE("cli: graph prints DOT to stdout and applies --set") {
-  Result plain = predflow("graph " + kDemo);
+  Result plain = run_cli("graph " + kDemo);
   CHECK(plain.code == 0);
   CHECK(contains(plain.output, "\\nbatches=50\\n"));
-  Result set = predflow("graph " + kDemo + " --set nodes.source.batches=3");
+  Result set = run_cli("graph " + kDemo + " --set nodes.source.batches=3");
   CHECK(set.code == 0);
   CHECK(contains(set.output, "\\nbatches=3\\n"));
   CHECK_FALSE(contains(set.output, "\\nbatches=50\\n"));
@@ -360,28 +343,28 @@ TEST_CASE("cli: graph output renders with Graphviz") {
     MESSAGE("graphviz `dot` not installed: rendering not checked");
     return;
   }
-  Result r = predflow("graph " + kDemo + " | dot -Tsvg");
+  Result r = run_cli("graph " + kDemo + " | dot -Tsvg");
   CHECK(r.code == 0);
   CHECK(contains(r.output, "<svg"));
 }
 
 TEST_CASE("cli: graph to an unwritable path and of an invalid file exit 1") {
-  CHECK(predflow("graph " + kDemo + " -o /nonexistent/dir/out.dot").code == 1);
+  CHECK(run_cli("graph " + kDemo + " -o /nonexistent/dir/out.dot").code == 1);
   TempDir dir;
-  CHECK(predflow("graph " + dir.write("e.yaml", "")).code == 1);
+  CHECK(run_cli("graph " + dir.write("e.yaml", "")).code == 1);
 }
 
 // ---- log level ----
 
 TEST_CASE("cli: an unknown --log-level exits 1") {
-  Result r = predflow("--log-level bogus version");
+  Result r = run_cli("--log-level bogus version");
   CHECK(r.code == 1);
   CHECK(contains(r.output, "unknown log level 'bogus'"));
-  CHECK(predflow("--log-level debug version").code == 0);
+  CHECK(run_cli("--log-level debug version").code == 0);
 }
 
 TEST_CASE("cli: an unknown PREDFLOW_LOG_LEVEL exits 1 and names the value") {
-  Result r = predflow("version");  // baseline without the variable
+  Result r = run_cli("version");  // baseline without the variable
   CHECK(r.code == 0);
   std::string cmd = "PREDFLOW_LOG_LEVEL=bogus '" + kBinary + "' version 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
@@ -400,7 +383,7 @@ TEST_CASE("cli: run of a finite pipeline exits 0 with every row written") {
   TempDir dir;
   std::string out = dir.file("rows.jsonl");
   std::string file = dir.write("p.yaml", generator_to_collector(out, "    batches: 5\n    batch_size: 7\n"));
-  Result r = predflow("--log-level info run " + file);
+  Result r = run_cli("--log-level info run " + file);
   INFO(r.output);
   CHECK(r.code == 0);
   CHECK(count_lines(out) == 35);
@@ -413,7 +396,7 @@ TEST_CASE("cli: run takes --set overrides") {
   TempDir dir;
   std::string out = dir.file("rows.jsonl");
   std::string file = dir.write("p.yaml", generator_to_collector(out, "    batches: 5\n    batch_size: 7\n"));
-  Result r = predflow("run " + file + " --set nodes.source.batches=2 --set nodes.source.batch_size=3");
+  Result r = run_cli("run " + file + " --set nodes.source.batches=2 --set nodes.source.batch_size=3");
   INFO(r.output);
   CHECK(r.code == 0);
   CHECK(count_lines(out) == 6);
@@ -422,7 +405,7 @@ TEST_CASE("cli: run takes --set overrides") {
 TEST_CASE("cli: run of an invalid pipeline exits 1 before starting") {
   TempDir dir;
   std::string file = dir.write("p.yaml", "settings: {http_port: 0}\nnodes:\n  src: {type: generator, batches: x}\n");
-  Result r = predflow("run " + file);
+  Result r = run_cli("run " + file);
   CHECK(r.code == 1);
   CHECK(contains(r.output, file + ":3:35: nodes.src.batches: expected an integer, got \"x\""));
   CHECK_FALSE(contains(r.output, "pipeline started"));
@@ -431,7 +414,7 @@ TEST_CASE("cli: run of an invalid pipeline exits 1 before starting") {
 TEST_CASE("cli: run exits 2 when a node cannot start") {
   TempDir dir;
   std::string file = dir.write("p.yaml", generator_to_collector("/nonexistent/dir/rows.jsonl", "    batches: 1\n"));
-  Result r = predflow("run " + file);
+  Result r = run_cli("run " + file);
   INFO(r.output);
   CHECK(r.code == 2);
   CHECK(contains(r.output, "predflow: start-up failed: "));

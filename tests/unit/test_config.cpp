@@ -11,7 +11,11 @@
 #include "engine/config.hpp"
 #include "support/test_nodes.hpp"
 
+#include "support/temp_dir.hpp"
+
 using namespace predflow;
+using predflow::test::TempDir;
+using predflow::test::read_file;
 using predflow::test::env_of;
 
 namespace {
@@ -68,21 +72,6 @@ const ConfigNode* at(const ConfigNode& root, const std::string& path) {
   }
   return node;
 }
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "predflow-config-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    auto file = path / name;
-    std::ofstream(file, std::ios::binary) << text;
-    return file.string();
-  }
-};
 
 }  // namespace
 

@@ -14,7 +14,11 @@
 #include "engine/registry.hpp"
 #include "support/test_nodes.hpp"
 
+#include "support/temp_dir.hpp"
+
 using namespace predflow;
+using predflow::test::TempDir;
+using predflow::test::read_file;
 using predflow::test::env_of;
 
 namespace {
@@ -46,23 +50,6 @@ std::string node_line(const std::string& dot, const std::string& id) {
 }
 
 bool have_dot() { return std::system("command -v dot >/dev/null 2>&1") == 0; }
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "predflow-describe-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Renders DOT with Graphviz; returns dot's exit status and the SVG.
 std::pair<int, std::string> render_svg(const std::string& dot_text) {
