@@ -62,6 +62,7 @@ Batch Batch::select(std::span<const std::uint32_t> rows) const {
   out.model_version = model_version;
   out.device = device;
   out.arrived = arrived;
+  out.predicted_at = predicted_at;
   out.shared_acks = shared_acks;
   if (!acks.empty() && !rows.empty()) {
     if (row_ack.empty()) {
@@ -98,6 +99,7 @@ void Batch::append(const Batch& other) {
   if (model_type.empty()) model_type = other.model_type, model_version = other.model_version, device = other.device;
   if (arrived == Clock::time_point{} || (other.arrived != Clock::time_point{} && other.arrived < arrived))
     arrived = other.arrived;
+  if (predicted_at == std::chrono::system_clock::time_point{}) predicted_at = other.predicted_at;
 
   append_column(correlation_ids, other.correlation_ids, a_rows, b_rows);
   append_column(features_ts, other.features_ts, a_rows, b_rows);

@@ -64,6 +64,7 @@ struct Batch {
   std::string model_version;
   std::string device;
   Clock::time_point arrived{};  // when the earliest triggering event entered the pipeline
+  std::chrono::system_clock::time_point predicted_at{};  // when its predictions were made (mc_dropout)
   std::vector<RowFailure> failures;
 
   // --- acknowledgement -------------------------------------------------------------

@@ -132,6 +132,7 @@ class NodeRunner : public SourceContext {
   prometheus::Gauge* queue_depth_ = nullptr;
   prometheus::Counter* errors_ = nullptr;
   prometheus::Gauge* in_flight_gauge_ = nullptr;
+  prometheus::Counter* unrouted_failures_ = nullptr;
 
   // Compute nodes run on TBB workers.
   std::unique_ptr<flow::function_node<Envelope>> compute_;
@@ -237,6 +238,8 @@ NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics
   queue_depth_ = &metrics.gauge("predflow_node_queue_depth", "Batches waiting at each node's input", {{"node", id}});
   errors_ = &metrics.counter("predflow_node_errors_total", "Batches a node failed to process (their messages are NAKed)", {{"node", id}});
   in_flight_gauge_ = &metrics.gauge("predflow_in_flight_messages", "Source messages not yet acknowledged");
+  unrouted_failures_ = &metrics.counter("predflow_node_unrouted_failures_total",
+                                        "Failure records emitted on an output port that nothing consumes (logged)", {{"node", id}});
 
   if (!processor_) return;
   if (spec.execution == Execution::Compute) {
@@ -331,6 +334,13 @@ void NodeRunner::emit(std::size_t port, BatchPtr batch) {
   out_messages_[port]->Increment();
   out_rows_[port]->Increment(static_cast<double>(batch->size()));
   const auto& next = successors_[port];
+  if (next.empty() && !batch->failures.empty()) {
+    // Failures on a port nobody consumes would vanish: log each one and count them.
+    unrouted_failures_->Increment(static_cast<double>(batch->failures.size()));
+    for (const auto& f : batch->failures)
+      spdlog::error("msg=\"failure on an unconnected port\" node={} port={} stage={} symbol={} reason={} error=\"{}\"",
+                    plan_.id, plan_.spec().outputs[port].name, f.stage, f.symbol.value_or("-"), f.reason, f.error);
+  }
   for (std::size_t i = 0; i < next.size(); ++i) {
     bool last = i + 1 == next.size();
     if (last && next[i]->runs_inline_ && inline_depth >= 0 && inline_depth < kMaxInlineDepth) {

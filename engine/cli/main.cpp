@@ -1,6 +1,7 @@
 // predflow: run · validate · graph · nodes · version
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -34,18 +35,37 @@ std::optional<Plan> load_or_report(const std::string& file, const std::vector<st
   }
 }
 
-// Signals are taken by one thread with sigwait, so that the handler can do real work:
-// the first SIGINT/SIGTERM drains the pipeline, a second one exits at once.
-void block_stop_signals(sigset_t& set) {
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+// Stop signals: the first SIGINT/SIGTERM asks the pipeline to drain, a second one exits
+// at once. A real handler rather than a blocked mask + sigwait: libraries (libtorch,
+// OpenBLAS) start threads before main(), and a signal delivered to one of those would
+// otherwise kill the process. The handler only does async-signal-safe work: it counts,
+// and hands the first signal to a watcher thread through a pipe.
+std::atomic<int> signals_received{0};
+int signal_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int signal) {
+  if (signals_received.fetch_add(1) == 0) {
+    unsigned char byte = static_cast<unsigned char>(signal);
+    [[maybe_unused]] auto n = ::write(signal_pipe[1], &byte, 1);
+    return;
+  }
+  static const char message[] = "predflow: second signal, exiting without draining\n";
+  [[maybe_unused]] auto n = ::write(2, message, sizeof message - 1);
+  std::_Exit(128 + signal);
+}
+
+void install_stop_signal_handlers() {
+  if (::pipe(signal_pipe) != 0) throw std::runtime_error("cannot create the signal pipe");
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
 }
 
 int run_command(const std::string& file, const std::vector<std::string>& overrides) {
-  sigset_t stop_signals;
-  block_stop_signals(stop_signals);  // before any thread starts, so all inherit the mask
+  install_stop_signal_handlers();  // a signal during start-up is kept in the pipe
   auto plan = load_or_report(file, overrides);
   if (!plan) return 1;
   Metrics metrics;
@@ -59,14 +79,11 @@ int run_command(const std::string& file, const std::vector<std::string>& overrid
     return 2;
   }
   Runtime* rt = runtime.get();
-  std::thread([stop_signals, rt]() mutable {
-    int signal = 0;
-    sigwait(&stop_signals, &signal);
-    spdlog::warn("msg=\"signal received, draining (send again to exit at once)\" signal={}", signal);
+  std::thread([rt] {
+    unsigned char signal = 0;
+    if (::read(signal_pipe[0], &signal, 1) != 1) return;
+    spdlog::warn("msg=\"signal received, draining (send again to exit at once)\" signal={}", static_cast<int>(signal));
     rt->request_stop();
-    sigwait(&stop_signals, &signal);
-    std::fprintf(stderr, "predflow: second signal, exiting without draining\n");
-    std::_Exit(128 + signal);
   }).detach();
   bool clean = runtime->run();
   runtime.reset();

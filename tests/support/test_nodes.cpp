@@ -220,3 +220,26 @@ PREDFLOW_REGISTER_NODE(NodeSpec("test_not_ready_sink", Category::Sink)
                        [](const NodeContext&) { return std::make_unique<NotReadySink>(); });
 }  // namespace
 }  // namespace predflow::test
+
+namespace predflow::test {
+namespace {
+// test_failing_router: turns every row into a failure record on its `dead` port.
+class FailingRouter : public Processor {
+ public:
+  void process(BatchPtr in, Output& out) override {
+    auto dead = make_batch();
+    for (std::size_t r = 0; r < in->size(); ++r) {
+      dead->failures.push_back({"test", in->symbols[r], "always", "test failure", std::nullopt, 1, in->symbols[r]});
+      dead->shared_acks.push_back(in->ack_of_row(r));
+    }
+    out.emit(1, std::move(dead));
+  }
+};
+PREDFLOW_REGISTER_NODE(NodeSpec("test_failing_router", Category::Router)
+                           .summarize("Test router: every row becomes a failure on `dead`")
+                           .input("in", kind::any)
+                           .output("out", kind::same)
+                           .output("dead", kind::dead_letters),
+                       [](const NodeContext&) { return std::make_unique<FailingRouter>(); });
+}  // namespace
+}  // namespace predflow::test

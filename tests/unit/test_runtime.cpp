@@ -173,3 +173,20 @@ nodes:
   CHECK(acks.max_live_batches <= 8 * 2 + 2);
   CHECK(Recorder::instance().sink("sink").rows == 1600);
 }
+
+TEST_CASE("failures emitted on an unconnected port are logged and counted, not silently lost") {
+  Recorder::instance().reset();
+  Plan plan = load_plan_text(R"(
+nodes:
+  src: {type: test_source, messages: 3, rows: 2}
+  fail: {type: test_failing_router, from: [src]}
+  sink: {type: test_sink, from: [fail.out]}
+)",
+                             "unrouted.yaml", env_of({{"PREDFLOW_HTTP_PORT", "0"}}));
+  Metrics metrics;
+  Runtime runtime(plan, metrics);
+  runtime.start();
+  CHECK(runtime.run());
+  CHECK(metrics.serialize().find(R"(predflow_node_unrouted_failures_total{node="fail"} 6)") != std::string::npos);
+  check_every_message_acked_once(Recorder::instance().acks("src"), 3);
+}

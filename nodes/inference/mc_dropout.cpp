@@ -1,0 +1,67 @@
+// mc_dropout: per-symbol statistics of the Monte-Carlo samples (docs/inference.md).
+#include <map>
+#include <mutex>
+
+#include "engine/metrics.hpp"
+#include "engine/registry.hpp"
+#include "nodes/inference/mc_stats.hpp"
+
+namespace predflow {
+namespace {
+
+NodeSpec mc_dropout_spec() {
+  return NodeSpec("mc_dropout", Category::Transform)
+      .summarize("Turns each symbol's Monte-Carlo samples into a prediction: mean, std, p10/p50/p90")
+      .describe(
+          "predicted_return is the mean of the samples; std is the sample standard deviation (n - 1 in the "
+          "denominator; 0 for a single sample); p10/p50/p90 interpolate linearly between the sorted samples "
+          "(numpy's default). Statistics go to the batch's stats column; every other column, the samples "
+          "included, passes unchanged, so sinks build the contract's prediction with prediction_json().")
+      .input("in", kind::samples, "rows with Monte-Carlo samples (torch_gpu_infer)")
+      .output("out", kind::predictions, "the same rows with statistics")
+      .concurrency(1, 0)
+      .with_example("type: mc_dropout\nfrom: [infer_normal.out]\n");
+}
+
+class McDropout : public Processor {
+ public:
+  explicit McDropout(const NodeContext& ctx) : metrics_(ctx.metrics) {}
+
+  void process(BatchPtr in, Output& out) override {
+    const std::size_t rows = in->size();
+    if (rows == 0) {
+      if (!in->empty()) out.emit(std::move(in));
+      return;
+    }
+    const std::size_t S = in->sample_count;
+    if (S == 0 || in->samples.size() != rows * S)
+      throw std::runtime_error("mc_dropout: batch of " + std::to_string(rows) + " rows has " + std::to_string(in->samples.size()) +
+                               " samples (sample_count " + std::to_string(S) + "); connect it after torch_gpu_infer");
+    auto batch = Batch::take(std::move(in));
+    batch->predicted_at = std::chrono::system_clock::now();  // one timestamp for every sink
+    batch->stats.resize(rows);
+    for (std::size_t r = 0; r < rows; ++r) {
+      const auto s = inference::summarize(std::span<const float>(batch->samples.data() + r * S, S));
+      batch->stats[r] = {s.mean, s.std, s.p10, s.p50, s.p90, s.samples};
+    }
+    predictions(batch->model_type).Increment(static_cast<double>(rows));
+    out.emit(std::move(batch));
+  }
+
+ private:
+  prometheus::Counter& predictions(const std::string& model_type) {
+    std::lock_guard lock(mutex_);
+    auto& c = counters_[model_type];
+    if (!c) c = &metrics_.counter("predflow_predictions_total", "Predictions made", {{"model_type", model_type}});
+    return *c;
+  }
+
+  Metrics& metrics_;
+  std::mutex mutex_;
+  std::map<std::string, prometheus::Counter*> counters_;
+};
+
+PREDFLOW_REGISTER_NODE(mc_dropout_spec(), [](const NodeContext& ctx) { return std::make_unique<McDropout>(ctx); });
+
+}  // namespace
+}  // namespace predflow

@@ -1,0 +1,262 @@
+// One of the two files of the inference library that include libtorch (with script_module.cpp).
+#include "nodes/inference/mc_model.hpp"
+
+#include <torch/cuda.h>
+#include <ATen/Parallel.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+
+namespace predflow::inference {
+
+namespace {
+
+std::string error_text(const std::exception& e) {
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
+  return e.what();
+}
+
+bool contains_nocase(std::string text, std::string what) {
+  auto lower = [](std::string& s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  };
+  lower(text);
+  lower(what);
+  return text.find(what) != std::string::npos;
+}
+
+bool is_out_of_memory(const std::exception& e) {
+  return dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr || contains_nocase(e.what(), "out of memory");
+}
+
+// A failure of the GPU stack rather than of the model or its input: worth retrying on
+// the CPU. Model errors (a wrong shape, an assertion in TorchScript) fail the same way
+// everywhere and are not.
+bool is_device_failure(const std::exception& e) {
+  const std::string text = e.what();
+  for (const char* needle : {"CUDA", "cuda", "CUBLAS", "cuBLAS", "CUDNN", "cuDNN", "device-side", "NVML", "driver"})
+    if (text.find(needle) != std::string::npos) return true;
+  return false;
+}
+
+bool take_one(std::atomic<int>& counter) {
+  int n = counter.load();
+  while (n > 0)
+    if (counter.compare_exchange_weak(n, n - 1)) return true;
+  return false;
+}
+
+}  // namespace
+
+std::string resolve_device(const std::string& requested) {
+  if (requested == "cpu") return "cpu";
+  if (requested == "auto") return torch::cuda::is_available() ? "cuda:0" : "cpu";
+  std::string name = requested == "cuda" ? "cuda:0" : requested;
+  if (name.rfind("cuda:", 0) != 0 || name.size() == 5 ||
+      !std::all_of(name.begin() + 5, name.end(), [](unsigned char c) { return std::isdigit(c); }))
+    throw std::runtime_error("device: expected auto, cpu, cuda or cuda:N, got \"" + requested + "\"");
+  if (!torch::cuda::is_available())
+    throw std::runtime_error("device " + name + ": libtorch sees no CUDA device (a CPU-only libtorch build, or no GPU); "
+                             "use device: auto or cpu");
+  const auto index = std::stoul(name.substr(5));
+  if (index >= torch::cuda::device_count())
+    throw std::runtime_error("device " + name + ": only " + std::to_string(torch::cuda::device_count()) +
+                             " CUDA device(s) visible");
+  return name;
+}
+
+struct McModel::Impl {
+  ModelCard card;
+  McModelOptions options;
+  std::string device_name;
+  torch::Device device{torch::kCPU};
+  bool accelerator = false;  // CUDA, or emulated for tests
+  torch::jit::Module module;
+  bool has_sample = false;
+  std::size_t batch_size;
+  std::vector<float> inv_scale;
+  // Host staging buffers: pinned on CUDA, so that non_blocking copies are truly async.
+  torch::Tensor host_in, host_out;
+
+  Impl(ModelCard c, McModelOptions o) : card(std::move(c)), options(std::move(o)), batch_size(std::max<std::size_t>(1, options.batch_size)) {
+    if (options.emulate_accelerator) {
+      device_name = "emulated";
+      accelerator = true;
+    } else {
+      device_name = resolve_device(options.device);
+      device = torch::Device(device_name);
+      accelerator = device.is_cuda();
+    }
+    if (options.threads > 0) at::set_num_threads(options.threads);
+    if (options.seed >= 0) at::manual_seed(static_cast<std::uint64_t>(options.seed));
+    for (float s : card.scaler_scale) inv_scale.push_back(1.0f / s);
+    module = load(device);
+  }
+
+  torch::jit::Module load(torch::Device on) {
+    torch::jit::Module m;
+    try {
+      m = torch::jit::load(card.file, on);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("model " + card.file + ": cannot load TorchScript: " + error_text(e));
+    }
+    m.eval();
+    has_sample = m.find_method("sample").has_value();
+    return m;
+  }
+
+  bool pinned() const { return device.is_cuda(); }
+
+  torch::Tensor& staging(torch::Tensor& buffer, std::int64_t n) {
+    if (!buffer.defined() || buffer.numel() < n) {
+      auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+      if (pinned()) opts = opts.pinned_memory(true);
+      buffer = torch::empty({std::max<std::int64_t>(n, 1)}, opts);
+    }
+    return buffer;
+  }
+
+  // One model call on n rows; out receives n × S values, row-major.
+  void run(const float* x, std::size_t n, int S, float* out) {
+    const auto width = static_cast<std::size_t>(card.input_width);
+    const auto rows = static_cast<std::int64_t>(n);
+    c10::InferenceMode guard;
+    float* in = staging(host_in, rows * card.input_width).data_ptr<float>();
+    const float* mean = card.scaler_mean.data();
+    const float* inv = inv_scale.data();
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t f = 0; f < width; ++f) in[r * width + f] = (x[r * width + f] - mean[f]) * inv[f];
+    torch::Tensor xt = host_in.narrow(0, 0, rows * card.input_width).view({rows, card.input_width});
+    if (device.is_cuda()) xt = xt.to(device, /*non_blocking=*/true);
+
+    torch::Tensor y;
+    if (S == 1) {
+      y = module.forward({xt}).toTensor();
+    } else {
+      if (!has_sample) throw std::runtime_error("model " + card.name + " has no sample() method (mc_samples: 1 uses forward())");
+      y = module.run_method("sample", xt.repeat({S, 1})).toTensor();
+    }
+    if (y.dim() != 1 || y.size(0) != rows * S)
+      throw std::runtime_error("model " + card.name + " returned shape " + c10::str(y.sizes()) + ", expected [" +
+                               std::to_string(rows * S) + "]");
+    // [S·n] is S blocks of n rows: transpose to n rows of S samples.
+    y = y.view({S, rows}).t().to(torch::kFloat32).contiguous();
+    if (device.is_cuda()) {
+      torch::Tensor& host = staging(host_out, rows * S);
+      host.narrow(0, 0, rows * S).copy_(y.view({-1}), /*non_blocking=*/true);
+      torch::cuda::synchronize(device.index());
+      std::memcpy(out, host.data_ptr<float>(), n * static_cast<std::size_t>(S) * sizeof(float));
+    } else {
+      std::memcpy(out, y.data_ptr<float>(), n * static_cast<std::size_t>(S) * sizeof(float));
+    }
+  }
+
+  void fall_back_to_cpu() {
+    module = load(torch::kCPU);
+    device = torch::kCPU;
+    device_name = "cpu";
+    accelerator = false;
+    host_in = torch::Tensor();
+    host_out = torch::Tensor();
+  }
+
+  // Zeros of input_width: forward() and sample() must give [N] finite values.
+  void validate() {
+    const std::size_t n = std::min<std::size_t>(batch_size, 8);
+    const auto width = static_cast<std::size_t>(card.input_width);
+    std::vector<float> zeros(n * width);
+    for (std::size_t f = 0; f < width; ++f)
+      for (std::size_t r = 0; r < n; ++r) zeros[r * width + f] = card.scaler_mean[f];  // scales to exactly 0
+    for (int S : {1, std::max(2, options.warmup_samples)}) {
+      if (S > 1 && !has_sample) continue;
+      std::vector<float> out(n * static_cast<std::size_t>(S));
+      try {
+        run(zeros.data(), n, S, out.data());
+      } catch (const std::exception& e) {
+        throw std::runtime_error("model " + card.file + ": test input [" + std::to_string(n) + ", " + std::to_string(width) +
+                                 "] of zeros failed in " + (S == 1 ? "forward()" : "sample()") + ": " + error_text(e));
+      }
+      for (float v : out)
+        if (!std::isfinite(v))
+          throw std::runtime_error("model " + card.file + ": test input of zeros gave non-finite output in " +
+                                   (S == 1 ? "forward()" : "sample()"));
+    }
+  }
+
+  void warm_up() {
+    if (options.warmup_iterations <= 0) return;
+    const auto width = static_cast<std::size_t>(card.input_width);
+    std::vector<float> x(batch_size * width);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = card.scaler_mean[i % width];
+    const int S = has_sample ? std::max(1, options.warmup_samples) : 1;
+    std::vector<float> out(batch_size * static_cast<std::size_t>(S));
+    for (int i = 0; i < options.warmup_iterations; ++i) run(x.data(), batch_size, S, out.data());
+  }
+};
+
+McModel::McModel(ModelCard card, McModelOptions options) : impl_(std::make_unique<Impl>(std::move(card), std::move(options))) {
+  impl_->validate();
+  impl_->warm_up();
+}
+
+McModel::~McModel() = default;
+
+const ModelCard& McModel::card() const { return impl_->card; }
+const std::string& McModel::device() const { return impl_->device_name; }
+std::size_t McModel::batch_size() const { return impl_->batch_size; }
+bool McModel::on_accelerator() const { return impl_->accelerator; }
+
+InferReport McModel::infer(std::span<const float> features, std::size_t width, int samples, std::span<float> out) {
+  Impl& m = *impl_;
+  if (width != static_cast<std::size_t>(m.card.input_width))
+    throw WidthMismatch("feature width " + std::to_string(width) + " does not match input_width " +
+                        std::to_string(m.card.input_width) + " of model " + m.card.name + " (" + m.card.yaml_path + ")");
+  if (samples < 1) throw std::invalid_argument("mc samples must be at least 1");
+  const std::size_t rows = width == 0 ? 0 : features.size() / width;
+  if (features.size() != rows * width) throw std::invalid_argument("features is not rows × width");
+  if (out.size() < rows * static_cast<std::size_t>(samples)) throw std::invalid_argument("out is smaller than rows × samples");
+
+  InferReport report;
+  std::size_t done = 0;
+  int tries = 0;  // calls tried for the rows at `done`
+  while (done < rows) {
+    const std::size_t n = std::min(m.batch_size, rows - done);
+    ++tries;
+    try {
+      if (take_one(inject_oom_))
+        C10_THROW_ERROR(OutOfMemoryError, "CUDA out of memory (injected by inject_oom / PREDFLOW_INJECT_OOM)");
+      if (take_one(inject_failures_))
+        throw std::runtime_error("CUDA error: unspecified launch failure (injected by inject_failures / PREDFLOW_INJECT_FAILURES)");
+      m.run(features.data() + done * width, n, samples, out.data() + done * static_cast<std::size_t>(samples));
+      done += n;
+      tries = 0;
+      report.call_rows.push_back(n);
+    } catch (const std::exception& e) {
+      const std::string text = error_text(e);
+      if (is_out_of_memory(e)) {
+        if (n <= 1) throw InferenceError("out of memory with a single row: " + text, true, tries, std::move(report.events));
+        m.batch_size = std::max<std::size_t>(1, n / 2);  // kept for later calls: it worked, or it halves again
+        report.events.push_back({InferenceEvent::Kind::OutOfMemory, text, m.batch_size, m.device_name});
+        continue;
+      }
+      if (m.accelerator && is_device_failure(e)) {
+        try {
+          m.fall_back_to_cpu();
+        } catch (const std::exception& load_error) {
+          throw InferenceError(text + "; CPU fallback failed: " + error_text(load_error), false, tries, std::move(report.events));
+        }
+        report.events.push_back({InferenceEvent::Kind::Fallback, text, m.batch_size, m.device_name});
+        continue;
+      }
+      throw InferenceError(text, false, tries, std::move(report.events));
+    }
+  }
+  report.device = m.device_name;
+  report.batch_size = m.batch_size;
+  return report;
+}
+
+}  // namespace predflow::inference

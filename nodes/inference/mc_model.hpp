@@ -1,0 +1,104 @@
+// The inference core: one TorchScript model on one device, Monte-Carlo dropout in one
+// call, out-of-memory halving and CPU fallback. Plain C++ over libtorch with no engine
+// includes (the standalone benchmark builds it on a machine with libtorch alone), and no
+// libtorch in this header: only mc_model.cpp pays for the heavy includes.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "nodes/inference/model_card.hpp"
+
+namespace predflow::inference {
+
+struct McModelOptions {
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N (auto = CUDA when available)
+  int threads = 0;              // CPU intra-op threads (process-wide in libtorch); 0 = leave as is
+  std::size_t batch_size = 128; // rows per model call; halved on out-of-memory
+  int warmup_samples = 20;      // S of the warm-up calls (the node passes its mc_samples)
+  int warmup_iterations = 3;    // full-size calls before ready (the JIT optimises after the first runs)
+  long long seed = -1;          // >= 0: seed libtorch's generators (process-wide), for reproducible draws
+  // Tests only: run on the CPU but treat the model as if it were on an accelerator, so that
+  // a CUDA-like failure takes the fallback path (reload a CPU copy) on a machine without a
+  // GPU. The device is labelled "emulated" until the fallback.
+  bool emulate_accelerator = false;
+};
+
+// What happened during one infer() besides the result: each out-of-memory halving and
+// each fallback, for the caller to log and count.
+struct InferenceEvent {
+  enum class Kind { OutOfMemory, Fallback } kind;
+  std::string error;            // the error that caused it
+  std::size_t batch_size = 0;   // rows per call after the event
+  std::string device;           // device after the event
+};
+
+struct InferReport {
+  std::string device;           // where the rows were computed (the last device used)
+  std::size_t batch_size = 0;   // rows per model call at the end
+  std::vector<std::size_t> call_rows;  // rows of each successful model call
+  std::vector<InferenceEvent> events;
+};
+
+// Inference failed after halving and fallback. `out_of_memory` when the last error was one.
+class InferenceError : public std::runtime_error {
+ public:
+  InferenceError(const std::string& what, bool oom, int tries, std::vector<InferenceEvent> happened)
+      : std::runtime_error(what), out_of_memory(oom), attempts(tries), events(std::move(happened)) {}
+  bool out_of_memory;
+  int attempts;                         // model calls tried for the failed rows
+  std::vector<InferenceEvent> events;   // halvings and fallbacks before the failure
+};
+
+// The batch's feature width is not the model's input_width.
+class WidthMismatch : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+class McModel {
+ public:
+  // Loads the TorchScript file of `card` onto the device, checks it with a test input of
+  // zeros (output shape [N], finite, for forward() and sample()), and warms it up.
+  // Throws std::runtime_error with a clear message on any problem.
+  McModel(ModelCard card, McModelOptions options = {});
+  ~McModel();
+  McModel(const McModel&) = delete;
+  McModel& operator=(const McModel&) = delete;
+
+  // features: rows × width raw (unscaled) values, row-major; out: rows × samples,
+  // row-major (out[r·S + s]). samples == 1 runs the deterministic forward(); more runs
+  // sample() ONCE on the rows repeated S times. Rows go through the model in calls of at
+  // most batch_size() rows. Throws WidthMismatch or InferenceError.
+  InferReport infer(std::span<const float> features, std::size_t width, int samples, std::span<float> out);
+
+  const ModelCard& card() const;
+  const std::string& device() const;  // "cpu", "cuda:0", …
+  std::size_t batch_size() const;
+  bool on_accelerator() const;
+
+  // Failure injection: the next n model calls raise a CUDA-like error (not out of memory)
+  // or a CUDA out-of-memory error. Out-of-memory injections are taken first.
+  void inject_failures(int n) { inject_failures_.store(n); }
+  void inject_oom(int n) { inject_oom_.store(n); }
+  int pending_injected_failures() const { return inject_failures_.load(); }
+  int pending_injected_oom() const { return inject_oom_.load(); }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<int> inject_failures_{0};
+  std::atomic<int> inject_oom_{0};
+};
+
+// "auto" → "cuda:0" when libtorch sees a GPU, else "cpu"; "cuda" → "cuda:0". Throws for a
+// CUDA device that libtorch cannot use, or an unknown name.
+std::string resolve_device(const std::string& requested);
+
+}  // namespace predflow::inference

@@ -1,0 +1,45 @@
+// A model folder's model.yaml: what the inference core needs to run the TorchScript file
+// (docs/models.md). Plain C++, no engine and no libtorch, so that the standalone benchmark
+// builds on a machine that has only libtorch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace predflow::inference {
+
+struct ModelCard {
+  std::string yaml_path;   // the model.yaml it came from
+  std::string name;        // model_version in predictions, e.g. lstm_normal_v2.1
+  std::string model_type;  // normal_day / earnings_day
+  std::string file;        // the TorchScript file, resolved against the yaml's folder
+  std::int64_t input_width = 0;
+  std::vector<std::string> features;
+  std::vector<float> scaler_mean;   // x_scaled = (x - mean) / scale
+  std::vector<float> scaler_scale;
+  double dropout = 0;
+  int mc_samples_default = 20;
+};
+
+// `path` names a model folder holding model.yaml, or the yaml file itself; relative paths
+// resolve against the current directory. Throws std::runtime_error when there is none.
+std::string resolve_model_yaml(const std::string& path);
+
+// Reads model.yaml with yaml-cpp (model_card_yaml.cpp; what the node uses).
+ModelCard load_model_card(const std::string& path);
+
+// Reads the subset of YAML that model.yaml files use (`key: scalar`, flow lists `[..]`,
+// flow maps `{..}` and one level of indented block maps; `#` comments), for builds
+// without yaml-cpp (the standalone benchmark on the GPU machine). The tests check that
+// both readers agree on the shipped cards.
+ModelCard load_model_card_lite(const std::string& path);
+ModelCard parse_model_card_lite(const std::string& text, const std::string& yaml_path);
+
+// Fills defaults, resolves `file` and checks that the card is usable: a name, a
+// positive input_width, a scaler of input_width finite entries with non-zero scales,
+// features (when given) of input_width names, an existing model file. Throws
+// std::runtime_error naming the yaml file and the problem.
+void finish_model_card(ModelCard& card);
+
+}  // namespace predflow::inference

@@ -1,0 +1,384 @@
+// torch_gpu_infer: Monte-Carlo dropout inference with a TorchScript model, on a GPU when
+// there is one. A thin adapter over McModel (mc_model.hpp): the spec, the circuit
+// breaker, dead letters and metrics. No libtorch headers here.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <thread>
+
+#include "engine/log.hpp"
+#include "engine/metrics.hpp"
+#include "engine/registry.hpp"
+#include "nodes/inference/circuit_breaker.hpp"
+#include "nodes/inference/mc_model.hpp"
+#include "nodes/inference/nvml_monitor.hpp"
+
+namespace predflow {
+namespace {
+
+using inference::CircuitBreaker;
+using inference::McModel;
+
+NodeSpec torch_gpu_infer_spec() {
+  return NodeSpec("torch_gpu_infer", Category::Model)
+      .summarize("Runs a TorchScript model with Monte-Carlo dropout: S samples per symbol, on a GPU when there is one")
+      .describe(
+          "Loads the model once at start (a folder with model.yaml, docs/models.md), checks it with a test input of "
+          "zeros and warms it up before the pipeline reports ready. Each batch's features are scaled with the model's "
+          "scaler, repeated mc_samples times and sent through the model's sample() in ONE call (mc_samples: 1 runs the "
+          "deterministic forward()); larger batches are split into calls of batch_size rows. On CUDA out-of-memory "
+          "the call is retried with half the rows (and that size kept); on another CUDA failure the node loads a CPU "
+          "copy of the model and carries on there. A circuit breaker opens after breaker_failures consecutive failed "
+          "calls: rows then go to the `dead` port until a trial call after breaker_reset succeeds. Rows that cannot be "
+          "predicted always leave on `dead` with a failure record, never silently. Runs on its own thread. See "
+          "docs/inference.md.")
+      .input("in", kind::features, "symbols with prices and a feature matrix of the model's input_width")
+      .output("out", kind::samples, "the same rows with mc_samples samples each, model_type, model_version and device")
+      .output("dead", kind::dead_letters, "rows that could not be predicted, as failures (stage inference)")
+      .field(field::string("model").require().describe(
+          "model folder holding model.yaml, or the model.yaml file (relative to the current directory)"))
+      .field(field::string("device").default_value("auto").describe(
+          "auto (CUDA when libtorch sees a GPU, else CPU), cpu, cuda, or cuda:N"))
+      .field(field::integer("batch_size").default_value("128").at_least(1).in_unit("symbols")
+                 .describe("rows per model call; larger input batches are split; halved on CUDA out-of-memory"))
+      .field(field::integer("mc_samples").default_value("20").at_least(1).at_most(10000).in_unit("samples")
+                 .describe("Monte-Carlo samples per symbol; 1 = deterministic forward()"))
+      .field(field::integer("threads").default_value("0").at_least(0).in_unit("threads")
+                 .describe("CPU intra-op threads of libtorch (process-wide); 0 = libtorch's default"))
+      .field(field::integer("input_width").default_value("0").at_least(0).in_unit("features")
+                 .describe("feature width the upstream delivers; checked against the model at start (0 = no check)"))
+      .field(field::integer("breaker_failures").default_value("10").at_least(1).in_unit("calls")
+                 .describe("consecutive failed model calls that open the circuit breaker"))
+      .field(field::duration("breaker_reset").default_value("30s")
+                 .describe("how long the breaker stays open before one trial call (half-open)"))
+      .field(field::integer("inject_failures").default_value("0").at_least(0).in_unit("calls")
+                 .describe("testing: the next N model calls fail with a CUDA-like error (0 = read PREDFLOW_INJECT_FAILURES)"))
+      .field(field::integer("inject_oom").default_value("0").at_least(0).in_unit("calls")
+                 .describe("testing: the next N model calls raise CUDA out-of-memory (0 = read PREDFLOW_INJECT_OOM)"))
+      .blocking_io()
+      .show_in_label({"model", "device", "mc_samples"})
+      .with_example(
+          "type: torch_gpu_infer\nfrom: [fetch_normal]\nmodel: models/normal_day\ndevice: auto\nbatch_size: 128\n"
+          "mc_samples: 20\n");
+}
+
+std::int64_t injection(std::int64_t field, const char* env_name) {
+  if (field > 0) return field;
+  const char* env = std::getenv(env_name);
+  if (!env || !*env) return 0;
+  char* end = nullptr;
+  long long n = std::strtoll(env, &end, 10);
+  if (*end != '\0' || n < 0) throw std::runtime_error(std::string(env_name) + ": expected a non-negative integer, got \"" + env + "\"");
+  return n;
+}
+
+class TorchGpuInfer : public Processor {
+ public:
+  explicit TorchGpuInfer(const NodeContext& ctx)
+      : id_(ctx.id),
+        metrics_(ctx.metrics),
+        model_path_(ctx.config.get_string("model")),
+        device_(ctx.config.get_string("device")),
+        batch_size_(static_cast<std::size_t>(ctx.config.get_int("batch_size"))),
+        samples_(static_cast<int>(ctx.config.get_int("mc_samples"))),
+        threads_(static_cast<int>(ctx.config.get_int("threads"))),
+        input_width_(ctx.config.get_int("input_width")),
+        inject_failures_(ctx.config.get_int("inject_failures")),
+        inject_oom_(ctx.config.get_int("inject_oom")),
+        breaker_(static_cast<std::size_t>(ctx.config.get_int("breaker_failures")),
+                 std::chrono::duration_cast<CircuitBreaker::Clock::duration>(ctx.config.get_duration("breaker_reset"))),
+        oom_total_(ctx.metrics.counter("predflow_inference_oom_total", "CUDA out-of-memory errors that halved the batch", {{"node", ctx.id}})),
+        fallback_total_(ctx.metrics.counter("predflow_inference_fallback_total", "Fallbacks from the GPU to the CPU", {{"node", ctx.id}})),
+        breaker_gauge_(ctx.metrics.gauge("predflow_inference_breaker_open", "1 while the inference circuit breaker is open or half-open", {{"node", ctx.id}})),
+        batch_size_histogram_(ctx.metrics.histogram("predflow_inference_batch_size", "Rows per model call", {{"node", ctx.id}},
+                                                    {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096})) {}
+
+  void start() override {
+    const auto started = Clock::now();
+    inference::ModelCard card = inference::load_model_card(model_path_);
+    if (input_width_ > 0 && input_width_ != card.input_width)
+      throw std::runtime_error("input_width " + std::to_string(input_width_) + " (node setting) does not match input_width " +
+                               std::to_string(card.input_width) + " of model " + card.name + " (" + card.yaml_path + ")");
+    inference::McModelOptions options;
+    options.device = device_;
+    options.threads = threads_;
+    options.batch_size = batch_size_;
+    options.warmup_samples = samples_;
+    model_ = std::make_unique<McModel>(std::move(card), options);
+    model_->inject_failures(static_cast<int>(injection(inject_failures_, "PREDFLOW_INJECT_FAILURES")));
+    model_->inject_oom(static_cast<int>(injection(inject_oom_, "PREDFLOW_INJECT_OOM")));
+    const auto& c = model_->card();
+    spdlog::info(
+        "msg=\"model loaded\" node={} model={} model_type={} file={} device={} input_width={} mc_samples={} batch_size={} "
+        "ready_after_ms={} inject_failures={} inject_oom={}",
+        id_, c.name, c.model_type, c.file, model_->device(), c.input_width, samples_, batch_size_,
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
+        model_->pending_injected_failures(), model_->pending_injected_oom());
+    start_gpu_monitor();
+    ready_ = true;
+  }
+
+  void stop() override {
+    {
+      std::lock_guard lock(monitor_mutex_);
+      monitor_stop_ = true;
+    }
+    monitor_cv_.notify_all();
+    if (monitor_.joinable()) monitor_.join();
+  }
+
+  bool ready() const override { return ready_; }
+
+  void process(BatchPtr in, Output& out) override {
+    auto batch = Batch::take(std::move(in));
+    const std::size_t rows = batch->size();
+    if (rows == 0) {  // failures only: pass them on
+      if (!batch->empty()) out.emit(0, std::move(batch));
+      return;
+    }
+    const auto& card = model_->card();
+    std::vector<Outcome> outcome(rows);
+    const auto S = static_cast<std::size_t>(samples_);
+    std::vector<float> samples(rows * S);
+    std::string device = model_->device();
+
+    const std::size_t width = batch->feature_width;
+    if (width != static_cast<std::size_t>(card.input_width) || batch->features.size() != rows * width) {
+      // A data problem, not a model failure: the breaker does not count it.
+      const std::string error =
+          width != static_cast<std::size_t>(card.input_width)
+              ? "feature width " + std::to_string(width) + " does not match input_width " + std::to_string(card.input_width) +
+                    " of model " + card.name
+              : "features hold " + std::to_string(batch->features.size()) + " values, expected rows × width = " +
+                    std::to_string(rows * width);
+      spdlog::error("msg=\"inference input rejected\" node={} model={} rows={} correlation_id={} error=\"{}\"", id_, card.name,
+                    rows, first_correlation(*batch), error);
+      count_error("width_mismatch");
+      for (auto& o : outcome) o = {false, "width_mismatch", error, 0};
+    } else {
+      run_chunks(*batch, outcome, samples, device);
+    }
+
+    // A model that returns NaN or infinity for a row has no prediction for it.
+    for (std::size_t r = 0; r < rows; ++r) {
+      if (!outcome[r].ok) continue;
+      for (std::size_t s = 0; s < S; ++s)
+        if (!std::isfinite(samples[r * S + s])) {
+          outcome[r] = {false, "non_finite_prediction", "model " + card.name + " returned a non-finite sample", 1};
+          count_error("non_finite");
+          break;
+        }
+    }
+    emit_results(std::move(batch), outcome, std::move(samples), device, out);
+  }
+
+ private:
+  struct Outcome {
+    bool ok = false;
+    std::string reason;
+    std::string error;
+    int attempts = 1;
+  };
+
+  static std::string first_correlation(const Batch& b) {
+    return b.correlation_ids.empty() || b.correlation_ids.front().empty() ? "-" : b.correlation_ids.front();
+  }
+
+  void count_error(const std::string& type) {
+    metrics_.counter("predflow_prediction_errors_total", "Prediction errors by type", {{"type", type}}).Increment();
+  }
+
+  prometheus::Histogram& latency(const std::string& device) {
+    auto it = latency_.find(device);
+    if (it != latency_.end()) return *it->second;
+    auto& h = metrics_.histogram("predflow_inference_latency_seconds", "Model call latency per batch",
+                                 {{"model_type", model_->card().model_type}, {"device", device}});
+    latency_[device] = &h;
+    return h;
+  }
+
+  // The rows go through the model in calls of at most batch_size rows; each call is one
+  // try for the circuit breaker.
+  void run_chunks(const Batch& batch, std::vector<Outcome>& outcome, std::vector<float>& samples, std::string& device) {
+    const std::size_t rows = batch.size(), width = batch.feature_width, S = static_cast<std::size_t>(samples_);
+    for (std::size_t begin = 0; begin < rows;) {
+      const std::size_t n = std::min(model_->batch_size(), rows - begin);
+      const bool was_open = breaker_.is_open();
+      if (!breaker_.allow()) {
+        for (std::size_t r = begin; r < begin + n; ++r)
+          outcome[r] = {false, "breaker_open", "inference circuit breaker is open after " +
+                                                   std::to_string(breaker_.consecutive_failures()) + " consecutive failures", 0};
+        count_error("breaker_open");
+        begin += n;
+        continue;
+      }
+      if (was_open) spdlog::info("msg=\"inference breaker half-open: trial call\" node={} rows={}", id_, n);
+      const auto t0 = Clock::now();
+      try {
+        auto report = model_->infer(std::span<const float>(batch.features.data() + begin * width, n * width), width, samples_,
+                                    std::span<float>(samples.data() + begin * S, n * S));
+        latency(report.device).Observe(std::chrono::duration<double>(Clock::now() - t0).count());
+        for (std::size_t c : report.call_rows) batch_size_histogram_.Observe(static_cast<double>(c));
+        handle_events(report.events, batch);
+        device = report.device;
+        if (was_open) spdlog::info("msg=\"inference breaker closed\" node={}", id_);
+        breaker_.record_success();
+        for (std::size_t r = begin; r < begin + n; ++r) outcome[r] = {true, "", "", 1};
+      } catch (const std::exception& e) {
+        const auto* failure = dynamic_cast<const inference::InferenceError*>(&e);
+        if (failure) handle_events(failure->events, batch);
+        count_error(failure && failure->out_of_memory ? "oom" : "inference");
+        const bool opened = breaker_.record_failure();
+        spdlog::error("msg=\"inference failed\" node={} model={} device={} rows={} correlation_id={} consecutive_failures={} "
+                      "error=\"{}\"",
+                      id_, model_->card().name, model_->device(), n, first_correlation(batch), breaker_.consecutive_failures(),
+                      e.what());
+        if (opened)
+          spdlog::error("msg=\"inference breaker open\" node={} consecutive_failures={} reset_after_ms={}", id_,
+                        breaker_.consecutive_failures(),
+                        std::chrono::duration_cast<std::chrono::milliseconds>(breaker_reset()).count());
+        for (std::size_t r = begin; r < begin + n; ++r) outcome[r] = {false, "inference_failed", e.what(), failure ? failure->attempts : 1};
+      }
+      breaker_gauge_.Set(breaker_.is_open() ? 1 : 0);
+      begin += n;
+    }
+  }
+
+  CircuitBreaker::Clock::duration breaker_reset() const { return breaker_.reset_after(); }
+
+  void handle_events(const std::vector<inference::InferenceEvent>& events, const Batch& batch) {
+    for (const auto& e : events) {
+      if (e.kind == inference::InferenceEvent::Kind::OutOfMemory) {
+        oom_total_.Increment();
+        count_error("oom");
+        spdlog::warn("msg=\"out of memory: batch halved\" node={} model={} device={} batch_size={} correlation_id={} error=\"{}\"",
+                     id_, model_->card().name, e.device, e.batch_size, first_correlation(batch), e.error);
+      } else {
+        fallback_total_.Increment();
+        count_error("fallback");
+        spdlog::error("msg=\"GPU failure: falling back to the CPU\" node={} model={} device={} correlation_id={} error=\"{}\"", id_,
+                      model_->card().name, e.device, first_correlation(batch), e.error);
+      }
+    }
+  }
+
+  void emit_results(std::shared_ptr<Batch> batch, const std::vector<Outcome>& outcome, std::vector<float> samples,
+                    const std::string& device, Output& out) {
+    const std::size_t rows = batch->size(), S = static_cast<std::size_t>(samples_);
+    const auto& card = model_->card();
+    std::vector<std::uint32_t> good, bad;
+    for (std::uint32_t r = 0; r < rows; ++r) (outcome[r].ok ? good : bad).push_back(r);
+
+    auto label = [&](Batch& b) {
+      b.sample_count = S;
+      b.model_type = card.model_type;
+      b.model_version = card.name;
+      b.device = device;
+    };
+    if (bad.empty()) {
+      batch->samples = std::move(samples);
+      label(*batch);
+      out.emit(0, std::move(batch));
+      return;
+    }
+
+    auto dead = make_batch(batch->select(bad));  // for the rows' acknowledgement tokens
+    dead->failures.reserve(bad.size());
+    for (std::uint32_t r : bad) dead->failures.push_back(failure_of(*batch, r, outcome[r]));
+    // The tokens of the failed rows stay alive until the dead-letter path is done with them.
+    for (auto& ack : dead->acks)
+      if (ack) dead->shared_acks.push_back(std::move(ack));
+    dead->acks.clear();
+    dead->row_ack.clear();
+    Batch& d = *dead;
+    d.symbols.clear(), d.correlation_ids.clear(), d.features_ts.clear(), d.prices.clear(), d.features.clear();
+    d.samples.clear(), d.stats.clear(), d.earnings.clear();
+    d.model_type = card.model_type, d.model_version = card.name, d.device = device;
+
+    if (good.empty()) {
+      // Failures that arrived with the batch travel on with the dead letters.
+      dead->failures.insert(dead->failures.begin(), batch->failures.begin(), batch->failures.end());
+      batch.reset();
+      out.emit(1, std::move(dead));
+      return;
+    }
+    auto ok = make_batch(batch->select(good));
+    ok->failures = std::move(batch->failures);
+    ok->samples.reserve(good.size() * S);
+    for (std::uint32_t r : good) ok->samples.insert(ok->samples.end(), samples.begin() + r * S, samples.begin() + (r + 1) * S);
+    label(*ok);
+    batch.reset();
+    out.emit(0, std::move(ok));
+    out.emit(1, std::move(dead));
+  }
+
+  RowFailure failure_of(const Batch& b, std::size_t r, const Outcome& o) const {
+    RowFailure f;
+    f.stage = "inference";
+    f.symbol = b.symbols[r];
+    f.reason = o.reason;
+    f.error = o.error;
+    if (r < b.correlation_ids.size() && !b.correlation_ids[r].empty()) f.correlation_id = b.correlation_ids[r];
+    f.attempts = o.attempts;
+    nlohmann::json payload = {{"symbol", b.symbols[r]}};
+    if (r < b.prices.size()) payload["price"] = b.prices[r];
+    if (r < b.features_ts.size() && !b.features_ts[r].empty()) payload["features_ts"] = b.features_ts[r];
+    if (b.feature_width > 0 && b.features.size() >= (r + 1) * b.feature_width)
+      payload["features"] = std::vector<float>(b.features.begin() + r * b.feature_width, b.features.begin() + (r + 1) * b.feature_width);
+    f.payload = payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return f;
+  }
+
+  void start_gpu_monitor() {
+    const std::string& device = model_->device();
+    if (device.rfind("cuda:", 0) != 0) return;
+    auto nvml = inference::NvmlMonitor::open();
+    if (!nvml) {
+      spdlog::info("msg=\"NVML not available: no GPU gauges\" node={}", id_);
+      return;
+    }
+    const auto index = static_cast<unsigned>(std::stoul(device.substr(5)));
+    auto& util = metrics_.gauge("predflow_gpu_utilization_ratio", "GPU utilisation (0..1) from NVML", {{"device", device}});
+    auto& used = metrics_.gauge("predflow_gpu_memory_used_bytes", "GPU memory in use (all processes) from NVML", {{"device", device}});
+    auto& total = metrics_.gauge("predflow_gpu_memory_total_bytes", "GPU memory size from NVML", {{"device", device}});
+    monitor_ = std::thread([this, nvml = std::move(nvml), index, &util, &used, &total] {
+      std::unique_lock lock(monitor_mutex_);
+      do {
+        if (auto r = nvml->read(index)) {
+          util.Set(r->utilization);
+          used.Set(static_cast<double>(r->memory_used));
+          total.Set(static_cast<double>(r->memory_total));
+        }
+      } while (!monitor_cv_.wait_for(lock, std::chrono::seconds(2), [this] { return monitor_stop_; }));
+    });
+  }
+
+  const std::string id_;
+  Metrics& metrics_;
+  const std::string model_path_, device_;
+  const std::size_t batch_size_;
+  const int samples_, threads_;
+  const std::int64_t input_width_, inject_failures_, inject_oom_;
+  CircuitBreaker breaker_;
+  prometheus::Counter& oom_total_;
+  prometheus::Counter& fallback_total_;
+  prometheus::Gauge& breaker_gauge_;
+  prometheus::Histogram& batch_size_histogram_;
+  std::map<std::string, prometheus::Histogram*> latency_;
+  std::unique_ptr<McModel> model_;
+  std::atomic<bool> ready_{false};
+  std::thread monitor_;
+  std::mutex monitor_mutex_;
+  std::condition_variable monitor_cv_;
+  bool monitor_stop_ = false;
+};
+
+PREDFLOW_REGISTER_NODE(torch_gpu_infer_spec(), [](const NodeContext& ctx) { return std::make_unique<TorchGpuInfer>(ctx); });
+
+}  // namespace
+}  // namespace predflow

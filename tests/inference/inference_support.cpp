@@ -1,0 +1,110 @@
+#include "inference/inference_support.hpp"
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <unistd.h>
+
+#include "engine/registry.hpp"
+#include "nodes/inference/script_module.hpp"
+#include "support/test_nodes.hpp"
+
+namespace predflow::test {
+
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  static std::atomic<int> counter{0};
+  path_ = fs::temp_directory_path() /
+          ("predflow-inference-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)));
+  fs::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+std::string write_model(const TempDir& dir, const std::string& source, long input_width, const std::map<std::string, double>& floats,
+                        const std::string& name, const std::string& model_type) {
+  inference::ScriptModuleSource module;
+  module.name = "TestModule";
+  module.source = source;
+  module.floats = floats;
+  module.ints = {{"input_width", input_width}};
+  inference::save_script_module(module, (dir.path() / "model.pt").string());
+  std::string zeros, ones;
+  for (long i = 0; i < input_width; ++i) {
+    zeros += (i ? ", " : "") + std::string("0");
+    ones += (i ? ", " : "") + std::string("1");
+  }
+  std::ostringstream yaml;
+  yaml << "name: " << name << "\nmodel_type: " << model_type << "\nfile: model.pt\ninput_width: " << input_width
+       << "\nscaler: {mean: [" << zeros << "], scale: [" << ones << "]}\ndropout: 0.5\nmc_samples_default: 20\n";
+  write_file(dir.path() / "model.yaml", yaml.str());
+  return dir.str();
+}
+
+std::shared_ptr<Batch> feature_batch(std::size_t rows, std::size_t width, float (*value)(std::size_t, std::size_t)) {
+  auto b = make_batch();
+  b->feature_width = width;
+  for (std::size_t r = 0; r < rows; ++r) {
+    b->symbols.push_back("S" + std::to_string(r));
+    b->correlation_ids.push_back("corr-" + std::to_string(r));
+    b->prices.push_back(100.0 + static_cast<double>(r));
+    for (std::size_t f = 0; f < width; ++f) b->features.push_back(value ? value(r, f) : 0.0f);
+  }
+  return b;
+}
+
+namespace {
+// The harness's upstream: any payload kind, so that every node type can be fed.
+class IdleSource : public Source {
+ public:
+  void run(SourceContext&) override {}
+};
+PREDFLOW_REGISTER_NODE(NodeSpec("test_any_source", Category::Source)
+                           .summarize("Test source of any payload kind (NodeHarness upstream); emits nothing")
+                           .output("out", kind::any),
+                       [](const NodeContext&) { return std::make_unique<IdleSource>(); });
+
+class NoResources : public ResourceLookup {
+ public:
+  std::shared_ptr<Resource> find(const std::string&) const override { return nullptr; }
+};
+const NoResources kNoResources;
+}  // namespace
+
+NodeHarness::NodeHarness(const std::string& type, const std::string& fields) {
+  const std::string yaml = "settings: {http_port: 0}\nnodes:\n  src: {type: test_any_source}\n  subject: {type: " + type +
+                           ", from: [src]" + (fields.empty() ? "" : ", " + fields) + "}\n";
+  plan_ = std::make_unique<Plan>(load_plan_text(yaml, "harness.yaml", env_of({})));
+  const PlanNode* p = plan_->find("subject");
+  NodeContext ctx{p->id, p->spec(), p->config, metrics, kNoResources, p->concurrency};
+  node_ = p->registration->factory(ctx);
+}
+
+NodeHarness::~NodeHarness() { node_->stop(); }
+
+double metric_value(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  return -1;
+}
+
+std::map<std::string, std::size_t> failure_reasons(const std::vector<BatchPtr>& batches) {
+  std::map<std::string, std::size_t> reasons;
+  for (const auto& b : batches)
+    for (const auto& f : b->failures) ++reasons[f.reason];
+  return reasons;
+}
+
+}  // namespace predflow::test
