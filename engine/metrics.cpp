@@ -32,9 +32,22 @@ prometheus::Histogram& Metrics::histogram(const std::string& name, const std::st
   return family->Add(labels, prometheus::Histogram::BucketBoundaries(buckets));
 }
 
+void Metrics::add_collectable(std::shared_ptr<prometheus::Collectable> collectable) {
+  std::lock_guard lock(mutex_);
+  collectables_.push_back(std::move(collectable));
+}
+
 std::string Metrics::serialize() const {
+  auto families = registry_->Collect();
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& c : collectables_) {
+      auto more = c->Collect();
+      families.insert(families.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+    }
+  }
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  prometheus::TextSerializer().Serialize(out, families);
   return out.str();
 }
 

@@ -3,6 +3,7 @@
 // without knowing who else reports it.
 #pragma once
 
+#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -27,6 +28,9 @@ class Metrics {
                                    const prometheus::Labels& labels = {},
                                    const std::vector<double>& buckets = latency_buckets());
 
+  // Adds metrics kept outside the registry (the engine's per-node stats); kept alive here.
+  void add_collectable(std::shared_ptr<prometheus::Collectable> collectable);
+
   // Prometheus text exposition format of every metric.
   std::string serialize() const;
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
@@ -36,10 +40,11 @@ class Metrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::map<std::string, prometheus::Family<prometheus::Counter>*> counters_;
   std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauges_;
   std::map<std::string, prometheus::Family<prometheus::Histogram>*> histograms_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
 };
 
 }  // namespace predflow

@@ -10,6 +10,7 @@
 
 #include "engine/http_server.hpp"
 #include "engine/log.hpp"
+#include "engine/node_stats.hpp"
 
 namespace predflow {
 
@@ -85,7 +86,7 @@ class TimerService;
 // threads) that run it, and where its outputs go.
 class NodeRunner : public SourceContext {
  public:
-  NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics& metrics, flow::graph& graph,
+  NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics& metrics, NodeStats& stats, flow::graph& graph,
              InFlightLimit& limit, std::atomic<bool>& stopping, TimerService& timers);
   ~NodeRunner() override;
 
@@ -125,12 +126,8 @@ class NodeRunner : public SourceContext {
   TimerService& timers_;
   std::vector<std::vector<NodeRunner*>> successors_;
 
-  prometheus::Counter* in_messages_ = nullptr;
-  prometheus::Counter* in_rows_ = nullptr;
-  std::vector<prometheus::Counter*> out_messages_, out_rows_;
-  prometheus::Histogram* busy_ = nullptr;
-  prometheus::Gauge* queue_depth_ = nullptr;
-  prometheus::Counter* errors_ = nullptr;
+  NodeStats& stats_;                // port 0 is the input, if any; outputs follow
+  const std::size_t first_output_;  // stats port index of output 0
   prometheus::Gauge* in_flight_gauge_ = nullptr;
   prometheus::Counter* unrouted_failures_ = nullptr;
 
@@ -213,9 +210,10 @@ class TimerService {
   bool done_ = false;
 };
 
-NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics& metrics, flow::graph& graph,
-                       InFlightLimit& limit, std::atomic<bool>& stopping, TimerService& timers)
-    : plan_(plan), node_(std::move(node)), graph_(graph), limit_(limit), stopping_(stopping), timers_(timers) {
+NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics& metrics, NodeStats& stats,
+                       flow::graph& graph, InFlightLimit& limit, std::atomic<bool>& stopping, TimerService& timers)
+    : plan_(plan), node_(std::move(node)), graph_(graph), limit_(limit), stopping_(stopping), timers_(timers),
+      stats_(stats), first_output_(plan.spec().inputs.empty() ? 0 : 1) {
   const NodeSpec& spec = plan.spec();
   processor_ = dynamic_cast<Processor*>(node_.get());
   source_ = dynamic_cast<Source*>(node_.get());
@@ -224,19 +222,6 @@ NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics
   successors_.resize(spec.outputs.size());
 
   const std::string& id = plan.id;
-  const char* messages_help = "Batches in (input port) and out (output ports) of each node";
-  const char* rows_help = "Rows (symbols) in and out of each node";
-  if (!spec.inputs.empty()) {
-    in_messages_ = &metrics.counter("predflow_node_messages_total", messages_help, {{"node", id}, {"port", spec.inputs[0].name}});
-    in_rows_ = &metrics.counter("predflow_node_rows_total", rows_help, {{"node", id}, {"port", spec.inputs[0].name}});
-  }
-  for (const auto& port : spec.outputs) {
-    out_messages_.push_back(&metrics.counter("predflow_node_messages_total", messages_help, {{"node", id}, {"port", port.name}}));
-    out_rows_.push_back(&metrics.counter("predflow_node_rows_total", rows_help, {{"node", id}, {"port", port.name}}));
-  }
-  busy_ = &metrics.histogram("predflow_node_busy_seconds", "Time each node spends processing one batch", {{"node", id}});
-  queue_depth_ = &metrics.gauge("predflow_node_queue_depth", "Batches waiting at each node's input", {{"node", id}});
-  errors_ = &metrics.counter("predflow_node_errors_total", "Batches a node failed to process (their messages are NAKed)", {{"node", id}});
   in_flight_gauge_ = &metrics.gauge("predflow_in_flight_messages", "Source messages not yet acknowledged");
   unrouted_failures_ = &metrics.counter("predflow_node_unrouted_failures_total",
                                         "Failure records emitted on an output port that nothing consumes (logged)", {{"node", id}});
@@ -296,17 +281,14 @@ void NodeRunner::worker_loop() {
 }
 
 void NodeRunner::enqueue(Envelope envelope) {
-  if (envelope.kind == Envelope::Kind::Data) {
-    in_messages_->Increment();
-    in_rows_->Increment(static_cast<double>(envelope.batch->size()));
-  }
-  queue_depth_->Increment();
+  if (envelope.kind == Envelope::Kind::Data) stats_.count(0, envelope.batch->size());
+  stats_.queued();
   if (compute_) compute_->try_put(std::move(envelope));
   else async_->try_put(std::move(envelope));
 }
 
 void NodeRunner::handle(const Envelope& envelope) {
-  queue_depth_->Decrement();
+  stats_.dequeued();
   auto started = Clock::now();
   try {
     switch (envelope.kind) {
@@ -317,7 +299,7 @@ void NodeRunner::handle(const Envelope& envelope) {
   } catch (const std::exception& e) {
     // A node bug or an unexpected input must not take the pipeline down: fail the
     // messages behind this batch so that their sources redeliver them.
-    errors_->Increment();
+    stats_.error();
     spdlog::error("msg=\"node failed to process a batch\" node={} error=\"{}\"", plan_.id, e.what());
     if (envelope.batch) {
       for (const auto& ack : envelope.batch->acks)
@@ -326,13 +308,12 @@ void NodeRunner::handle(const Envelope& envelope) {
         if (ack) ack->fail();
     }
   }
-  busy_->Observe(std::chrono::duration<double>(Clock::now() - started).count());
+  stats_.busy(Clock::now() - started);
 }
 
 void NodeRunner::emit(std::size_t port, BatchPtr batch) {
   if (!batch || port >= successors_.size()) return;
-  out_messages_[port]->Increment();
-  out_rows_[port]->Increment(static_cast<double>(batch->size()));
+  stats_.count(first_output_ + port, batch->size());
   const auto& next = successors_[port];
   if (next.empty() && !batch->failures.empty()) {
     // Failures on a port nobody consumes would vanish: log each one and count them.
@@ -352,9 +333,8 @@ void NodeRunner::emit(std::size_t port, BatchPtr batch) {
 }
 
 void NodeRunner::run_inline(BatchPtr batch) {
-  in_messages_->Increment();
-  in_rows_->Increment(static_cast<double>(batch->size()));
-  queue_depth_->Increment();  // handle() takes it off again
+  stats_.count(0, batch->size());
+  stats_.queued();  // handle() takes it off again
   ++inline_depth;
   handle({Envelope::Kind::Data, std::move(batch)});
   --inline_depth;
@@ -392,7 +372,7 @@ void NodeRunner::run_source() {
   try {
     source_->run(*this);
   } catch (const std::exception& e) {
-    errors_->Increment();
+    stats_.error();
     throw;
   }
 }
@@ -409,6 +389,7 @@ struct Runtime::Impl {
   std::atomic<bool> source_failed{false};
   TimerService timers{graph};
   Resources resources;
+  std::shared_ptr<NodeStatsCollector> stats = std::make_shared<NodeStatsCollector>();
   std::vector<std::unique_ptr<NodeRunner>> runners;  // plan order (topological)
   std::unique_ptr<HttpServer> http;
 
@@ -432,6 +413,7 @@ struct Runtime::Impl {
 };
 
 Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Impl>(plan, metrics)) {
+  metrics.add_collectable(impl_->stats);
   for (const auto& r : plan.resources) {
     auto resource = r.registration->factory(r.name, r.config, metrics);
     impl_->resources.by_name[r.name] = resource;
@@ -445,8 +427,12 @@ Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Im
     } catch (const std::exception& e) {
       throw std::runtime_error("node " + p.id + " (" + p.spec().type + "): " + e.what());
     }
-    impl_->runners.push_back(std::make_unique<NodeRunner>(p, std::move(node), metrics, impl_->graph, impl_->limit,
-                                                          impl_->stopping, impl_->timers));
+    std::vector<std::string> ports;
+    for (const auto& port : p.spec().inputs) ports.push_back(port.name);
+    for (const auto& port : p.spec().outputs) ports.push_back(port.name);
+    NodeStats& stats = impl_->stats->add(p.id, std::move(ports));
+    impl_->runners.push_back(std::make_unique<NodeRunner>(p, std::move(node), metrics, stats, impl_->graph,
+                                                          impl_->limit, impl_->stopping, impl_->timers));
   }
   for (const auto& p : plan.nodes)
     for (const auto& edge : p.inputs) impl_->runner(edge.from_node)->connect(edge.from_port, impl_->runner(p.id));
