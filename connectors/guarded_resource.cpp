@@ -1,0 +1,182 @@
+#include "connectors/guarded_resource.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "engine/spec.hpp"
+
+namespace predflow::connectors {
+
+using Clock = CircuitBreaker::Clock;
+
+GuardedResource::GuardedResource(std::string name, std::string type, std::string endpoint, GuardOptions options,
+                                 Metrics& metrics)
+    : name_(std::move(name)),
+      type_(std::move(type)),
+      endpoint_(std::move(endpoint)),
+      instruments_(connector_instruments(metrics, name_, type_)),
+      breaker_(options.breaker, instruments_.breaker_state, instruments_.failures),
+      backoff_(options.backoff) {
+  instruments_.connected->Set(0);
+}
+
+GuardedResource::~GuardedResource() { GuardedResource::stop(); }
+
+std::string GuardedResource::prefix() const { return type_ + " resource '" + name_ + "' (" + endpoint_ + "): "; }
+
+void GuardedResource::start() {
+  try {
+    probe();
+  } catch (const std::exception& e) {
+    spdlog::warn("msg=\"connector not reachable at start, retrying in the background\" resource={} type={} endpoint={} error=\"{}\"",
+                 name_, type_, endpoint_, e.what());
+  }
+  std::lock_guard lock(loop_mutex_);
+  if (!loop_.joinable()) {
+    stopping_ = false;
+    loop_ = std::thread([this] { probe_loop(); });
+  }
+}
+
+void GuardedResource::stop() {
+  {
+    std::lock_guard lock(loop_mutex_);
+    stopping_ = true;
+  }
+  loop_cv_.notify_all();
+  if (loop_.joinable() && loop_.get_id() != std::this_thread::get_id()) loop_.join();
+}
+
+bool GuardedResource::ready() const {
+  return connected_once_.load() && breaker_.state() == CircuitBreaker::State::Closed;
+}
+
+void GuardedResource::probe_loop() {
+  std::unique_lock lock(loop_mutex_);
+  while (!stopping_) {
+    Duration wait = std::chrono::seconds(1);
+    bool connected = connected_once_.load();
+    auto state = breaker_.state();
+    if (!connected || state == CircuitBreaker::State::Open) {
+      auto now = Clock::now();
+      Duration gate;
+      {
+        std::lock_guard gate_lock(gate_mutex_);
+        gate = std::max(Duration::zero(), std::chrono::duration_cast<Duration>(next_connect_ - now));
+      }
+      // Open: wait for the trial; not yet connected: for the reconnect backoff.
+      Duration due = state == CircuitBreaker::State::Open ? breaker_.retry_in(now) : gate;
+      if (due <= Duration::zero()) {
+        lock.unlock();
+        try {
+          probe();
+        } catch (const std::exception&) {
+          // logged where it failed; the next round waits for the backoff or the breaker
+        }
+        lock.lock();
+        continue;
+      }
+      wait = std::max<Duration>(due, std::chrono::milliseconds(1));
+    }
+    loop_cv_.wait_for(lock, wait, [this] { return stopping_; });
+  }
+}
+
+void GuardedResource::throw_breaker_open() const {
+  auto in = std::chrono::duration_cast<std::chrono::milliseconds>(breaker_.retry_in());
+  throw BreakerOpenError(prefix() + "circuit breaker open after " + std::to_string(breaker_.options().failures) +
+                         " consecutive failures; failing fast, next trial in " + std::to_string(in.count()) + "ms");
+}
+
+void GuardedResource::on_success() {
+  auto before = breaker_.state();
+  breaker_.record_success();
+  connected_once_ = true;
+  if (before != CircuitBreaker::State::Closed)
+    spdlog::info("msg=\"circuit breaker closed\" resource={} type={} endpoint={}", name_, type_, endpoint_);
+}
+
+void GuardedResource::on_failure(const std::string& why) {
+  auto before = breaker_.state();
+  if (!breaker_.record_failure()) return;
+  if (before == CircuitBreaker::State::HalfOpen)  // a failed trial: stays open, quietly
+    spdlog::debug("msg=\"circuit breaker trial failed\" resource={} type={} endpoint={} error=\"{}\"", name_, type_,
+                  endpoint_, why);
+  else
+    spdlog::warn("msg=\"circuit breaker opened\" resource={} type={} endpoint={} failures={} reset={} error=\"{}\"", name_,
+                 type_, endpoint_, breaker_.consecutive_failures(), format_duration(breaker_.options().reset), why);
+}
+
+void GuardedResource::check_connect_allowed(bool trial) {
+  if (trial) return;
+  std::lock_guard lock(gate_mutex_);
+  auto now = Clock::now();
+  if (now >= next_connect_) return;
+  auto in = std::chrono::duration_cast<std::chrono::milliseconds>(next_connect_ - now);
+  throw ConnectorError(prefix() + "not connected (" + last_error_ + "); next connection attempt in " +
+                       std::to_string(in.count()) + "ms");
+}
+
+void GuardedResource::connect_failed(const std::string& why) {
+  instruments_.connected->Set(0);
+  std::lock_guard lock(gate_mutex_);
+  Duration wait = backoff_.next();
+  next_connect_ = Clock::now() + wait;
+  last_error_ = why;
+  if (!failing_)
+    spdlog::warn("msg=\"connection failed, reconnecting with backoff\" resource={} type={} endpoint={} error=\"{}\"", name_,
+                 type_, endpoint_, why);
+  else
+    spdlog::debug("msg=\"connection failed\" resource={} type={} endpoint={} attempt={} retry_in={} error=\"{}\"", name_, type_,
+                  endpoint_, backoff_.attempts(), format_duration(wait), why);
+  failing_ = true;
+}
+
+void GuardedResource::connect_succeeded() {
+  instruments_.connected->Set(1);
+  instruments_.reconnects->Increment();
+  std::lock_guard lock(gate_mutex_);
+  backoff_.reset();
+  next_connect_ = {};
+  if (failing_ || !connected_once_)
+    spdlog::info("msg=\"connected\" resource={} type={} endpoint={}", name_, type_, endpoint_);
+  failing_ = false;
+}
+
+void GuardedResource::count_round_trips(double n) { instruments_.round_trips->Increment(n); }
+
+}  // namespace predflow::connectors
+
+namespace predflow::connectors {
+
+std::vector<FieldSpec> guard_fields() {
+  return {
+      field::integer("breaker_failures")
+          .default_value("5")
+          .at_least(1)
+          .describe("Consecutive failed calls that open the circuit breaker (calls then fail fast)"),
+      field::duration("breaker_reset")
+          .default_value("30s")
+          .at_least(0)
+          .describe("How long the breaker stays open before one trial call (half-open)"),
+      field::duration("backoff_initial")
+          .default_value("100ms")
+          .at_least(0)
+          .describe("Upper bound of the first wait before reconnecting; doubles per failed attempt (full jitter)"),
+      field::duration("backoff_max").default_value("5s").at_least(0).describe("Upper bound of any reconnect wait"),
+  };
+}
+
+GuardOptions guard_options(const NodeConfig& config) {
+  GuardOptions o;
+  o.breaker.failures = static_cast<int>(config.get_int("breaker_failures"));
+  o.breaker.reset = config.get_duration("breaker_reset");
+  o.backoff.initial = config.get_duration("backoff_initial");
+  o.backoff.max = config.get_duration("backoff_max");
+  return o;
+}
+
+}  // namespace predflow::connectors

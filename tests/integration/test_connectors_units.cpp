@@ -1,0 +1,342 @@
+// The connectors' pure parts, no server needed: backoff bounds, breaker transitions (with a
+// hand-moved clock), the dead-letter record, UTF-8 and base64, Redis URLs, and the
+// resource specs through pipeline validation.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "connectors/backoff.hpp"
+#include "connectors/circuit_breaker.hpp"
+#include "connectors/dead_letter.hpp"
+#include "connectors/encoding.hpp"
+#include "connectors/redis_url.hpp"
+#include "engine/diagnostics.hpp"
+#include "engine/metrics.hpp"
+#include "engine/plan.hpp"
+#include "engine/registry.hpp"
+#include "support/test_nodes.hpp"
+
+using namespace predflow;
+using namespace predflow::connectors;
+using namespace std::chrono_literals;
+
+TEST_SUITE("integration.connectors.units") {
+
+TEST_CASE("backoff: every wait lies in [0, min(max, initial * multiplier^n)] and reset starts over") {
+  Backoff b({100ms, 2s, 2.0}, 42);
+  CHECK(b.ceiling(0) == 100ms);
+  CHECK(b.ceiling(1) == 200ms);
+  CHECK(b.ceiling(4) == 1600ms);
+  CHECK(b.ceiling(5) == 2s);  // capped
+  CHECK(b.ceiling(100000) == 2s);  // no overflow after a long outage
+  for (int round = 0; round < 2; ++round) {
+    for (int n = 0; n < 40; ++n) {
+      Duration cap = b.ceiling(b.attempts());
+      Duration wait = b.next();
+      CHECK(wait >= Duration::zero());
+      CHECK(wait <= cap);
+    }
+    CHECK(b.attempts() == 40);
+    b.reset();
+    CHECK(b.attempts() == 0);
+  }
+  // Full jitter: the waits spread over the range instead of sitting at the cap.
+  Backoff spread({1s, 1s, 2.0}, 7);
+  Duration lo = 1s, hi = 0s;
+  for (int i = 0; i < 200; ++i) {
+    Duration w = spread.next();
+    lo = std::min(lo, w), hi = std::max(hi, w);
+  }
+  CHECK(lo < 200ms);
+  CHECK(hi > 800ms);
+  // Degenerate settings are made sane: max below initial, multiplier below 1, zero.
+  Backoff odd({500ms, 100ms, 0.5}, 1);
+  CHECK(odd.ceiling(3) == 500ms);
+  Backoff zero({0s, 0s, 2.0}, 1);
+  CHECK(zero.next() == Duration::zero());
+}
+
+TEST_CASE("breaker: closed → open after N consecutive failures; a success in between resets the count") {
+  CircuitBreaker b({3, 30s});
+  auto t = CircuitBreaker::Clock::now();
+  CHECK(b.acquire(t) == CircuitBreaker::Permit::Allowed);
+  CHECK_FALSE(b.record_failure(t));
+  CHECK_FALSE(b.record_failure(t));
+  b.record_success();
+  CHECK(b.consecutive_failures() == 0);
+  CHECK_FALSE(b.record_failure(t));
+  CHECK_FALSE(b.record_failure(t));
+  CHECK(b.state() == CircuitBreaker::State::Closed);
+  CHECK(b.record_failure(t));  // the third in a row opens it
+  CHECK(b.state() == CircuitBreaker::State::Open);
+  CHECK(b.acquire(t + 29s) == CircuitBreaker::Permit::Denied);
+  CHECK(b.retry_in(t + 20s) == 10s);
+  CHECK(b.retry_in(t + 40s) == Duration::zero());
+}
+
+TEST_CASE("breaker: half-open lets one trial through; success closes, failure re-opens for another reset") {
+  CircuitBreaker b({2, 200ms});
+  auto t = CircuitBreaker::Clock::now();
+  b.record_failure(t);
+  b.record_failure(t);
+  REQUIRE(b.state() == CircuitBreaker::State::Open);
+  CHECK(b.acquire(t + 100ms) == CircuitBreaker::Permit::Denied);
+  CHECK(b.acquire(t + 200ms) == CircuitBreaker::Permit::Trial);
+  CHECK(b.state() == CircuitBreaker::State::HalfOpen);
+  CHECK(b.acquire(t + 210ms) == CircuitBreaker::Permit::Denied);  // the trial is out
+  CHECK(b.record_failure(t + 250ms));                               // trial failed
+  CHECK(b.state() == CircuitBreaker::State::Open);
+  CHECK(b.acquire(t + 400ms) == CircuitBreaker::Permit::Denied);  // a full reset again
+  CHECK(b.acquire(t + 450ms) == CircuitBreaker::Permit::Trial);
+  b.record_success();
+  CHECK(b.state() == CircuitBreaker::State::Closed);
+  CHECK(b.consecutive_failures() == 0);
+  CHECK(b.acquire(t + 450ms) == CircuitBreaker::Permit::Allowed);
+  CHECK(b.acquire(t + 450ms) == CircuitBreaker::Permit::Allowed);
+}
+
+TEST_CASE("breaker: a trial that never reports is presumed lost after the reset") {
+  CircuitBreaker b({1, 1s});
+  auto t = CircuitBreaker::Clock::now();
+  b.record_failure(t);
+  CHECK(b.acquire(t + 1s) == CircuitBreaker::Permit::Trial);
+  CHECK(b.acquire(t + 1500ms) == CircuitBreaker::Permit::Denied);
+  CHECK(b.acquire(t + 2s) == CircuitBreaker::Permit::Trial);
+}
+
+TEST_CASE("breaker: its state and failures are exported as metrics") {
+  Metrics metrics;
+  auto& gauge = metrics.gauge("predflow_connector_breaker_state", "state", {{"resource", "r"}, {"type", "redis"}});
+  auto& failures = metrics.counter("predflow_connector_failures_total", "failures", {{"resource", "r"}, {"type", "redis"}});
+  CircuitBreaker b({2, 100ms}, &gauge, &failures);
+  auto t = CircuitBreaker::Clock::now();
+  CHECK(gauge.Value() == 0);
+  b.record_failure(t);
+  b.record_failure(t);
+  CHECK(gauge.Value() == 1);
+  CHECK(failures.Value() == 2);
+  b.acquire(t + 100ms);
+  CHECK(gauge.Value() == 2);
+  b.record_success();
+  CHECK(gauge.Value() == 0);
+  std::string text = metrics.serialize();
+  CHECK(text.find("predflow_connector_breaker_state{resource=\"r\",type=\"redis\"} 0") != std::string::npos);
+  CHECK(text.find("predflow_connector_failures_total{resource=\"r\",type=\"redis\"} 2") != std::string::npos);
+}
+
+TEST_CASE("breaker: thread-safe, exactly one trial among many callers") {
+  CircuitBreaker b({1, 1ms});
+  b.record_failure(CircuitBreaker::Clock::time_point{});
+  std::atomic<int> trials{0}, allowed{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&] {
+      for (int k = 0; k < 1000; ++k) {
+        auto p = b.acquire(CircuitBreaker::Clock::time_point{} + 1h);  // all at one instant
+        if (p == CircuitBreaker::Permit::Trial) ++trials;
+        if (p == CircuitBreaker::Permit::Allowed) ++allowed;
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(allowed == 0);
+  CHECK(trials == 1);
+}
+
+TEST_CASE("utf-8 validation and base64") {
+  CHECK(is_valid_utf8(""));
+  CHECK(is_valid_utf8("plain ascii {\"symbols\": [\"AAPL\"]}"));
+  CHECK(is_valid_utf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\x88"));  // é € 📈
+  CHECK(is_valid_utf8(std::string("nul\0inside", 10)));
+  CHECK_FALSE(is_valid_utf8("\xFF"));
+  CHECK_FALSE(is_valid_utf8("\xC3"));              // truncated
+  CHECK_FALSE(is_valid_utf8("\xC0\xAF"));          // overlong '/'
+  CHECK_FALSE(is_valid_utf8("\xE0\x80\xAF"));      // overlong
+  CHECK_FALSE(is_valid_utf8("\xED\xA0\x80"));      // a surrogate
+  CHECK_FALSE(is_valid_utf8("\xF4\x90\x80\x80"));  // above U+10FFFF
+  CHECK_FALSE(is_valid_utf8("ok\x80"));            // a lone continuation byte
+  CHECK(sanitize_utf8("a\xFF" "b") == "a\xEF\xBF\xBD" "b");
+  CHECK(sanitize_utf8("caf\xC3\xA9") == "caf\xC3\xA9");
+
+  CHECK(base64_encode("") == "");
+  CHECK(base64_encode("f") == "Zg==");
+  CHECK(base64_encode("fo") == "Zm8=");
+  CHECK(base64_encode("foo") == "Zm9v");
+  CHECK(base64_encode("foobar") == "Zm9vYmFy");
+  CHECK(base64_encode(std::string("\xFF\xFE\x00\x01", 4)) == "//4AAQ==");
+}
+
+TEST_CASE("dead letter: all eight keys, nulls where absent, the timestamp in UTC milliseconds") {
+  RowFailure f;
+  f.stage = "nats_source";
+  f.reason = "invalid_json";
+  f.error = "syntax error at byte 3";
+  f.payload = "{not json";
+  auto ts = std::chrono::system_clock::time_point(std::chrono::milliseconds(1795703400412LL));  // 2026-11-26T14:30:00.412Z
+  auto r = dead_letter_record(f, ts);
+  for (const char* key : {"stage", "symbol", "reason", "error", "correlation_id", "attempts", "ts", "payload"}) {
+    CAPTURE(key);
+    CHECK(r.contains(key));
+  }
+  CHECK(r.size() == 8);
+  CHECK(r["symbol"].is_null());
+  CHECK(r["correlation_id"].is_null());
+  CHECK(r["stage"] == "nats_source");
+  CHECK(r["reason"] == "invalid_json");
+  CHECK(r["attempts"] == 1);
+  CHECK(r["ts"] == "2026-11-26T14:30:00.412Z");
+  CHECK(r["payload"] == "{not json");
+  CHECK_FALSE(r.contains("payload_encoding"));
+
+  f.symbol = "XYZ";
+  f.correlation_id = "b1f3";
+  f.attempts = 3;
+  f.payload.clear();
+  auto r2 = dead_letter_record(f, ts);
+  CHECK(r2.size() == 8);
+  CHECK(r2["symbol"] == "XYZ");
+  CHECK(r2["correlation_id"] == "b1f3");
+  CHECK(r2["attempts"] == 3);
+  CHECK(r2["payload"] == "");
+  CHECK(format_utc_millis(std::chrono::system_clock::time_point{}) == "1970-01-01T00:00:00.000Z");
+}
+
+TEST_CASE("dead letter: a payload that is not UTF-8 is base64-encoded, and junk in other fields cannot break the JSON") {
+  RowFailure f;
+  f.stage = "nats_source";
+  f.reason = "invalid_json";
+  f.error = "bad byte \xFF";
+  f.symbol = std::string("X\xFE");
+  f.payload = std::string("\xFF\xFE\x00\x01", 4);
+  auto r = dead_letter_record(f, std::chrono::system_clock::now());
+  CHECK(r.size() == 9);
+  CHECK(r["payload"] == "//4AAQ==");
+  CHECK(r["payload_encoding"] == "base64");
+  CHECK(r["symbol"] == "X\xEF\xBF\xBD");
+  std::string text;
+  CHECK_NOTHROW(text = r.dump());  // nlohmann throws on invalid UTF-8
+  auto back = nlohmann::json::parse(text);
+  CHECK(back["payload_encoding"] == "base64");
+  // 1 MiB of junk still makes one valid record.
+  f.payload.assign(1 << 20, '\x9C');
+  auto big = dead_letter_record(f, std::chrono::system_clock::now());
+  CHECK(big["payload"].get<std::string>().size() == (1u << 20) / 3 * 4 + 4);
+  CHECK_NOTHROW(big.dump());
+}
+
+TEST_CASE("redis URLs: host, port, db, user and password") {
+  auto d = parse_redis_url("redis://127.0.0.1:6379/0");
+  CHECK(d.host == "127.0.0.1");
+  CHECK(d.port == 6379);
+  CHECK(d.db == 0);
+  CHECK_FALSE(d.password);
+  CHECK_FALSE(d.username);
+  auto p = parse_redis_url("redis://:s%40cret@cache.local:6390/3");
+  CHECK(p.host == "cache.local");
+  CHECK(p.port == 6390);
+  CHECK(p.db == 3);
+  CHECK(p.password == "s@cret");
+  CHECK_FALSE(p.username);
+  CHECK(p.display() == "cache.local:6390/3");
+  auto u = parse_redis_url("redis://app:pw@h");
+  CHECK(u.username == "app");
+  CHECK(u.password == "pw");
+  CHECK(u.port == 6379);
+  auto v6 = parse_redis_url("redis://[::1]:7000/1");
+  CHECK(v6.host == "::1");
+  CHECK(v6.port == 7000);
+  CHECK(v6.display() == "[::1]:7000/1");
+  CHECK(parse_redis_url("redis://h/").db == 0);
+  CHECK_THROWS_AS(parse_redis_url("http://h:1/0"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_redis_url("rediss://h:1/0"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_redis_url("redis://h:99999/0"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_redis_url("redis://h:1/x"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_redis_url("redis://:1/0"), std::invalid_argument);
+  try {
+    parse_redis_url("redis://:topsecret@h:bad/0");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("topsecret") == std::string::npos);
+  }
+}
+
+TEST_CASE("resources: redis, postgres and nats validate with their defaults from the environment") {
+  const std::string yaml =
+      "pipeline: t\n"
+      "settings: {http_port: 0}\n"
+      "resources:\n"
+      "  redis: {type: redis}\n"
+      "  db: {type: postgres, timeout: 3s, breaker_failures: 2, breaker_reset: 200ms}\n"
+      "  nats: {type: nats, name: pf-test}\n"
+      "nodes:\n"
+      "  src: {type: generator}\n";
+  auto plan = load_plan_text(yaml, "p.yaml",
+                             test::env_of({{"REDIS_URL", "redis://10.0.0.5:6380/2"}, {"NATS_URL", "nats://10.0.0.6:4333"}}));
+  REQUIRE(plan.resources.size() == 3);
+  auto find = [&](const std::string& name) -> const PlanResource& {
+    for (const auto& r : plan.resources)
+      if (r.name == name) return r;
+    throw std::logic_error("no resource " + name);
+  };
+  const auto& redis = find("redis").config;
+  CHECK(redis.get_string("url") == "redis://10.0.0.5:6380/2");
+  CHECK(redis.get_int("pool_size") == 4);
+  CHECK(redis.get_duration("timeout") == 2s);
+  CHECK(redis.get_int("breaker_failures") == 5);
+  CHECK(redis.get_duration("breaker_reset") == 30s);
+  CHECK_FALSE(redis.has("password"));
+  const auto& db = find("db").config;
+  CHECK(db.get_string("url") == "postgresql://postgres@127.0.0.1:5432/predflow");  // DATABASE_URL unset
+  CHECK(db.get_duration("timeout") == 3s);
+  CHECK(db.get_int("breaker_failures") == 2);
+  CHECK(db.get_duration("breaker_reset") == 200ms);
+  const auto& nats = find("nats").config;
+  CHECK(nats.get_string("url") == "nats://10.0.0.6:4333");
+  CHECK(nats.get_string("name") == "pf-test");
+  // Every field documents itself (help and docs are derived from the specs); the password is secret.
+  for (const char* type : {"redis", "postgres", "nats"}) {
+    CAPTURE(type);
+    const auto* reg = Registry::instance().find_resource(type);
+    REQUIRE(reg != nullptr);
+    CHECK_FALSE(reg->spec.summary.empty());
+    for (const auto& f : reg->spec.fields) {
+      CAPTURE(f.name);
+      CHECK_FALSE(f.doc.empty());
+      CHECK_FALSE(f.required);
+      CHECK(f.secret == (f.name == "password"));
+    }
+  }
+  // The factories build them without touching the network.
+  Metrics metrics;
+  for (const auto& r : plan.resources) CHECK(r.registration->factory(r.name, r.config, metrics) != nullptr);
+}
+
+TEST_CASE("resources: unknown fields and bad values are rejected with the YAML path") {
+  auto errors = [](const std::string& resource_line) {
+    std::string yaml = "pipeline: t\nresources:\n" + resource_line + "\nnodes:\n  src: {type: generator}\n";
+    try {
+      load_plan_text(yaml, "p.yaml", test::env_of({}));
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("validated");
+  };
+  std::string unknown = errors("  redis: {type: redis, pool: 8}");
+  CHECK(unknown.find("resources.redis.pool: unknown field 'pool' for resource type redis") != std::string::npos);
+  std::string typo = errors("  db: {type: postgres, urll: x}");
+  CHECK(typo.find("did you mean 'url'?") != std::string::npos);
+  CHECK(errors("  redis: {type: redis, pool_size: 0}").find("resources.redis.pool_size") != std::string::npos);
+  CHECK(errors("  redis: {type: redis, timeout: 2}").find("resources.redis.timeout") != std::string::npos);
+  CHECK(errors("  n: {type: nats, reconnect_buffer: lots}").find("resources.n.reconnect_buffer") != std::string::npos);
+  CHECK(errors("  r: {type: redis, url: \"redis://h:6379/0\", password: pw}") == "validated");
+  // A URL the client cannot use fails when the resource is built, naming it.
+  Metrics metrics;
+  auto plan = load_plan_text("pipeline: t\nresources:\n  r: {type: redis, url: \"http://nope\"}\nnodes:\n  src: {type: generator}\n",
+                             "p.yaml", test::env_of({}));
+  const auto& r = plan.resources.at(0);
+  CHECK_THROWS_WITH_AS(r.registration->factory(r.name, r.config, metrics), doctest::Contains("resource r (redis): url"),
+                       std::runtime_error);
+}
+
+}  // TEST_SUITE
