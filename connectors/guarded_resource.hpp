@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "connectors/backoff.hpp"
-#include "connectors/circuit_breaker.hpp"
+#include "engine/circuit_breaker.hpp"
 #include "connectors/connector_metrics.hpp"
 #include "connectors/errors.hpp"
 #include "engine/node.hpp"

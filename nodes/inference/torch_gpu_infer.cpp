@@ -14,14 +14,13 @@
 #include "engine/log.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
-#include "nodes/inference/circuit_breaker.hpp"
+#include "engine/circuit_breaker.hpp"
 #include "nodes/inference/mc_model.hpp"
 #include "nodes/inference/nvml_monitor.hpp"
 
 namespace predflow {
 namespace {
 
-using inference::CircuitBreaker;
 using inference::McModel;
 
 NodeSpec torch_gpu_infer_spec() {
@@ -90,8 +89,7 @@ class TorchGpuInfer : public Processor {
         input_width_(ctx.config.get_int("input_width")),
         inject_failures_(ctx.config.get_int("inject_failures")),
         inject_oom_(ctx.config.get_int("inject_oom")),
-        breaker_(static_cast<std::size_t>(ctx.config.get_int("breaker_failures")),
-                 std::chrono::duration_cast<CircuitBreaker::Clock::duration>(ctx.config.get_duration("breaker_reset"))),
+        breaker_(BreakerOptions{static_cast<int>(ctx.config.get_int("breaker_failures")), ctx.config.get_duration("breaker_reset")}),
         oom_total_(ctx.metrics.counter("predflow_inference_oom_total", "CUDA out-of-memory errors that halved the batch", {{"node", ctx.id}})),
         fallback_total_(ctx.metrics.counter("predflow_inference_fallback_total", "Fallbacks from the GPU to the CPU", {{"node", ctx.id}})),
         breaker_gauge_(ctx.metrics.gauge("predflow_inference_breaker_open", "1 while the inference circuit breaker is open or half-open", {{"node", ctx.id}})),
@@ -208,7 +206,7 @@ class TorchGpuInfer : public Processor {
     const std::size_t rows = batch.size(), width = batch.feature_width, S = static_cast<std::size_t>(samples_);
     for (std::size_t begin = 0; begin < rows;) {
       const std::size_t n = std::min(model_->batch_size(), rows - begin);
-      const bool was_open = breaker_.is_open();
+      const bool was_open = (breaker_.state() != CircuitBreaker::State::Closed);
       if (!breaker_.allow()) {
         for (std::size_t r = begin; r < begin + n; ++r)
           outcome[r] = {false, "breaker_open", "inference circuit breaker is open after " +
@@ -244,12 +242,12 @@ class TorchGpuInfer : public Processor {
                         std::chrono::duration_cast<std::chrono::milliseconds>(breaker_reset()).count());
         for (std::size_t r = begin; r < begin + n; ++r) outcome[r] = {false, "inference_failed", e.what(), failure ? failure->attempts : 1};
       }
-      breaker_gauge_.Set(breaker_.is_open() ? 1 : 0);
+      breaker_gauge_.Set((breaker_.state() != CircuitBreaker::State::Closed) ? 1 : 0);
       begin += n;
     }
   }
 
-  CircuitBreaker::Clock::duration breaker_reset() const { return breaker_.reset_after(); }
+  Duration breaker_reset() const { return breaker_.options().reset; }
 
   void handle_events(const std::vector<inference::InferenceEvent>& events, const Batch& batch) {
     for (const auto& e : events) {

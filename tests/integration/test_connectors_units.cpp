@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "connectors/backoff.hpp"
-#include "connectors/circuit_breaker.hpp"
+#include "engine/circuit_breaker.hpp"
 #include "connectors/dead_letter.hpp"
 #include "connectors/encoding.hpp"
 #include "connectors/redis_url.hpp"

@@ -1,11 +1,11 @@
-#include "connectors/circuit_breaker.hpp"
+#include "engine/circuit_breaker.hpp"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 
 #include <algorithm>
 
-namespace predflow::connectors {
+namespace predflow {
 
 CircuitBreaker::CircuitBreaker(BreakerOptions options, prometheus::Gauge* state_gauge,
                                prometheus::Counter* failures_total)
@@ -80,4 +80,4 @@ const char* breaker_state_name(CircuitBreaker::State s) {
   return "?";
 }
 
-}  // namespace predflow::connectors
+}  // namespace predflow

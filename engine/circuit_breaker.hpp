@@ -5,7 +5,8 @@
 //
 // The state is exported as a gauge (0 closed, 1 open, 2 half-open) and each failure counted,
 // when instruments are given: `predflow_connector_breaker_state{resource,type}` and
-// `predflow_connector_failures_total{resource,type}` (see connector_metrics.hpp).
+// `predflow_connector_failures_total{resource,type}` (see connectors/connector_metrics.hpp).
+// Shared by the connectors and the inference node.
 #pragma once
 
 #include <chrono>
@@ -18,7 +19,7 @@ class Gauge;
 class Counter;
 }  // namespace prometheus
 
-namespace predflow::connectors {
+namespace predflow {
 
 struct BreakerOptions {
   int failures = 5;                                   // consecutive failures that open it
@@ -66,4 +67,4 @@ class CircuitBreaker {
 
 const char* breaker_state_name(CircuitBreaker::State s);
 
-}  // namespace predflow::connectors
+}  // namespace predflow
