@@ -49,6 +49,40 @@ std::string default_shown(const FieldSpec& f) {
 
 }  // namespace
 
+namespace {
+void field_lines(std::ostringstream& out, const std::vector<FieldSpec>& fields) {
+  out << "fields:\n";
+  if (fields.empty()) out << "  (none)\n";
+  for (const auto& f : fields) {
+    out << "  " << f.name << "  " << field_type_name(f.type);
+    if (f.type == FieldType::Enum) {
+      out << " (";
+      for (std::size_t i = 0; i < f.allowed.size(); ++i) out << (i ? "|" : "") << f.allowed[i];
+      out << ")";
+    }
+    if (f.type == FieldType::Resource) out << " of type " << f.resource_type;
+    if (!f.unit.empty()) out << ", in " << f.unit;
+    out << ", default " << default_shown(f);
+    if (f.min) out << ", min " << *f.min;
+    if (f.max) out << ", max " << *f.max;
+    out << "\n      " << f.doc << "\n";
+  }
+}
+
+void field_table(std::ostringstream& out, const std::vector<FieldSpec>& fields) {
+  out << "\n| field | type | default | doc |\n|---|---|---|---|\n";
+  for (const auto& f : fields) {
+    std::string type = field_type_name(f.type);
+    if (f.type == FieldType::Enum) {
+      type += ": ";
+      for (std::size_t i = 0; i < f.allowed.size(); ++i) type += (i ? " \\| " : "") + f.allowed[i];
+    }
+    if (!f.unit.empty()) type += " (" + f.unit + ")";
+    out << "| `" << f.name << "` | " << type << " | `" << default_shown(f) << "` | " << f.doc << " |\n";
+  }
+}
+}  // namespace
+
 std::string to_dot(const Plan& plan) {
   std::ostringstream out;
   out << "digraph \"" << dot_escape(plan.name) << "\" {\n"
@@ -116,28 +150,23 @@ std::string node_help(const NodeSpec& spec) {
   for (const auto& p : spec.outputs)
     out << "  " << p.name << " [" << (p.kind == kind::same ? std::string("same as input") : p.kind) << "]"
         << (p.doc.empty() ? "" : "  " + p.doc) << "\n";
-  out << "fields:\n";
-  if (spec.fields.empty()) out << "  (none)\n";
-  for (const auto& f : spec.fields) {
-    out << "  " << f.name << "  " << field_type_name(f.type);
-    if (f.type == FieldType::Enum) {
-      out << " (";
-      for (std::size_t i = 0; i < f.allowed.size(); ++i) out << (i ? "|" : "") << f.allowed[i];
-      out << ")";
-    }
-    if (f.type == FieldType::Resource) out << " of type " << f.resource_type;
-    if (!f.unit.empty()) out << ", in " << f.unit;
-    out << ", default " << default_shown(f);
-    if (f.min) out << ", min " << *f.min;
-    if (f.max) out << ", max " << *f.max;
-    out << "\n      " << f.doc << "\n";
-  }
+  field_lines(out, spec.fields);
   out << "common keys: type, from, concurrency, description\n";
   if (!spec.example.empty()) {
     out << "example:\n";
     std::istringstream lines(spec.example);
     for (std::string line; std::getline(lines, line);) out << "  " << line << "\n";
   }
+  return out.str();
+}
+
+
+std::string resource_help(const ResourceSpec& spec) {
+  std::ostringstream out;
+  out << spec.type << " — " << spec.summary << "\n";
+  out << "a resource: declare it under `resources:` (with `type: " << spec.type
+      << "`) and name it in the fields of the nodes that share it\n";
+  field_lines(out, spec.fields);
   return out.str();
 }
 
@@ -154,19 +183,15 @@ std::string nodes_markdown(const Registry& registry) {
     for (const auto& p : spec.inputs) out << "| `" << p.name << "` | in | " << p.kind << " | " << p.doc << " |\n";
     for (const auto& p : spec.outputs)
       out << "| `" << p.name << "` | out | " << (p.kind == kind::same ? "same as input" : p.kind) << " | " << p.doc << " |\n";
-    if (!spec.fields.empty()) {
-      out << "\n| field | type | default | doc |\n|---|---|---|---|\n";
-      for (const auto& f : spec.fields) {
-        std::string type = field_type_name(f.type);
-        if (f.type == FieldType::Enum) {
-          type += ": ";
-          for (std::size_t i = 0; i < f.allowed.size(); ++i) type += (i ? " \\| " : "") + f.allowed[i];
-        }
-        if (!f.unit.empty()) type += " (" + f.unit + ")";
-        out << "| `" << f.name << "` | " << type << " | `" << default_shown(f) << "` | " << f.doc << " |\n";
-      }
-    }
+    if (!spec.fields.empty()) field_table(out, spec.fields);
     if (!spec.example.empty()) out << "\n```yaml\n" << spec.example << "```\n";
+    out << "\n";
+  }
+  if (!registry.resource_types().empty()) out << "# Resource types\n\nClients shared by several nodes, declared under `resources:`.\n\n";
+  for (const auto& t : registry.resource_types()) {
+    const ResourceSpec& spec = registry.find_resource(t)->spec;
+    out << "## `" << t << "` (resource)\n\n" << spec.summary << ".\n";
+    if (!spec.fields.empty()) field_table(out, spec.fields);
     out << "\n";
   }
   return out.str();

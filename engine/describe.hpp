@@ -16,6 +16,8 @@ std::string to_dot(const Plan& plan);
 std::string node_list(const Registry& registry);
 // `predflow nodes TYPE`: ports and fields of one type.
 std::string node_help(const NodeSpec& spec);
+// `predflow nodes TYPE` for a resource type (declared under `resources:`).
+std::string resource_help(const ResourceSpec& spec);
 // The node reference page (docs/nodes.md), in Markdown.
 std::string nodes_markdown(const Registry& registry);
 

@@ -125,6 +125,10 @@ int nodes_command(const std::string& type, bool markdown) {
     return 0;
   }
   const NodeRegistration* reg = registry.find_node(type);
+  if (!reg && registry.find_resource(type)) {
+    std::cout << resource_help(registry.find_resource(type)->spec);
+    return 0;
+  }
   if (!reg) {
     std::string hint = did_you_mean(type, registry.node_types());
     std::cerr << "predflow: unknown node type '" << type << "'" << (hint.empty() ? "" : " (did you mean '" + hint + "'?)")

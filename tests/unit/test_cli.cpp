@@ -452,3 +452,11 @@ TEST_CASE("cli: a second SIGINT during a slow drain exits at once, non-zero") {
   CHECK(child.exit_code() == 128 + SIGINT);
   CHECK(contains(text, "second signal"));
 }
+
+TEST_CASE("cli: nodes TYPE describes a resource type too") {
+  auto r = run_cli("nodes redis");
+  CHECK(r.code == 0);
+  CHECK(contains(r.output, "a resource: declare it under `resources:`"));
+  CHECK(contains(r.output, "REDIS_URL"));
+  CHECK_FALSE(contains(r.output, "s3cr3t"));
+}

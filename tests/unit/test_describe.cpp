@@ -242,7 +242,9 @@ TEST_CASE("nodes_markdown: one section per type, with ports, fields and example"
   CHECK(md.rfind("# Node reference\n", 0) == 0);
   std::size_t sections = 0;
   for (std::size_t at = md.find("\n## "); at != std::string::npos; at = md.find("\n## ", at + 1)) ++sections;
-  CHECK(sections == r.node_types().size());
+  // One section per node type, then one per resource type.
+  CHECK(sections == r.node_types().size() + r.resource_types().size());
+  for (const auto& type : r.resource_types()) CHECK(contains(md, "\n## `" + type + "` (resource)\n"));
   for (const auto& type : r.node_types()) {
     CAPTURE(type);
     const NodeSpec& spec = r.find_node(type)->spec;
