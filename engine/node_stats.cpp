@@ -44,6 +44,11 @@ NodeStats& NodeStatsCollector::add(std::string node, std::vector<std::string> po
   return nodes_.emplace_back(std::move(node), std::move(ports));
 }
 
+void NodeStatsCollector::set_in_flight(std::function<std::int64_t()> read) {
+  std::lock_guard lock(mutex_);
+  in_flight_ = std::move(read);
+}
+
 std::vector<prometheus::MetricFamily> NodeStatsCollector::Collect() const {
   using prometheus::MetricType;
   prometheus::MetricFamily messages{"predflow_node_messages_total",
@@ -81,7 +86,17 @@ std::vector<prometheus::MetricFamily> NodeStatsCollector::Collect() const {
     e.counter.value = static_cast<double>(n.errors_.load(std::memory_order_relaxed));
     errors.metric.push_back(std::move(e));
   }
-  return {std::move(messages), std::move(rows), std::move(busy), std::move(queue), std::move(errors)};
+  std::vector<prometheus::MetricFamily> families{std::move(messages), std::move(rows), std::move(busy), std::move(queue),
+                                                std::move(errors)};
+  if (in_flight_) {
+    prometheus::MetricFamily in_flight{"predflow_in_flight_messages", "Source messages not yet acknowledged",
+                                       MetricType::Gauge, {}};
+    prometheus::ClientMetric m;
+    m.gauge.value = static_cast<double>(in_flight_());
+    in_flight.metric.push_back(std::move(m));
+    families.push_back(std::move(in_flight));
+  }
+  return families;
 }
 
 }  // namespace predflow

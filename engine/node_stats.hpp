@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,11 +50,14 @@ class NodeStatsCollector : public prometheus::Collectable {
  public:
   // Stats for one node; ports: the input port (if any) then the output ports, by name.
   NodeStats& add(std::string node, std::vector<std::string> ports);
+  // `predflow_in_flight_messages`, read at scrape time (null: not reported).
+  void set_in_flight(std::function<std::int64_t()> read);
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   mutable std::mutex mutex_;
   std::deque<NodeStats> nodes_;
+  std::function<std::int64_t()> in_flight_;
 };
 
 }  // namespace predflow

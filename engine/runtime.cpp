@@ -48,7 +48,7 @@ class InFlightLimit {
       std::lock_guard lock(mutex_);
       --count_;
     }
-    changed_.notify_all();
+    changed_.notify_one();  // one slot freed: one waiter (a source, or the final drain) can go on
   }
   void wake_all() {
     { std::lock_guard lock(mutex_); }  // a waiter between its check and its sleep still wakes
@@ -128,7 +128,6 @@ class NodeRunner : public SourceContext {
 
   NodeStats& stats_;                // port 0 is the input, if any; outputs follow
   const std::size_t first_output_;  // stats port index of output 0
-  prometheus::Gauge* in_flight_gauge_ = nullptr;
   prometheus::Counter* unrouted_failures_ = nullptr;
 
   // Compute nodes run on TBB workers.
@@ -222,7 +221,6 @@ NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics
   successors_.resize(spec.outputs.size());
 
   const std::string& id = plan.id;
-  in_flight_gauge_ = &metrics.gauge("predflow_in_flight_messages", "Source messages not yet acknowledged");
   unrouted_failures_ = &metrics.counter("predflow_node_unrouted_failures_total",
                                         "Failure records emitted on an output port that nothing consumes (logged)", {{"node", id}});
 
@@ -348,16 +346,13 @@ void NodeRunner::wake_at(Clock::time_point when) {
 
 AckPtr NodeRunner::begin_message(AckToken::Callback on_complete) {
   if (!limit_.acquire(stopping_)) return nullptr;
-  in_flight_gauge_->Increment();
   auto* limit = &limit_;
-  auto* gauge = in_flight_gauge_;
-  return std::make_shared<AckToken>([limit, gauge, cb = std::move(on_complete)](AckOutcome outcome) {
+  return std::make_shared<AckToken>([limit, cb = std::move(on_complete)](AckOutcome outcome) {
     try {
       if (cb) cb(outcome);
     } catch (const std::exception& e) {
       spdlog::error("msg=\"acknowledgement callback failed\" error=\"{}\"", e.what());
     }
-    gauge->Decrement();
     limit->release();
   });
 }
@@ -414,6 +409,7 @@ struct Runtime::Impl {
 
 Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Impl>(plan, metrics)) {
   metrics.add_collectable(impl_->stats);
+  impl_->stats->set_in_flight([impl = impl_.get()] { return impl->limit.count(); });
   for (const auto& r : plan.resources) {
     auto resource = r.registration->factory(r.name, r.config, metrics);
     impl_->resources.by_name[r.name] = resource;
@@ -439,6 +435,7 @@ Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Im
 }
 
 Runtime::~Runtime() {
+  impl_->stats->set_in_flight(nullptr);  // the collector outlives us in Metrics
   impl_->timers.stop();
   if (impl_->http) impl_->http->stop();
 }
