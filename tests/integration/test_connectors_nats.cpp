@@ -12,6 +12,7 @@
 #include "connectors/nats.hpp"
 #include "engine/metrics.hpp"
 #include "support/servers.hpp"
+#include "support/eventually.hpp"
 
 using namespace predflow;
 using namespace predflow::connectors;
@@ -27,16 +28,6 @@ NatsOptions options_for(const std::string& url) {
   o.timeout = 2s;
   o.reconnect = {20ms, 200ms, 2.0};
   return o;
-}
-
-template <typename F>
-bool eventually(F condition, Duration limit = 10s) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
 }
 
 // Messages stored in a stream (-1: no such stream), through the resource's own JetStream context.

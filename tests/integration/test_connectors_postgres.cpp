@@ -9,6 +9,7 @@
 #include "connectors/postgres.hpp"
 #include "engine/metrics.hpp"
 #include "support/servers.hpp"
+#include "support/eventually.hpp"
 
 using namespace predflow;
 using namespace predflow::connectors;
@@ -24,16 +25,6 @@ PostgresOptions options_for(const std::string& url, int breaker_failures = 3, Du
   o.guard.breaker = {breaker_failures, breaker_reset};
   o.guard.backoff = {10ms, 50ms, 2.0};
   return o;
-}
-
-template <typename F>
-bool eventually(F condition, Duration limit = 10s) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
 }
 
 }  // namespace

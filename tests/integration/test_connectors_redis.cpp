@@ -11,6 +11,7 @@
 #include "connectors/redis.hpp"
 #include "engine/metrics.hpp"
 #include "support/servers.hpp"
+#include "support/eventually.hpp"
 
 using namespace predflow;
 using namespace predflow::connectors;
@@ -31,16 +32,6 @@ RedisOptions options_for(const std::string& url, int breaker_failures = 3, Durat
 }
 
 // Polls `condition` every 10 ms for up to `limit`.
-template <typename F>
-bool eventually(F condition, Duration limit = 5s) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
-}
-
 bool has_line(const std::string& text, const std::string& line) { return text.find(line + "\n") != std::string::npos; }
 
 }  // namespace
@@ -234,7 +225,7 @@ TEST_CASE("redis: start() with the server down does not throw; ready() follows t
   CHECK_THROWS_AS(redis.ping(), ConnectorError);
 
   server.start();
-  CHECK(eventually([&] { return redis.ready(); }));
+  CHECK(eventually([&] { return redis.ready(); }, 5s));
   redis.ping();
 
   server.kill();
@@ -243,7 +234,7 @@ TEST_CASE("redis: start() with the server down does not throw; ready() follows t
   CHECK_FALSE(redis.ready());
   server.start();
   // The background probe makes the half-open trial: ready again with no call from us.
-  CHECK(eventually([&] { return redis.ready(); }));
+  CHECK(eventually([&] { return redis.ready(); }, 5s));
   CHECK(redis.breaker().state() == CircuitBreaker::State::Closed);
   redis.stop();
 }

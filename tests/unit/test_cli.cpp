@@ -17,8 +17,11 @@
 #include <thread>
 
 #include "support/temp_dir.hpp"
+#include "support/eventually.hpp"
 
 namespace {
+
+using predflow::test::eventually;
 
 using predflow::test::read_file;
 using predflow::test::TempDir;
@@ -130,17 +133,6 @@ class Child {
   int status_ = 0;
   bool exited_ = false;
 };
-
-// Waits until `predicate` holds or `limit` passes.
-template <typename F>
-bool eventually(F predicate, std::chrono::milliseconds limit) {
-  auto deadline = Clock::now() + limit;
-  while (!predicate()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
 
 // The number after `key=` on the log line containing `msg`, or -1.
 long long logged_number(const std::string& log, const std::string& msg, const std::string& key) {
