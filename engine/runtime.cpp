@@ -402,7 +402,7 @@ struct Runtime::Impl {
     for (const auto& r : resources.by_name)
       if (!r.second->ready()) return "resource " + r.first + " not ready";
     for (const auto& r : runners)
-      if (!const_cast<NodeRunner&>(*r).node().ready()) return "node " + r->plan().id + " not ready";
+      if (!r->node().ready()) return "node " + r->plan().id + " not ready";
     return "";
   }
 };
