@@ -15,7 +15,4 @@ namespace predflow::connectors {
 
 nlohmann::json dead_letter_record(const RowFailure& failure, std::chrono::system_clock::time_point ts);
 
-// RFC 3339, UTC, milliseconds: 2026-11-26T14:30:00.412Z.
-std::string format_utc_millis(std::chrono::system_clock::time_point ts);
-
 }  // namespace predflow::connectors

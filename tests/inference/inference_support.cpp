@@ -64,47 +64,4 @@ std::shared_ptr<Batch> feature_batch(std::size_t rows, std::size_t width, float 
   return b;
 }
 
-namespace {
-// The harness's upstream: any payload kind, so that every node type can be fed.
-class IdleSource : public Source {
- public:
-  void run(SourceContext&) override {}
-};
-PREDFLOW_REGISTER_NODE(NodeSpec("test_any_source", Category::Source)
-                           .summarize("Test source of any payload kind (NodeHarness upstream); emits nothing")
-                           .output("out", kind::any),
-                       [](const NodeContext&) { return std::make_unique<IdleSource>(); });
-
-class NoResources : public ResourceLookup {
- public:
-  std::shared_ptr<Resource> find(const std::string&) const override { return nullptr; }
-};
-const NoResources kNoResources;
-}  // namespace
-
-NodeHarness::NodeHarness(const std::string& type, const std::string& fields) {
-  const std::string yaml = "settings: {http_port: 0}\nnodes:\n  src: {type: test_any_source}\n  subject: {type: " + type +
-                           ", from: [src]" + (fields.empty() ? "" : ", " + fields) + "}\n";
-  plan_ = std::make_unique<Plan>(load_plan_text(yaml, "harness.yaml", env_of({})));
-  const PlanNode* p = plan_->find("subject");
-  NodeContext ctx{p->id, p->spec(), p->config, metrics, kNoResources, p->concurrency};
-  node_ = p->registration->factory(ctx);
-}
-
-NodeHarness::~NodeHarness() { node_->stop(); }
-
-double metric_value(const std::string& text, const std::string& series) {
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);)
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  return -1;
-}
-
-std::map<std::string, std::size_t> failure_reasons(const std::vector<BatchPtr>& batches) {
-  std::map<std::string, std::size_t> reasons;
-  for (const auto& b : batches)
-    for (const auto& f : b->failures) ++reasons[f.reason];
-  return reasons;
-}
-
 }  // namespace predflow::test

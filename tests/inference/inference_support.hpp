@@ -13,6 +13,7 @@
 #include "engine/metrics.hpp"
 #include "engine/node.hpp"
 #include "engine/plan.hpp"
+#include "support/node_harness.hpp"
 
 namespace predflow::test {
 
@@ -47,42 +48,5 @@ void write_file(const std::filesystem::path& path, const std::string& text);
 // A batch of `rows` symbols S0, S1, … with correlation ids, prices and features
 // (row r, feature f = value(r, f)).
 std::shared_ptr<Batch> feature_batch(std::size_t rows, std::size_t width, float (*value)(std::size_t, std::size_t) = nullptr);
-
-class CollectingOutput : public Output {
- public:
-  void emit(std::size_t port, BatchPtr batch) override { ports[port].push_back(std::move(batch)); }
-  void wake_at(Clock::time_point) override {}
-  std::map<std::size_t, std::vector<BatchPtr>> ports;
-  std::vector<BatchPtr>& out() { return ports[0]; }
-  std::vector<BatchPtr>& dead() { return ports[1]; }
-  void clear() { ports.clear(); }
-};
-
-// One node of type `type` with the settings in `fields` (YAML flow-map body, e.g.
-// "model: x, device: cpu"), fed by a test_source of kind features.
-class NodeHarness {
- public:
-  NodeHarness(const std::string& type, const std::string& fields);
-  ~NodeHarness();
-  Node& node() { return *node_; }
-  Processor& processor() { return dynamic_cast<Processor&>(*node_); }
-  void start() { node_->start(); }
-  void process(std::shared_ptr<Batch> batch) { processor().process(std::move(batch), output); }
-  std::string metrics_text() const { return metrics.serialize(); }
-
-  Metrics metrics;
-  CollectingOutput output;
-
- private:
-  std::unique_ptr<Plan> plan_;
-  std::unique_ptr<Node> node_;
-};
-
-// The value of one sample of a Prometheus metric in text format (`name{labels}`, labels
-// exactly as serialised), or -1 when absent.
-double metric_value(const std::string& text, const std::string& series);
-
-// Reasons of the failures in the dead-letter batches, counted.
-std::map<std::string, std::size_t> failure_reasons(const std::vector<BatchPtr>& batches);
 
 }  // namespace predflow::test

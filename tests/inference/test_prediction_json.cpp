@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "inference/inference_support.hpp"
-#include "nodes/inference/prediction_json.hpp"
+#include "nodes/io/prediction_json.hpp"
 
 using namespace predflow;
 using namespace predflow::test;
@@ -73,13 +73,6 @@ TEST_CASE("prediction_json: rows out of range or without statistics are refused"
   CHECK_THROWS_AS(prediction_json(*b, 2, at_412ms()), std::out_of_range);
   b->stats.clear();
   CHECK_THROWS_WITH_AS(prediction_json(*b, 0, at_412ms()), doctest::Contains("mc_dropout"), std::out_of_range);
-}
-
-TEST_CASE("rfc3339_millis: UTC with exactly three decimals") {
-  CHECK(rfc3339_millis(sys_days{year{1970} / 1 / 1}) == "1970-01-01T00:00:00.000Z");
-  CHECK(rfc3339_millis(sys_days{year{2024} / 2 / 29} + hours{23} + minutes{59} + seconds{59} + milliseconds{999} + microseconds{999}) ==
-        "2024-02-29T23:59:59.999Z");
-  CHECK(rfc3339_millis(at_412ms()) == "2026-11-26T14:30:00.412Z");
 }
 
 TEST_CASE("mc_dropout: per-row statistics from the samples, other columns kept, predictions counted") {

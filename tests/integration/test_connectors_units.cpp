@@ -10,6 +10,7 @@
 
 #include "connectors/backoff.hpp"
 #include "connectors/dead_letter.hpp"
+#include "engine/timestamps.hpp"
 #include "connectors/encoding.hpp"
 #include "connectors/redis_url.hpp"
 #include "engine/diagnostics.hpp"
@@ -20,6 +21,7 @@
 
 using namespace predflow;
 using namespace predflow::connectors;
+using predflow::format_rfc3339_millis;
 using namespace std::chrono_literals;
 
 TEST_SUITE("integration.connectors.units") {
@@ -113,7 +115,7 @@ TEST_CASE("dead letter: all eight keys, nulls where absent, the timestamp in UTC
   CHECK(r2["correlation_id"] == "b1f3");
   CHECK(r2["attempts"] == 3);
   CHECK(r2["payload"] == "");
-  CHECK(format_utc_millis(std::chrono::system_clock::time_point{}) == "1970-01-01T00:00:00.000Z");
+  CHECK(format_rfc3339_millis(std::chrono::system_clock::time_point{}) == "1970-01-01T00:00:00.000Z");
 }
 
 TEST_CASE("dead letter: a payload that is not UTF-8 is base64-encoded, and junk in other fields cannot break the JSON") {

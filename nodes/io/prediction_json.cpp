@@ -1,24 +1,11 @@
-#include "nodes/inference/prediction_json.hpp"
+#include "nodes/io/prediction_json.hpp"
 
 #include <cmath>
-#include <cstdio>
-#include <ctime>
 #include <stdexcept>
 
-namespace predflow {
+#include "engine/timestamps.hpp"
 
-std::string rfc3339_millis(std::chrono::system_clock::time_point t) {
-  using namespace std::chrono;
-  const auto ms = floor<milliseconds>(t).time_since_epoch().count();
-  std::time_t secs = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-  const int millis = static_cast<int>(ms - static_cast<long long>(secs) * 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];  // room for any int fields, so that the compiler sees no truncation
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-  return buf;
-}
+namespace predflow {
 
 namespace {
 nlohmann::json optional_string(const std::optional<std::string>& s) { return s ? nlohmann::json(*s) : nlohmann::json(); }
@@ -42,7 +29,7 @@ nlohmann::json prediction_json(const Batch& b, std::size_t row, std::chrono::sys
   j["uncertainty"] = {{"std", number(s.std)}, {"p10", number(s.p10)}, {"p50", number(s.p50)}, {"p90", number(s.p90)},
                       {"samples", s.samples}};
   j["features_ts"] = row < b.features_ts.size() && !b.features_ts[row].empty() ? nlohmann::json(b.features_ts[row]) : nlohmann::json();
-  j["timestamp"] = rfc3339_millis(made_at);
+  j["timestamp"] = format_rfc3339_millis(made_at);
   j["correlation_id"] = row < b.correlation_ids.size() && !b.correlation_ids[row].empty() ? nlohmann::json(b.correlation_ids[row])
                                                                                           : nlohmann::json();
   j["device"] = b.device;

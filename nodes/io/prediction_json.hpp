@@ -23,7 +23,4 @@ nlohmann::json prediction_json(const Batch& batch, std::size_t row, std::chrono:
 // Same, with the batch's predicted_at (set by mc_dropout), or now when it is unset.
 nlohmann::json prediction_json(const Batch& batch, std::size_t row);
 
-// UTC RFC 3339 with milliseconds, e.g. 2026-11-26T14:30:00.412Z.
-std::string rfc3339_millis(std::chrono::system_clock::time_point t);
-
 }  // namespace predflow
