@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/predflow_process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/eventually.hpp"
 
@@ -81,57 +82,10 @@ std::string generator_to_collector(const std::string& out, const std::string& ge
 }
 
 // `predflow run FILE` as a child process, its output in `log`.
-class Child {
+class Child : public predflow::test::PredflowProcess {
  public:
-  Child(const std::string& file, const std::string& log) {
-    pid_ = fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      // Start from default signal handling, whatever the test runner had.
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGINT, SIG_DFL);
-      ::signal(SIGTERM, SIG_DFL);
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd < 0) _exit(126);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      unsetenv("PREDFLOW_HTTP_PORT");
-      execl(kBinary.c_str(), "predflow", "--log-level", "info", "run", file.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-  }
-  ~Child() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  void signal(int sig) const { REQUIRE(kill(pid_, sig) == 0); }
-
-  bool running() {
-    if (exited_) return false;
-    pid_t r = waitpid(pid_, &status_, WNOHANG);
-    if (r == pid_) exited_ = true;
-    return !exited_;
-  }
-
-  // Waits up to `limit` for the child to exit; returns whether it did.
-  bool wait_exit(std::chrono::milliseconds limit) {
-    auto deadline = Clock::now() + limit;
-    while (running() && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
-    return exited_;
-  }
-
-  bool exited_normally() const { return exited_ && WIFEXITED(status_); }
-  int exit_code() const { return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_); }
-
- private:
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool exited_ = false;
+  Child(const std::string& file, const std::string& log) : predflow::test::PredflowProcess(kBinary, file, log) {}
+  void signal(int sig) const { REQUIRE(predflow::test::PredflowProcess::signal(sig)); }
 };
 
 // The number after `key=` on the log line containing `msg`, or -1.

@@ -1,0 +1,170 @@
+#include "nodes/io/nats_inbox.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <stdexcept>
+
+namespace predflow {
+
+namespace {
+std::int64_t nanos(Duration d) { return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(); }
+std::int64_t millis(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+}  // namespace
+
+NatsInboxMessage::~NatsInboxMessage() { natsMsg_Destroy(msg_); }
+
+std::string_view NatsInboxMessage::data() const {
+  return {natsMsg_GetData(msg_), static_cast<std::size_t>(natsMsg_GetDataLength(msg_))};
+}
+
+std::string NatsInboxMessage::subject() const { return natsMsg_GetSubject(msg_); }
+
+std::uint64_t NatsInboxMessage::delivered() const {
+  jsMsgMetaData* meta = nullptr;
+  if (natsMsg_GetMetaData(&meta, msg_) != NATS_OK || !meta) return 1;
+  std::uint64_t n = meta->NumDelivered;
+  jsMsgMetaData_Destroy(meta);
+  return n;
+}
+
+bool NatsInboxMessage::ack() {
+  if (!natsMsg_GetReply(msg_)) return true;  // a core message: nothing to acknowledge
+  return natsMsg_Ack(msg_, nullptr) == NATS_OK;
+}
+
+bool NatsInboxMessage::nak(Duration delay) {
+  if (!natsMsg_GetReply(msg_)) return true;
+  return natsMsg_NakWithDelay(msg_, millis(delay), nullptr) == NATS_OK;
+}
+
+NatsInbox::NatsInbox(std::shared_ptr<connectors::NatsResource> nats, NatsInboxOptions options, std::string node_id)
+    : nats_(std::move(nats)), options_(std::move(options)), node_id_(std::move(node_id)) {}
+
+NatsInbox::~NatsInbox() { close(); }
+
+bool NatsInbox::is_open() const {
+  std::lock_guard lock(mutex_);
+  return sub_ != nullptr && natsSubscription_IsValid(sub_);
+}
+
+void NatsInbox::fail(const std::string& what, natsStatus s, jsErrCode jerr) {
+  std::string text = what + ": " + natsStatus_GetText(s);
+  if (const char* detail = nats_GetLastError(nullptr); detail && *detail && text.find(detail) == std::string::npos)
+    text += " (" + std::string(detail) + ")";
+  if (jerr != 0) text += " [JetStream error " + std::to_string(jerr) + "]";
+  throw std::runtime_error(text);
+}
+
+void NatsInbox::ensure_consumer() {
+  jsCtx* js = nats_->jetstream();
+  jsConsumerInfo* info = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetConsumerInfo(&info, js, options_.stream.c_str(), options_.durable.c_str(), nullptr, &jerr);
+  if (s == NATS_OK) {
+    // An existing consumer is used as it is (an operator may have tuned it).
+    jsConsumerInfo_Destroy(info);
+    return;
+  }
+  if (s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) fail("consumer info of " + options_.durable, s, jerr);
+
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = options_.durable.c_str();
+  cc.Description = "predflow nats_source";
+  cc.DeliverPolicy = js_DeliverAll;
+  cc.AckPolicy = js_AckExplicit;
+  cc.AckWait = nanos(options_.ack_wait);
+  cc.MaxDeliver = options_.max_deliver;
+  cc.MaxAckPending = options_.max_ack_pending;
+  cc.FilterSubject = options_.subject.c_str();
+  jerr = static_cast<jsErrCode>(0);
+  s = js_AddConsumer(&info, js, options_.stream.c_str(), &cc, nullptr, &jerr);
+  if (s == NATS_OK) {
+    jsConsumerInfo_Destroy(info);
+    spdlog::info("msg=\"created JetStream consumer\" node={} stream={} consumer={} subject={} ack_wait_ms={} max_ack_pending={}",
+                 node_id_, options_.stream, options_.durable, options_.subject, millis(options_.ack_wait),
+                 options_.max_ack_pending);
+    return;
+  }
+  if (jerr == JSConsumerNameExistErr || jerr == JSConsumerExistingActiveErr) return;  // created by a peer just now
+  fail("creating consumer " + options_.durable + " on stream " + options_.stream, s, jerr);
+}
+
+void NatsInbox::open() {
+  std::lock_guard lock(mutex_);
+  if (sub_ && natsSubscription_IsValid(sub_)) return;
+  if (sub_) natsSubscription_Destroy(sub_), sub_ = nullptr;
+  if (!nats_->connected()) throw std::runtime_error("NATS resource '" + nats_->name() + "' is not connected");
+  natsStatus s;
+  if (!options_.jetstream) {
+    s = natsConnection_SubscribeSync(&sub_, nats_->connection(), options_.subject.c_str());
+    if (s != NATS_OK) sub_ = nullptr, fail("subscribing to " + options_.subject, s);
+    // Core NATS drops what a slow subscriber cannot hold; make the room generous.
+    natsSubscription_SetPendingLimits(sub_, 1 << 20, 512 << 20);
+    return;
+  }
+  try {
+    nats_->ensure_stream(options_.stream, options_.stream_subjects);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(e.what());
+  }
+  ensure_consumer();
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = options_.stream.c_str();
+  so.Consumer = options_.durable.c_str();  // bind to it: the library neither creates nor deletes it
+  so.ManualAck = true;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  s = js_PullSubscribe(&sub_, nats_->jetstream(), options_.subject.c_str(), options_.durable.c_str(), nullptr, &so, &jerr);
+  if (s != NATS_OK) sub_ = nullptr, fail("pull subscription to consumer " + options_.durable, s, jerr);
+}
+
+std::vector<std::unique_ptr<NatsInboxMessage>> NatsInbox::fetch(int max, Duration timeout) {
+  std::vector<std::unique_ptr<NatsInboxMessage>> out;
+  std::lock_guard lock(mutex_);
+  if (!sub_) throw std::runtime_error("not subscribed");
+  if (options_.jetstream) {
+    natsMsgList list{nullptr, 0};
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = natsSubscription_Fetch(&list, sub_, max, std::max<std::int64_t>(1, millis(timeout)), &jerr);
+    if (s == NATS_OK || (s == NATS_TIMEOUT && list.Count > 0)) {
+      out.reserve(static_cast<std::size_t>(list.Count));
+      for (int i = 0; i < list.Count; ++i) {
+        out.push_back(std::make_unique<NatsInboxMessage>(list.Msgs[i]));
+        list.Msgs[i] = nullptr;  // ours now; natsMsgList_Destroy frees only the array
+      }
+      natsMsgList_Destroy(&list);
+      return out;
+    }
+    natsMsgList_Destroy(&list);
+    if (s == NATS_TIMEOUT) return out;
+    // The consumer or the connection is gone: drop the subscription; open() rebuilds it.
+    natsSubscription_Destroy(sub_);
+    sub_ = nullptr;
+    fail("fetch from consumer " + options_.durable, s, jerr);
+  }
+  natsMsg* msg = nullptr;
+  natsStatus s = natsSubscription_NextMsg(&msg, sub_, std::max<std::int64_t>(1, millis(timeout)));
+  while (s == NATS_OK) {
+    out.push_back(std::make_unique<NatsInboxMessage>(msg));
+    if (static_cast<int>(out.size()) >= max) break;
+    msg = nullptr;
+    s = natsSubscription_NextMsg(&msg, sub_, 0);  // what is already here, without waiting
+  }
+  if (s == NATS_OK || s == NATS_TIMEOUT) return out;
+  if (s == NATS_SLOW_CONSUMER) {
+    spdlog::error("msg=\"core subscription dropped messages (slow consumer)\" node={} subject={}", node_id_, options_.subject);
+    return out;
+  }
+  natsSubscription_Destroy(sub_);
+  sub_ = nullptr;
+  fail("next message on " + options_.subject, s);
+}
+
+void NatsInbox::close() {
+  std::lock_guard lock(mutex_);
+  // Destroy only: an unsubscribe could delete the durable consumer and its position.
+  if (sub_) natsSubscription_Destroy(sub_), sub_ = nullptr;
+}
+
+}  // namespace predflow

@@ -1,0 +1,79 @@
+// Where a nats_source takes its messages from: a JetStream durable pull consumer (the
+// contract's delivery: created with its stream when missing, acknowledged explicitly), or
+// a plain core subscription (no storage, no acknowledgement). Survives NATS restarts: a
+// lost subscription is reopened by the next fetch() once the connection is back.
+#pragma once
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "connectors/nats.hpp"
+
+namespace predflow {
+
+struct NatsInboxOptions {
+  bool jetstream = true;
+  std::string subject;                        // what the consumer filters / the core subscription
+  std::string stream;                         // JetStream: the stream (created when missing) ...
+  std::vector<std::string> stream_subjects;   // ... over these subjects
+  std::string durable;                        // JetStream: the durable consumer's name
+  Duration ack_wait = std::chrono::seconds(60);
+  std::int64_t max_ack_pending = 10000;
+  std::int64_t max_deliver = -1;              // -1 = unlimited
+};
+
+// A message taken from NATS. JetStream messages are acknowledged through it; all of them
+// are destroyed with it.
+class NatsInboxMessage {
+ public:
+  explicit NatsInboxMessage(natsMsg* msg) : msg_(msg) {}
+  ~NatsInboxMessage();
+  NatsInboxMessage(const NatsInboxMessage&) = delete;
+  NatsInboxMessage& operator=(const NatsInboxMessage&) = delete;
+
+  std::string_view data() const;
+  std::string subject() const;
+  // JetStream: how many times the server delivered it (1 the first time); core: 1.
+  std::uint64_t delivered() const;
+  // JetStream only; a no-op for a core message. False when NATS refused (the server then
+  // redelivers after ack_wait).
+  bool ack();
+  bool nak(Duration delay);
+
+ private:
+  natsMsg* msg_;
+};
+
+class NatsInbox {
+ public:
+  NatsInbox(std::shared_ptr<connectors::NatsResource> nats, NatsInboxOptions options, std::string node_id);
+  ~NatsInbox();
+
+  // Opens the subscription when it is not open (stream, consumer, subscribe). Throws
+  // std::runtime_error (with the reason) when it cannot now; the caller retries later.
+  void open();
+  bool is_open() const;
+  // Up to `max` messages, waiting up to `timeout` for the first. Empty on a timeout.
+  // Throws std::runtime_error when the subscription failed (it is closed; open() again).
+  std::vector<std::unique_ptr<NatsInboxMessage>> fetch(int max, Duration timeout);
+  void close();
+
+  const NatsInboxOptions& options() const { return options_; }
+
+ private:
+  void ensure_consumer();
+  [[noreturn]] void fail(const std::string& what, natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0));
+
+  std::shared_ptr<connectors::NatsResource> nats_;
+  const NatsInboxOptions options_;
+  const std::string node_id_;
+  mutable std::mutex mutex_;
+  natsSubscription* sub_ = nullptr;
+};
+
+}  // namespace predflow

@@ -1,0 +1,223 @@
+// nats_source: symbols from NATS (data.features.ready, or job.predict.* in the split
+// deployment), through a JetStream durable pull consumer or a core subscription.
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "connectors/backoff.hpp"
+#include "connectors/nats.hpp"
+#include "engine/metrics.hpp"
+#include "engine/registry.hpp"
+#include "nodes/io/nats_inbox.hpp"
+#include "nodes/io/symbol_messages.hpp"
+
+namespace predflow {
+namespace {
+
+NodeSpec nats_source_spec() {
+  return NodeSpec("nats_source", Category::Source)
+      .summarize("Symbols from NATS: data.features.ready (or job.predict.*) via a JetStream durable consumer")
+      .describe(
+          "Reads `data.features.ready` messages ({\"symbols\": [...]} or {\"symbol\": \"...\"}, with optional ts and "
+          "correlation_id), or `job.predict.{route}` messages (format: job) in the split deployment. Valid symbols "
+          "(^[A-Z0-9][A-Z0-9.\\-]{0,14}$) leave on `out` with the message's correlation_id (empty when it has none: "
+          "the window then gives one per window); a message that is not JSON, has no symbol, or holds invalid "
+          "symbols leaves on `dead` (reasons invalid_json, no_symbols, invalid_symbol, invalid_route), one failure per "
+          "invalid symbol, counted in predflow_source_rejected_total{node,reason}. With mode jetstream (the default) "
+          "the stream (file storage) and the durable pull consumer are created when missing; messages are fetched "
+          "`fetch_batch` at a time and one acknowledgement token covers each fetched group: the messages are "
+          "acknowledged once every row derived from them has reached every sink or the dead-letter subject, and "
+          "negatively acknowledged (redelivered after `nak_delay`) when a node could do neither. A process killed "
+          "before that loses nothing: the server redelivers after `ack_wait`. The consumer's max_ack_pending and the "
+          "pipeline's max_in_flight bound what is taken in (back-pressure). While NATS is down the source waits and "
+          "resubscribes; ready only while subscribed. Mode core is a plain subscription: nothing is stored or "
+          "acknowledged, and messages published while predflow is down are lost.")
+      .output("out", kind::symbols, "valid symbols, one row each, with correlation ids (and the route, for jobs)")
+      .output("dead", kind::dead_letters, "rejected messages and symbols, as failures")
+      .field(field::resource("nats", "nats").require().describe("the NATS connection"))
+      .field(field::string("subject").default_value("data.features.ready").describe(
+          "subject to consume (wildcards allowed, e.g. job.predict.>)"))
+      .field(field::one_of("format", {"features_ready", "job"}).default_value("features_ready").describe(
+          "message shape: data.features.ready announcements, or job.predict.{route} jobs"))
+      .field(field::one_of("mode", {"jetstream", "core"}).default_value("jetstream").describe(
+          "jetstream: durable consumer, at-least-once; core: plain subscription, at-most-once"))
+      .field(field::string("stream").default_value("").describe(
+          "JetStream stream; empty = PREDFLOW_FEATURES (features_ready) or PREDFLOW_JOBS (job), per the contract"))
+      .field(field::string_list("stream_subjects").default_value("").describe(
+          "subjects of the stream when it has to be created; empty = data.features.ready / job.predict.>"))
+      .field(field::string("durable").default_value("").describe(
+          "durable consumer name (no dots); empty = predflow_<node id>"))
+      .field(field::integer("fetch_batch").default_value("256").at_least(1).at_most(100000).in_unit("messages")
+                 .describe("messages taken per fetch; one acknowledgement token covers them"))
+      .field(field::duration("fetch_wait").default_value("250ms").at_least(0.001).describe(
+          "longest wait for the first message of a fetch (also how soon a stop is noticed)"))
+      .field(field::duration("ack_wait").default_value("60s").at_least(1).describe(
+          "consumer setting when created: redelivery after this long without an acknowledgement; keep it above "
+          "the window plus the pipeline's latency"))
+      .field(field::integer("max_ack_pending").default_value("20000").at_least(1).in_unit("messages").describe(
+          "consumer setting when created: unacknowledged messages the server lets out at once"))
+      .field(field::integer("max_deliver").default_value("-1").at_least(-1).describe(
+          "consumer setting when created: deliveries per message before the server gives up; -1 = unlimited"))
+      .field(field::duration("nak_delay").default_value("1s").at_least(0).describe(
+          "a message that failed downstream is redelivered after this delay"))
+      .show_in_label({"subject", "mode"})
+      .with_example(
+          "type: nats_source\nnats: bus\nsubject: data.features.ready\nmode: jetstream\ndurable: predflow_m5\n");
+}
+
+class NatsSource : public Source {
+ public:
+  explicit NatsSource(const NodeContext& ctx)
+      : id_(ctx.id),
+        nats_(ctx.resource<connectors::NatsResource>("nats")),
+        jobs_(ctx.config.get_string("format") == "job"),
+        fetch_batch_(static_cast<int>(ctx.config.get_int("fetch_batch"))),
+        fetch_wait_(ctx.config.get_duration("fetch_wait")),
+        nak_delay_(ctx.config.get_duration("nak_delay")),
+        metrics_(ctx.metrics) {
+    NatsInboxOptions o;
+    o.jetstream = ctx.config.get_string("mode") == "jetstream";
+    o.subject = ctx.config.get_string("subject");
+    o.stream = ctx.config.get_string("stream");
+    if (o.stream.empty()) o.stream = jobs_ ? "PREDFLOW_JOBS" : "PREDFLOW_FEATURES";
+    o.stream_subjects = ctx.config.get_strings("stream_subjects");
+    if (o.stream_subjects.empty()) o.stream_subjects = {jobs_ ? "job.predict.>" : "data.features.ready"};
+    o.durable = ctx.config.get_string("durable");
+    if (o.durable.empty()) o.durable = "predflow_" + ctx.id;
+    if (o.durable.find_first_of(". *>") != std::string::npos)
+      throw std::invalid_argument("nats_source " + ctx.id + ": durable name '" + o.durable +
+                                  "' may not contain '.', ' ', '*' or '>'");
+    o.ack_wait = ctx.config.get_duration("ack_wait");
+    o.max_ack_pending = ctx.config.get_int("max_ack_pending");
+    o.max_deliver = ctx.config.get_int("max_deliver");
+    inbox_ = std::make_unique<NatsInbox>(nats_, std::move(o), ctx.id);
+    received_ = &metrics_.counter("predflow_source_messages_total", "Messages taken from NATS by a source node", {{"node", id_}});
+    redelivered_ = &metrics_.counter("predflow_source_redelivered_total",
+                                     "Messages the server delivered again (not acknowledged in time, or negatively)",
+                                     {{"node", id_}});
+    ack_failures_ = &metrics_.counter("predflow_source_ack_failures_total",
+                                      "Acknowledgements NATS refused (the message is redelivered after ack_wait)",
+                                      {{"node", id_}});
+    naks_ = &metrics_.counter("predflow_source_naks_total",
+                              "Messages negatively acknowledged because a node failed them", {{"node", id_}});
+    settler_ = std::make_shared<Settler>(Settler{nak_delay_, naks_, ack_failures_});
+    subscribed_ = &metrics_.gauge("predflow_source_subscribed", "1 while the source is subscribed", {{"node", id_}});
+  }
+
+  bool ready() const override { return nats_->connected() && inbox_->is_open(); }
+
+  void stop() override { inbox_->close(); }
+
+  void run(SourceContext& ctx) override {
+    connectors::Backoff backoff(connectors::BackoffOptions{std::chrono::milliseconds(100), std::chrono::seconds(5), 2.0});
+    int failures = 0;
+    std::string last_error;
+    while (!ctx.stopping()) {
+      try {
+        if (!inbox_->is_open()) {
+          subscribed_->Set(0);
+          inbox_->open();
+          subscribed_->Set(1);
+          spdlog::info("msg=\"subscribed\" node={} subject={} mode={} stream={} consumer={}", id_, inbox_->options().subject,
+                       inbox_->options().jetstream ? "jetstream" : "core", inbox_->options().stream,
+                       inbox_->options().durable);
+          failures = 0, last_error.clear();
+        }
+        auto messages = inbox_->fetch(fetch_batch_, fetch_wait_);
+        if (!messages.empty()) take(ctx, std::move(messages));
+      } catch (const std::exception& e) {
+        subscribed_->Set(0);
+        // Log the first failure and every change of reason, not every retry.
+        if (e.what() != last_error)
+          spdlog::warn("msg=\"cannot read from NATS, retrying with backoff\" node={} error=\"{}\"", id_, e.what());
+        last_error = e.what();
+        ctx.sleep_for(backoff.at(failures++));
+      }
+    }
+    subscribed_->Set(0);
+  }
+
+ private:
+  using Messages = std::vector<std::unique_ptr<NatsInboxMessage>>;
+
+  // Acknowledges a fetched group once its token completes: ACK when every row was done,
+  // NAK (redelivery after nak_delay) when a node failed one.
+  struct Settler {
+    Duration nak_delay;
+    prometheus::Counter* naks;
+    prometheus::Counter* ack_failures;
+    void settle(Messages& group, AckOutcome outcome) const {
+      if (outcome == AckOutcome::Failed) naks->Increment(static_cast<double>(group.size()));
+      for (auto& m : group) {
+        bool ok = outcome == AckOutcome::Done ? m->ack() : m->nak(nak_delay);
+        if (!ok) ack_failures->Increment();
+      }
+      group.clear();  // destroys the messages now, on the thread that settled them
+    }
+  };
+
+  // One fetched group → rows on `out` (per route for jobs) and failures on `dead`, all
+  // under one token whose completion acknowledges (or NAKs) every message of the group.
+  void take(SourceContext& ctx, Messages messages) {
+    received_->Increment(static_cast<double>(messages.size()));
+    for (const auto& m : messages)
+      if (m->delivered() > 1) redelivered_->Increment();
+    auto group = std::make_shared<Messages>(std::move(messages));
+    // The callback may run after this node is gone (a drain that timed out): it holds
+    // what it needs by value.
+    AckPtr token = ctx.begin_message([settler = settler_, group](AckOutcome outcome) { settler->settle(*group, outcome); });
+    if (!token) {  // stopping: give them back at once rather than after ack_wait
+      settler_->settle(*group, AckOutcome::Failed);
+      return;
+    }
+    std::map<std::string, std::shared_ptr<Batch>> by_route;  // "" for features_ready
+    auto dead = make_batch();
+    for (const auto& m : *group) {
+      SymbolMessage parsed = jobs_ ? parse_job(m->data(), id_) : parse_features_ready(m->data(), id_);
+      for (auto& f : parsed.failures) {
+        rejected(f.reason).Increment();
+        dead->failures.push_back(std::move(f));
+      }
+      if (parsed.symbols.empty()) continue;
+      auto& batch = by_route[parsed.route];
+      if (!batch) {
+        batch = make_batch();
+        batch->route = parsed.route;
+        batch->acks = {token};
+        batch->arrived = Clock::now();
+      }
+      for (auto& s : parsed.symbols) {
+        batch->symbols.push_back(std::move(s));
+        batch->correlation_ids.push_back(parsed.correlation_id.value_or(""));
+      }
+    }
+    if (!dead->failures.empty()) {
+      spdlog::warn("msg=\"rejected NATS input\" node={} failures={} first_reason={} first_error=\"{}\"", id_,
+                   dead->failures.size(), dead->failures.front().reason, dead->failures.front().error);
+      dead->shared_acks = {token};
+      ctx.emit(1, std::move(dead));
+    }
+    for (auto& [route, batch] : by_route) ctx.emit(0, std::move(batch));
+  }
+
+  prometheus::Counter& rejected(const std::string& reason) {
+    return metrics_.counter("predflow_source_rejected_total", "Messages or symbols a source rejected (dead-lettered)",
+                            {{"node", id_}, {"reason", reason}});
+  }
+
+  const std::string id_;
+  std::shared_ptr<connectors::NatsResource> nats_;
+  const bool jobs_;
+  const int fetch_batch_;
+  const Duration fetch_wait_, nak_delay_;
+  Metrics& metrics_;
+  std::unique_ptr<NatsInbox> inbox_;
+  prometheus::Counter *received_, *redelivered_, *ack_failures_, *naks_;
+  prometheus::Gauge* subscribed_;
+  std::shared_ptr<const Settler> settler_;
+};
+
+PREDFLOW_REGISTER_NODE(nats_source_spec(), [](const NodeContext& ctx) { return std::make_unique<NatsSource>(ctx); });
+
+}  // namespace
+}  // namespace predflow
