@@ -39,15 +39,18 @@ Skip invalid_json(simdjson::error_code e) { return invalid_json(std::string("not
 // A float feature from an element, or a description of why it is not one.
 std::optional<std::string> read_number(od::value& v, std::string_view what, std::size_t index, float& out) {
   auto at = [&] { return std::string(what) + "[" + std::to_string(index) + "]"; };
-  const std::string raw = excerpt(v);
-  od::json_type t;
-  if (v.type().get(t)) return at() + " = " + raw + " is not a JSON number (NaN and Infinity are not JSON)";
-  if (t != od::json_type::number) return at() + " is " + type_name(t) + ", expected a finite number";
+  // The valid path is one get_double() and no allocation; the type and the excerpt are
+  // looked at only to explain a failure.
   double d = 0;
-  if (v.get_double().get(d)) return at() + " = " + raw + " is not a finite number";
-  if (!std::isfinite(d) || std::fabs(d) > static_cast<double>(FLT_MAX)) return at() + " = " + raw + " is outside the float range";
-  out = static_cast<float>(d);
-  return std::nullopt;
+  if (!v.get_double().get(d)) {
+    if (!std::isfinite(d) || std::fabs(d) > static_cast<double>(FLT_MAX)) return at() + " = " + excerpt(v) + " is outside the float range";
+    out = static_cast<float>(d);
+    return std::nullopt;
+  }
+  od::json_type t;
+  if (v.type().get(t)) return at() + " = " + excerpt(v) + " is not a JSON number (NaN and Infinity are not JSON)";
+  if (t != od::json_type::number) return at() + " is " + type_name(t) + ", expected a finite number";
+  return at() + " = " + excerpt(v) + " is not a finite number";
 }
 
 // Parses one of the two values: `features` into out, the other keys by kind.
