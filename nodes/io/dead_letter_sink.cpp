@@ -131,18 +131,39 @@ class DeadLetterSink : public Processor {
 
  private:
   std::string record_of(const RowFailure& f, std::chrono::system_clock::time_point now) const {
-    if (f.payload.size() <= max_payload_) return connectors::dead_letter_record(f, now).dump();
+    // Every field comes from input that may be huge (a 1 MiB "symbol"): cut them all, so
+    // that a record always fits a NATS message.
+    constexpr std::size_t kMaxField = 1024;
+    auto cut_field = [](std::string& s) {
+      if (s.size() > kMaxField) s.resize(kMaxField);
+    };
     RowFailure cut = f;
-    cut.payload.resize(max_payload_);
+    if (cut.symbol) cut_field(*cut.symbol);
+    if (cut.correlation_id) cut_field(*cut.correlation_id);
+    cut_field(cut.stage), cut_field(cut.reason);
+    if (cut.error.size() > 4 * kMaxField) cut.error.resize(4 * kMaxField);
+    const bool truncated = cut.payload.size() > max_payload_;
+    if (truncated) cut.payload.resize(max_payload_);
     auto record = connectors::dead_letter_record(cut, now);
-    record["payload_truncated"] = true;
-    record["payload_bytes"] = f.payload.size();
+    if (truncated) {
+      record["payload_truncated"] = true;
+      record["payload_bytes"] = f.payload.size();
+    }
     return record.dump();
   }
 
-  // With mutex_ held. Throws when NATS is down or refuses.
+  // With mutex_ held. Throws ConnectorError when NATS is down. A record NATS refuses for
+  // good (CommandError) is logged and counted, not retried: it must not block the rest.
   void publish_all(const std::vector<std::string>& records) {
-    for (const auto& r : records) nats_->publish(subject_, r);
+    for (const auto& r : records) {
+      try {
+        nats_->publish(subject_, r);
+      } catch (const connectors::CommandError& e) {
+        failed_.Increment();
+        spdlog::error("msg=\"NATS refused a dead-letter record; logged here instead\" node={} error=\"{}\" record=\"{}\"",
+                      id_, e.what(), r.substr(0, 512));
+      }
+    }
     nats_->flush();
   }
 

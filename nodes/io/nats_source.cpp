@@ -3,48 +3,24 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <variant>
 
 #include "connectors/backoff.hpp"
 #include "connectors/nats.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "nodes/io/nats_inbox.hpp"
+#include "nodes/io/prediction_json.hpp"
 #include "nodes/io/symbol_messages.hpp"
 
 namespace predflow {
 namespace {
 
-NodeSpec nats_source_spec() {
-  return NodeSpec("nats_source", Category::Source)
-      .summarize("Symbols from NATS: data.features.ready (or job.predict.*) via a JetStream durable consumer")
-      .describe(
-          "Reads `data.features.ready` messages ({\"symbols\": [...]} or {\"symbol\": \"...\"}, with optional ts and "
-          "correlation_id), or `job.predict.{route}` messages (format: job) in the split deployment. Valid symbols "
-          "(^[A-Z0-9][A-Z0-9.\\-]{0,14}$) leave on `out` with the message's correlation_id (empty when it has none: "
-          "the window then gives one per window); a message that is not JSON, has no symbol, or holds invalid "
-          "symbols leaves on `dead` (reasons invalid_json, no_symbols, invalid_symbol, invalid_route), one failure per "
-          "invalid symbol, counted in predflow_source_rejected_total{node,reason}. With mode jetstream (the default) "
-          "the stream (file storage) and the durable pull consumer are created when missing; messages are fetched "
-          "`fetch_batch` at a time and one acknowledgement token covers each fetched group: the messages are "
-          "acknowledged once every row derived from them has reached every sink or the dead-letter subject, and "
-          "negatively acknowledged (redelivered after `nak_delay`) when a node could do neither. A process killed "
-          "before that loses nothing: the server redelivers after `ack_wait`. The consumer's max_ack_pending and the "
-          "pipeline's max_in_flight bound what is taken in (back-pressure). While NATS is down the source waits and "
-          "resubscribes; ready only while subscribed. Mode core is a plain subscription: nothing is stored or "
-          "acknowledged, and messages published while predflow is down are lost.")
-      .output("out", kind::symbols, "valid symbols, one row each, with correlation ids (and the route, for jobs)")
-      .output("dead", kind::dead_letters, "rejected messages and symbols, as failures")
-      .field(field::resource("nats", "nats").require().describe("the NATS connection"))
-      .field(field::string("subject").default_value("data.features.ready").describe(
-          "subject to consume (wildcards allowed, e.g. job.predict.>)"))
-      .field(field::one_of("format", {"features_ready", "job"}).default_value("features_ready").describe(
-          "message shape: data.features.ready announcements, or job.predict.{route} jobs"))
+// The fields both NATS sources share; `stream` / `stream_subjects` defaults are per type.
+NodeSpec& common_fields(NodeSpec& spec) {
+  return spec.field(field::resource("nats", "nats").require().describe("the NATS connection"))
       .field(field::one_of("mode", {"jetstream", "core"}).default_value("jetstream").describe(
           "jetstream: durable consumer, at-least-once; core: plain subscription, at-most-once"))
-      .field(field::string("stream").default_value("").describe(
-          "JetStream stream; empty = PREDFLOW_FEATURES (features_ready) or PREDFLOW_JOBS (job), per the contract"))
-      .field(field::string_list("stream_subjects").default_value("").describe(
-          "subjects of the stream when it has to be created; empty = data.features.ready / job.predict.>"))
       .field(field::string("durable").default_value("").describe(
           "durable consumer name (no dots); empty = predflow_<node id>"))
       .field(field::integer("fetch_batch").default_value("256").at_least(1).at_most(100000).in_unit("messages")
@@ -60,9 +36,61 @@ NodeSpec nats_source_spec() {
           "consumer setting when created: deliveries per message before the server gives up; -1 = unlimited"))
       .field(field::duration("nak_delay").default_value("1s").at_least(0).describe(
           "a message that failed downstream is redelivered after this delay"))
+      .field(field::string_list("stream_subjects").default_value("").describe(
+          "subjects of the stream when it has to be created; empty = the contract's subjects for the stream"));
+}
+
+const char* kDeliveryDoc =
+    " With mode jetstream (the default) the stream (file storage) and the durable pull consumer are created when "
+    "missing; messages are fetched `fetch_batch` at a time and one acknowledgement token covers each fetched group: "
+    "the messages are acknowledged once every row derived from them has reached every sink or the dead-letter "
+    "subject, and negatively acknowledged (redelivered after `nak_delay`) when a node could do neither. A process "
+    "killed before that loses nothing: the server redelivers after `ack_wait`. The consumer's max_ack_pending and the "
+    "pipeline's max_in_flight bound what is taken in (back-pressure). While NATS is down the source waits and "
+    "resubscribes; ready only while subscribed. Mode core is a plain subscription: nothing is stored or "
+    "acknowledged, and messages published while predflow is down are lost.";
+
+NodeSpec nats_source_spec() {
+  NodeSpec spec("nats_source", Category::Source);
+  spec.summarize("Symbols from NATS: data.features.ready (or job.predict.*) via a JetStream durable consumer")
+      .describe(std::string(
+          "Reads `data.features.ready` messages ({\"symbols\": [...]} or {\"symbol\": \"...\"}, with optional ts and "
+          "correlation_id), or `job.predict.{route}` messages (format: job) in the split deployment. Valid symbols "
+          "(^[A-Z0-9][A-Z0-9.\\-]{0,14}$) leave on `out` with the message's correlation_id (empty when it has none: "
+          "the window then gives one per window); a message that is not JSON, has no symbol, or holds invalid "
+          "symbols leaves on `dead` (reasons invalid_json, no_symbols, invalid_symbol, invalid_route), one failure per "
+          "invalid symbol, counted in predflow_source_rejected_total{node,reason}.") + kDeliveryDoc)
+      .output("out", kind::symbols, "valid symbols, one row each, with correlation ids (and the route, for jobs)")
+      .output("dead", kind::dead_letters, "rejected messages and symbols, as failures")
+      .field(field::string("subject").default_value("data.features.ready").describe(
+          "subject to consume (wildcards allowed, e.g. job.predict.>)"))
+      .field(field::one_of("format", {"features_ready", "job"}).default_value("features_ready").describe(
+          "message shape: data.features.ready announcements, or job.predict.{route} jobs"))
+      .field(field::string("stream").default_value("").describe(
+          "JetStream stream; empty = PREDFLOW_FEATURES (features_ready) or PREDFLOW_JOBS (job), per the contract"));
+  common_fields(spec)
       .show_in_label({"subject", "mode"})
       .with_example(
           "type: nats_source\nnats: bus\nsubject: data.features.ready\nmode: jetstream\ndurable: predflow_m5\n");
+  return spec;
+}
+
+NodeSpec nats_prediction_source_spec() {
+  NodeSpec spec("nats_prediction_source", Category::Source);
+  spec.summarize("Predictions from NATS (event.prediction.updated) via a JetStream durable consumer")
+      .describe(std::string(
+          "For the persister of the split deployment: reads the contract's prediction objects and turns them back "
+          "into predictions batches (one per model, device and prediction time of a fetched group), so that "
+          "redis_sink, timescale_sink and ws_sink store exactly what the predicting process published. A payload that "
+          "is not a prediction leaves on `dead` (reason invalid_prediction).") + kDeliveryDoc)
+      .output("out", kind::predictions, "predictions, one row each")
+      .output("dead", kind::dead_letters, "payloads that are not predictions, as failures")
+      .field(field::string("subject").default_value("event.prediction.updated").describe("subject to consume"))
+      .field(field::string("stream").default_value("PREDFLOW_PREDICTIONS").describe("JetStream stream"));
+  common_fields(spec)
+      .show_in_label({"subject", "mode"})
+      .with_example("type: nats_prediction_source\nnats: bus\ndurable: predflow_persister\n");
+  return spec;
 }
 
 class NatsSource : public Source {
@@ -70,7 +98,9 @@ class NatsSource : public Source {
   explicit NatsSource(const NodeContext& ctx)
       : id_(ctx.id),
         nats_(ctx.resource<connectors::NatsResource>("nats")),
-        jobs_(ctx.config.get_string("format") == "job"),
+        format_(ctx.spec.type == "nats_prediction_source" ? Format::Prediction
+                : ctx.config.get_string("format") == "job"   ? Format::Job
+                                                               : Format::FeaturesReady),
         fetch_batch_(static_cast<int>(ctx.config.get_int("fetch_batch"))),
         fetch_wait_(ctx.config.get_duration("fetch_wait")),
         nak_delay_(ctx.config.get_duration("nak_delay")),
@@ -79,9 +109,15 @@ class NatsSource : public Source {
     o.jetstream = ctx.config.get_string("mode") == "jetstream";
     o.subject = ctx.config.get_string("subject");
     o.stream = ctx.config.get_string("stream");
-    if (o.stream.empty()) o.stream = jobs_ ? "PREDFLOW_JOBS" : "PREDFLOW_FEATURES";
+    if (o.stream.empty()) o.stream = format_ == Format::Job ? "PREDFLOW_JOBS" : "PREDFLOW_FEATURES";
     o.stream_subjects = ctx.config.get_strings("stream_subjects");
-    if (o.stream_subjects.empty()) o.stream_subjects = {jobs_ ? "job.predict.>" : "data.features.ready"};
+    if (o.stream_subjects.empty()) {
+      // The contract's subjects of its streams; another stream gets the subject consumed.
+      if (o.stream == "PREDFLOW_FEATURES") o.stream_subjects = {"data.features.ready"};
+      else if (o.stream == "PREDFLOW_JOBS") o.stream_subjects = {"job.predict.>"};
+      else if (o.stream == "PREDFLOW_PREDICTIONS") o.stream_subjects = {"event.prediction.updated"};
+      else o.stream_subjects = {o.subject};
+    }
     o.durable = ctx.config.get_string("durable");
     if (o.durable.empty()) o.durable = "predflow_" + ctx.id;
     if (o.durable.find_first_of(". *>") != std::string::npos)
@@ -139,6 +175,7 @@ class NatsSource : public Source {
 
  private:
   using Messages = std::vector<std::unique_ptr<NatsInboxMessage>>;
+  enum class Format { FeaturesReady, Job, Prediction };
 
   // Acknowledges a fetched group once its token completes: ACK when every row was done,
   // NAK (redelivery after nak_delay) when a node failed one.
@@ -170,10 +207,14 @@ class NatsSource : public Source {
       settler_->settle(*group, AckOutcome::Failed);
       return;
     }
-    std::map<std::string, std::shared_ptr<Batch>> by_route;  // "" for features_ready
+    std::map<std::string, std::shared_ptr<Batch>> by_route;  // "" for features_ready; a group key for predictions
     auto dead = make_batch();
     for (const auto& m : *group) {
-      SymbolMessage parsed = jobs_ ? parse_job(m->data(), id_) : parse_features_ready(m->data(), id_);
+      if (format_ == Format::Prediction) {
+        take_prediction(m->data(), token, by_route, *dead);
+        continue;
+      }
+      SymbolMessage parsed = format_ == Format::Job ? parse_job(m->data(), id_) : parse_features_ready(m->data(), id_);
       for (auto& f : parsed.failures) {
         rejected(f.reason).Increment();
         dead->failures.push_back(std::move(f));
@@ -200,6 +241,36 @@ class NatsSource : public Source {
     for (auto& [route, batch] : by_route) ctx.emit(0, std::move(batch));
   }
 
+  // One prediction into the batch of its model, device and time (batch-wide in a Batch).
+  void take_prediction(std::string_view payload, const AckPtr& token, std::map<std::string, std::shared_ptr<Batch>>& groups,
+                       Batch& dead) {
+    auto parsed = parse_prediction_json(payload);
+    if (auto* why = std::get_if<std::string>(&parsed)) {
+      rejected("invalid_prediction").Increment();
+      dead.failures.push_back(RowFailure{id_, std::nullopt, "invalid_prediction", *why, std::nullopt, 1, std::string(payload)});
+      return;
+    }
+    auto& p = std::get<ParsedPrediction>(parsed);
+    const std::string key = p.model_type + "|" + p.model_version + "|" + p.device + "|" +
+                            std::to_string(p.timestamp.time_since_epoch().count());
+    auto& batch = groups[key];
+    if (!batch) {
+      batch = make_batch();
+      batch->model_type = p.model_type, batch->model_version = p.model_version, batch->device = p.device;
+      batch->route = p.model_type == "earnings_day" ? "earnings" : "normal";
+      batch->predicted_at = p.timestamp;
+      batch->acks = {token};
+      batch->arrived = Clock::now();
+    }
+    Batch& b = *batch;
+    b.symbols.push_back(std::move(p.symbol));
+    b.correlation_ids.push_back(std::move(p.correlation_id));
+    b.features_ts.push_back(std::move(p.features_ts));
+    b.prices.push_back(p.current_price);
+    b.stats.push_back(p.stats);
+    b.earnings.push_back(std::move(p.earnings));
+  }
+
   prometheus::Counter& rejected(const std::string& reason) {
     return metrics_.counter("predflow_source_rejected_total", "Messages or symbols a source rejected (dead-lettered)",
                             {{"node", id_}, {"reason", reason}});
@@ -207,7 +278,7 @@ class NatsSource : public Source {
 
   const std::string id_;
   std::shared_ptr<connectors::NatsResource> nats_;
-  const bool jobs_;
+  const Format format_;
   const int fetch_batch_;
   const Duration fetch_wait_, nak_delay_;
   Metrics& metrics_;
@@ -218,6 +289,7 @@ class NatsSource : public Source {
 };
 
 PREDFLOW_REGISTER_NODE(nats_source_spec(), [](const NodeContext& ctx) { return std::make_unique<NatsSource>(ctx); });
+PREDFLOW_REGISTER_NODE(nats_prediction_source_spec(), [](const NodeContext& ctx) { return std::make_unique<NatsSource>(ctx); });
 
 }  // namespace
 }  // namespace predflow

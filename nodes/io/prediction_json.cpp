@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "engine/timestamps.hpp"
+#include "nodes/io/symbol_messages.hpp"
 
 namespace predflow {
 
@@ -46,6 +47,64 @@ nlohmann::json prediction_json(const Batch& batch, std::size_t row) {
   auto made_at = batch.predicted_at;
   if (made_at == std::chrono::system_clock::time_point{}) made_at = std::chrono::system_clock::now();
   return prediction_json(batch, row, made_at);
+}
+
+namespace {
+// A number, or NaN for null/absent; nullopt for anything else (a string, an object).
+std::optional<double> number_or_nan(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::numeric_limits<double>::quiet_NaN();
+  if (!it->is_number()) return std::nullopt;
+  return it->get<double>();
+}
+std::string string_or_empty(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+}  // namespace
+
+std::variant<ParsedPrediction, std::string> parse_prediction_json(std::string_view payload) {
+  using nlohmann::json;
+  json j = json::parse(payload.begin(), payload.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return std::string("payload is not a JSON object");
+  ParsedPrediction p;
+  p.symbol = string_or_empty(j, "symbol");
+  if (!is_valid_symbol(p.symbol)) return std::string("`symbol` is missing or invalid");
+  p.model_type = string_or_empty(j, "model_type");
+  if (p.model_type != "normal_day" && p.model_type != "earnings_day")
+    return std::string("`model_type` must be normal_day or earnings_day");
+  p.model_version = string_or_empty(j, "model_version");
+  p.device = string_or_empty(j, "device");
+  p.correlation_id = string_or_empty(j, "correlation_id");
+  p.features_ts = string_or_empty(j, "features_ts");
+  auto mean = number_or_nan(j, "predicted_return");
+  if (!mean || std::isnan(*mean)) return std::string("`predicted_return` is missing or not a number");
+  p.stats.mean = *mean;
+  auto price = number_or_nan(j, "current_price");
+  if (!price) return std::string("`current_price` is not a number");
+  p.current_price = *price;
+  auto stamp = parse_rfc3339(string_or_empty(j, "timestamp"));
+  if (!stamp) return std::string("`timestamp` is missing or not RFC 3339");
+  p.timestamp = *stamp;
+  auto u = j.find("uncertainty");
+  if (u != j.end() && u->is_object()) {
+    auto sd = number_or_nan(*u, "std"), p10 = number_or_nan(*u, "p10"), p50 = number_or_nan(*u, "p50"),
+         p90 = number_or_nan(*u, "p90"), n = number_or_nan(*u, "samples");
+    if (!sd || !p10 || !p50 || !p90 || !n) return std::string("`uncertainty` holds a value that is not a number");
+    p.stats.std = *sd, p.stats.p10 = *p10, p.stats.p50 = *p50, p.stats.p90 = *p90;
+    p.stats.samples = std::isnan(*n) ? 0 : static_cast<int>(*n);
+  } else if (u != j.end() && !u->is_null()) {
+    return std::string("`uncertainty` is not an object");
+  }
+  auto e = j.find("earnings_context");
+  if (e != j.end() && e->is_object()) {
+    auto rd = string_or_empty(*e, "report_date"), timing = string_or_empty(*e, "timing");
+    if (!rd.empty()) p.earnings.report_date = rd;
+    if (!timing.empty()) p.earnings.timing = timing;
+    auto imputed = e->find("features_imputed");
+    p.earnings.features_imputed = imputed != e->end() && imputed->is_boolean() && imputed->get<bool>();
+  }
+  return p;
 }
 
 }  // namespace predflow

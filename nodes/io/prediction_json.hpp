@@ -4,9 +4,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <limits>
+
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <variant>
 
 #include "engine/batch.hpp"
 
@@ -22,5 +27,20 @@ namespace predflow {
 nlohmann::json prediction_json(const Batch& batch, std::size_t row, std::chrono::system_clock::time_point made_at);
 // Same, with the batch's predicted_at (set by mc_dropout), or now when it is unset.
 nlohmann::json prediction_json(const Batch& batch, std::size_t row);
+
+// A prediction read back from its JSON (event.prediction.updated in the split
+// deployment): what a predictions batch row needs, plus the batch-wide fields it came with.
+struct ParsedPrediction {
+  std::string symbol, model_type, model_version, device, correlation_id, features_ts;
+  double current_price = std::numeric_limits<double>::quiet_NaN();  // NaN when null
+  PredictionStats stats;
+  std::chrono::system_clock::time_point timestamp{};
+  EarningsContext earnings;
+};
+
+// The prediction, or why the payload is not one (a message for a dead-letter record):
+// not a JSON object, a missing or invalid symbol / model_type / predicted_return /
+// timestamp, non-numeric uncertainty. Optional fields may be null or absent.
+std::variant<ParsedPrediction, std::string> parse_prediction_json(std::string_view payload);
 
 }  // namespace predflow

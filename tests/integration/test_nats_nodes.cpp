@@ -11,6 +11,7 @@
 
 #include "engine/runtime.hpp"
 #include "integration/nats_test_client.hpp"
+#include "nodes/io/prediction_json.hpp"
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/predflow_process.hpp"
@@ -410,6 +411,42 @@ TEST_CASE("dead_letter_sink: a full spool fails the rows so that their source re
   CHECK(failed == 1);
   CHECK(done == 0);
   CHECK(metric_value(h.metrics_text(), "predflow_dead_letters_failed_total{node=\"subject\"}") == 20);
+}
+
+TEST_CASE("nats_prediction_source: predictions published by nats_sink come back as the same predictions") {
+  NatsServer server;
+  server.start();
+  Recorder::instance().reset();
+  const std::string yaml = "settings: {http_port: 0}\nresources: {" + nats_resource(server) + "}\n" +
+                           "nodes:\n"
+                           "  events: {type: nats_prediction_source, nats: bus, fetch_wait: 50ms}\n"
+                           "  sink: {type: test_sink, from: [events.out], keep: true}\n"
+                           "  dead: {type: test_sink, from: [events.dead]}\n";
+  auto sent = predictions({"AAPL", "MSFT", "IBM"}, "c-5");
+  bool got = false;
+  bool ok = run_pipeline(yaml, [&](Runtime& runtime) {
+    eventually([&] { return runtime.ready(); }, 15s);
+    NodeHarness publisher("nats_sink", "nats: bus", nats_resource(server));
+    publisher.start();
+    publisher.process(sent);
+    NatsTestClient client(server.url());
+    client.publish("event.prediction.updated", "{\"symbol\": \"bad\"}");
+    client.flush();
+    got = eventually([&] {
+      return Recorder::instance().sink("sink").symbols.size() == 3 && Recorder::instance().sink("dead").failures == 1;
+    }, 15s);
+    runtime.request_stop();
+  });
+  CHECK(ok);
+  REQUIRE(got);
+  auto sink = Recorder::instance().sink("sink");
+  std::map<std::string, std::string> back;
+  for (const auto& b : sink.batches) {
+    CHECK(b->model_type == "normal_day");
+    CHECK(b->route == "normal");
+    for (std::size_t r = 0; r < b->size(); ++r) back[b->symbols[r]] = prediction_json(*b, r).dump();
+  }
+  for (std::size_t r = 0; r < sent->size(); ++r) CHECK(back[sent->symbols[r]] == prediction_json(*sent, r).dump());
 }
 
 }  // TEST_SUITE

@@ -8,6 +8,7 @@
 
 #include <thread>
 
+#include "support/http_get.hpp"
 #include "support/test_nodes.hpp"
 
 using namespace predflow;
@@ -26,31 +27,6 @@ int free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
-}
-
-// Minimal HTTP/1.0 GET; returns "status\nbody".
-std::pair<int, std::string> http_get(int port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return {0, ""};
-  }
-  timeval timeout{5, 0};  // a server that accepts but never answers fails the test, not hangs it
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
-  ::send(fd, request.data(), request.size(), 0);
-  std::string response;
-  char buffer[4096];
-  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) response.append(buffer, static_cast<std::size_t>(n));
-  ::close(fd);
-  if (response.size() < 12) return {0, ""};
-  int status = std::stoi(response.substr(9, 3));
-  auto body = response.find("\r\n\r\n");
-  return {status, body == std::string::npos ? "" : response.substr(body + 4)};
 }
 
 }  // namespace

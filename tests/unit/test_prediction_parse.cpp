@@ -1,0 +1,71 @@
+// Reading a prediction back from the contract's JSON (the persister of the split
+// deployment): a round trip through prediction_json, and malformed predictions.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "nodes/io/prediction_json.hpp"
+#include "support/node_harness.hpp"
+
+using namespace predflow;
+using namespace std::chrono;
+
+TEST_CASE("parse_prediction_json: round trip of prediction_json, earnings context included") {
+  auto b = test::symbols_batch({"AAPL", "BRK.B"}, "c-1");
+  b->prices = {189.52, std::numeric_limits<double>::quiet_NaN()};
+  b->features_ts = {"2026-11-26T14:30:00Z", ""};
+  b->stats = {{0.0042, 0.0031, -0.0001, 0.0041, 0.0083, 20}, {-0.01, 0.002, -0.012, -0.01, -0.008, 7}};
+  b->earnings = {{std::string("2026-11-26"), std::string("BMO"), false}, {std::nullopt, std::nullopt, true}};
+  b->model_type = "earnings_day", b->model_version = "lstm_earnings_v2.1", b->device = "cuda:0";
+  const auto at = sys_days{year{2026} / 11 / 26} + hours{14} + minutes{30} + milliseconds{412};
+  for (std::size_t r = 0; r < 2; ++r) {
+    auto text = prediction_json(*b, r, at).dump();
+    auto parsed = parse_prediction_json(text);
+    REQUIRE(std::holds_alternative<ParsedPrediction>(parsed));
+    auto& p = std::get<ParsedPrediction>(parsed);
+    CHECK(p.symbol == b->symbols[r]);
+    CHECK(p.model_type == "earnings_day");
+    CHECK(p.model_version == "lstm_earnings_v2.1");
+    CHECK(p.device == "cuda:0");
+    CHECK(p.correlation_id == "c-1");
+    CHECK(p.features_ts == b->features_ts[r]);
+    CHECK(p.timestamp == at);
+    CHECK(p.stats.mean == b->stats[r].mean);
+    CHECK(p.stats.std == b->stats[r].std);
+    CHECK(p.stats.p10 == b->stats[r].p10);
+    CHECK(p.stats.p50 == b->stats[r].p50);
+    CHECK(p.stats.p90 == b->stats[r].p90);
+    CHECK(p.stats.samples == b->stats[r].samples);
+    CHECK(p.earnings.report_date == b->earnings[r].report_date);
+    CHECK(p.earnings.timing == b->earnings[r].timing);
+    CHECK(p.earnings.features_imputed == b->earnings[r].features_imputed);
+    if (r == 0) CHECK(p.current_price == 189.52);
+    else CHECK(std::isnan(p.current_price));  // null price stays unknown
+    // Written again, it is the same JSON.
+    auto again = test::symbols_batch({p.symbol}, p.correlation_id);
+    again->prices = {p.current_price};
+    again->features_ts = {p.features_ts};
+    again->stats = {p.stats};
+    again->earnings = {p.earnings};
+    again->model_type = p.model_type, again->model_version = p.model_version, again->device = p.device;
+    CHECK(prediction_json(*again, 0, p.timestamp).dump() == text);
+  }
+}
+
+TEST_CASE("parse_prediction_json: what is not a prediction says why") {
+  for (const char* bad : {"", "junk", "[]", R"({"symbol": "AAPL"})",
+                          R"({"symbol": "aapl", "model_type": "normal_day", "predicted_return": 0.1, "timestamp": "2026-11-26T14:30:00.000Z"})",
+                          R"({"symbol": "AAPL", "model_type": "weekly", "predicted_return": 0.1, "timestamp": "2026-11-26T14:30:00.000Z"})",
+                          R"({"symbol": "AAPL", "model_type": "normal_day", "predicted_return": "x", "timestamp": "2026-11-26T14:30:00.000Z"})",
+                          R"({"symbol": "AAPL", "model_type": "normal_day", "predicted_return": 0.1, "timestamp": "yesterday"})",
+                          R"({"symbol": "AAPL", "model_type": "normal_day", "predicted_return": 0.1, "timestamp": "2026-11-26T14:30:00.000Z", "uncertainty": {"std": "x"}})",
+                          R"({"symbol": "AAPL", "model_type": "normal_day", "predicted_return": 0.1, "timestamp": "2026-11-26T14:30:00.000Z", "current_price": "1"})"}) {
+    CAPTURE(bad);
+    auto parsed = parse_prediction_json(bad);
+    REQUIRE(std::holds_alternative<std::string>(parsed));
+    CHECK_FALSE(std::get<std::string>(parsed).empty());
+  }
+  // The minimum: optional fields absent.
+  auto minimal = parse_prediction_json(R"({"symbol": "AAPL", "model_type": "normal_day", "predicted_return": 0.1, "timestamp": "2026-11-26T14:30:00.000Z"})");
+  CHECK(std::holds_alternative<ParsedPrediction>(minimal));
+}
