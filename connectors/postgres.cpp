@@ -174,55 +174,97 @@ std::vector<PgRow> PostgresResource::query(const std::string& sql, const PgParam
 std::int64_t PostgresResource::exec(const std::string& sql) {
   return guarded([&](bool trial) {
     std::lock_guard lock(mutex_);
-    PGconn* c = connection(trial);
-    PGresult* r = PQexec(c, sql.c_str());
-    count_round_trips(1);
-    auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && status != PGRES_EMPTY_QUERY) fail(r, "exec");
-    auto held = hold(r);
-    instruments_.connected->Set(1);
-    return affected(r);
+    return exec_on(connection(trial), sql);
   });
+}
+
+std::int64_t PostgresResource::exec_on(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  count_round_trips(1);
+  auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && status != PGRES_EMPTY_QUERY) fail(r, "exec");
+  auto held = hold(r);
+  instruments_.connected->Set(1);
+  return affected(r);
 }
 
 std::int64_t PostgresResource::copy_in(const std::string& copy_sql, std::string_view rows_text) {
   return guarded([&](bool trial) {
     std::lock_guard lock(mutex_);
-    PGconn* c = connection(trial);
-    PGresult* r = PQexec(c, copy_sql.c_str());
-    auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (status != PGRES_COPY_IN) {
-      if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR || !r) fail(r, "copy");
-      PQclear(r);
-      if (status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) drop_connection();  // mid-COPY: unusable
-      throw std::invalid_argument("postgres copy_in: not a COPY … FROM STDIN statement: " + copy_sql);
-    }
-    PQclear(r);
-    // In pieces, so that libpq's output buffer stays small for a large COPY.
-    constexpr std::size_t kPiece = 1 << 20;
-    for (std::size_t at = 0; at < rows_text.size(); at += kPiece) {
-      std::size_t n = std::min(kPiece, rows_text.size() - at);
-      if (PQputCopyData(c, rows_text.data() + at, static_cast<int>(n)) != 1) fail(nullptr, "copy");
-    }
-    if (PQputCopyEnd(c, nullptr) != 1) fail(nullptr, "copy");
-    count_round_trips(1);
-    std::int64_t rows = 0;
-    PGresult* failed = nullptr;
-    while (PGresult* res = PQgetResult(c)) {  // to the end, so the connection is idle again
-      if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-        rows = affected(res);
-        PQclear(res);
-      } else if (!failed) {
-        failed = res;
-      } else {
-        PQclear(res);
-      }
-      if (PQstatus(c) != CONNECTION_OK) break;
-    }
-    if (failed || PQstatus(c) != CONNECTION_OK) fail(failed, "copy");
-    instruments_.connected->Set(1);
-    return rows;
+    return copy_on(connection(trial), copy_sql, rows_text);
   });
+}
+
+std::int64_t PostgresResource::copy_on(PGconn* c, const std::string& copy_sql, std::string_view rows_text) {
+  PGresult* r = PQexec(c, copy_sql.c_str());
+  auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COPY_IN) {
+    if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR || !r) fail(r, "copy");
+    PQclear(r);
+    if (status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) drop_connection();  // mid-COPY: unusable
+    throw std::invalid_argument("postgres copy_in: not a COPY … FROM STDIN statement: " + copy_sql);
+  }
+  PQclear(r);
+  // In pieces, so that libpq's output buffer stays small for a large COPY.
+  constexpr std::size_t kPiece = 1 << 20;
+  for (std::size_t at = 0; at < rows_text.size(); at += kPiece) {
+    std::size_t n = std::min(kPiece, rows_text.size() - at);
+    if (PQputCopyData(c, rows_text.data() + at, static_cast<int>(n)) != 1) fail(nullptr, "copy");
+  }
+  if (PQputCopyEnd(c, nullptr) != 1) fail(nullptr, "copy");
+  count_round_trips(1);
+  std::int64_t rows = 0;
+  PGresult* failed = nullptr;
+  while (PGresult* res = PQgetResult(c)) {  // to the end, so the connection is idle again
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+      rows = affected(res);
+      PQclear(res);
+    } else if (!failed) {
+      failed = res;
+    } else {
+      PQclear(res);
+    }
+    if (PQstatus(c) != CONNECTION_OK) break;
+  }
+  if (failed || PQstatus(c) != CONNECTION_OK) fail(failed, "copy");
+  instruments_.connected->Set(1);
+  return rows;
+}
+
+void PostgresResource::transaction(const std::function<void(PgTransaction&)>& steps) {
+  guarded([&](bool trial) {
+    std::lock_guard lock(mutex_);
+    PGconn* c = connection(trial);
+    exec_on(c, "BEGIN");
+    try {
+      PgTransaction tx(*this, c);
+      steps(tx);
+      // A failed statement that a step swallowed leaves the transaction aborted, and COMMIT
+      // would then answer ROLLBACK without an error: refuse to report that as written.
+      if (PQtransactionStatus(c) == PQTRANS_INERROR)
+        throw CommandError(prefix() + "transaction: a statement failed; rolled back", "25P02");
+      PGresult* r = PQexec(c, "COMMIT");
+      count_round_trips(1);
+      if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, "commit");
+      std::string tag = PQcmdStatus(r);
+      PQclear(r);
+      if (tag != "COMMIT") throw CommandError(prefix() + "transaction: the server answered " + tag + " to COMMIT");
+    } catch (...) {
+      if (conn_ == c && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
+        PGresult* r = PQexec(c, "ROLLBACK");
+        bool rolled_back = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (r) PQclear(r);
+        if (!rolled_back) drop_connection();  // in an unknown state: never reuse it
+      }
+      throw;
+    }
+  });
+}
+
+std::int64_t PgTransaction::exec(const std::string& sql) { return db_.exec_on(conn_, sql); }
+
+std::int64_t PgTransaction::copy_in(const std::string& copy_sql, std::string_view rows_text) {
+  return db_.copy_on(conn_, copy_sql, rows_text);
 }
 
 bool PostgresResource::server_has_extension(const std::string& extension) {

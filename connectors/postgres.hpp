@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -32,6 +33,22 @@ struct PostgresOptions {
   GuardOptions guard;
 };
 
+class PostgresResource;
+
+// The statements of one PostgresResource::transaction(), on its connection: the same
+// contracts as PostgresResource::exec and copy_in, without a breaker call or a lock each.
+class PgTransaction {
+ public:
+  std::int64_t exec(const std::string& sql);
+  std::int64_t copy_in(const std::string& copy_sql, std::string_view rows_text);
+
+ private:
+  friend class PostgresResource;
+  PgTransaction(PostgresResource& db, PGconn* conn) : db_(db), conn_(conn) {}
+  PostgresResource& db_;
+  PGconn* conn_;
+};
+
 // The pipeline file's settings; throws std::invalid_argument for a URL libpq cannot parse.
 PostgresOptions postgres_options(const NodeConfig& config);
 
@@ -49,6 +66,11 @@ class PostgresResource : public GuardedResource {
   // COPY … FROM STDIN (text format) with `rows_text` as the data (tab-separated columns,
   // one row per line, \N for NULL); returns the rows copied. All or nothing.
   std::int64_t copy_in(const std::string& copy_sql, std::string_view rows_text);
+  // Runs `steps` between BEGIN and COMMIT on the connection, which no other call uses
+  // meanwhile (a COPY and the statements that read what it loaded, all or nothing). When a
+  // step or the COMMIT throws, the transaction is rolled back (or the broken connection
+  // dropped) and the exception rethrown. One call for the breaker.
+  void transaction(const std::function<void(PgTransaction&)>& steps);
   // Whether the extension is installed in this database (pg_extension), e.g. "timescaledb".
   bool server_has_extension(const std::string& extension);
   // SELECT 1.
@@ -66,6 +88,10 @@ class PostgresResource : public GuardedResource {
   // connection). `result` may be null.
   [[noreturn]] void fail(PGresult* result, const std::string& what);
   void drop_connection();
+  // With mutex_ held, on `c`: the bodies of exec() and copy_in().
+  std::int64_t exec_on(PGconn* c, const std::string& sql);
+  std::int64_t copy_on(PGconn* c, const std::string& copy_sql, std::string_view rows_text);
+  friend class PgTransaction;
 
   PostgresOptions options_;
   mutable std::mutex mutex_;

@@ -104,9 +104,12 @@ class NatsSink : public Processor {
     std::vector<OutgoingMessage> messages;
     messages.reserve(b.size());
     const std::string subject = subject_for(b.route);
+    const auto made_at = b.predicted_at == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now()
+                                                                                   : b.predicted_at;
+    const std::string timestamp = format_rfc3339_millis(made_at);
     for (std::size_t r = 0; r < b.size(); ++r) {
       const std::string& cid = r < b.correlation_ids.size() ? b.correlation_ids[r] : std::string();
-      messages.push_back({subject, prediction_json(b, r).dump(), cid + ":" + b.symbols[r]});
+      messages.push_back({subject, prediction_json_text(b, r, timestamp), cid + ":" + b.symbols[r]});
     }
     return messages;
   }

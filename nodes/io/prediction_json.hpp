@@ -28,6 +28,11 @@ nlohmann::json prediction_json(const Batch& batch, std::size_t row, std::chrono:
 // Same, with the batch's predicted_at (set by mc_dropout), or now when it is unset.
 nlohmann::json prediction_json(const Batch& batch, std::size_t row);
 
+// prediction_json(batch, row, made_at).dump(), byte for byte, with `timestamp` the
+// formatted made_at — without building the JSON tree (several times faster; what the
+// sinks send). Tested byte for byte against prediction_json().
+std::string prediction_json_text(const Batch& batch, std::size_t row, const std::string& timestamp);
+
 // A prediction read back from its JSON (event.prediction.updated in the split
 // deployment): what a predictions batch row needs, plus the batch-wide fields it came with.
 struct ParsedPrediction {
