@@ -103,11 +103,7 @@ void NatsInbox::open() {
     natsSubscription_SetPendingLimits(sub_, 1 << 20, 512 << 20);
     return;
   }
-  try {
-    nats_->ensure_stream(options_.stream, options_.stream_subjects);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(e.what());
-  }
+  nats_->ensure_stream(options_.stream, options_.stream_subjects);
   ensure_consumer();
   jsSubOptions so;
   jsSubOptions_Init(&so);

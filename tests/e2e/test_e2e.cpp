@@ -46,17 +46,33 @@ struct Expectation {
   std::map<std::string, std::string> bad;      // symbol → the feature_fetch skip reason
 };
 
+// Redis and PostgreSQL clients of the test's own (not predflow's), open for the whole test.
+struct Clients {
+  explicit Clients(const ServerStack& servers)
+      : redis("check", redis_options(servers), metrics), db("check", db_options(servers), metrics) {
+    redis.start(), db.start();
+  }
+  ~Clients() { redis.stop(), db.stop(); }
+  static connectors::RedisOptions redis_options(const ServerStack& servers) {
+    connectors::RedisOptions o;
+    o.endpoint = connectors::parse_redis_url(servers.redis.url());
+    return o;
+  }
+  static connectors::PostgresOptions db_options(const ServerStack& servers) {
+    connectors::PostgresOptions o;
+    o.conninfo = servers.postgres.url();
+    return o;
+  }
+  Metrics metrics;
+  connectors::RedisResource redis;
+  connectors::PostgresResource db;
+};
+
 // Seeds Redis and the calendar, breaks a few symbols' features, and works out what the
 // pipeline must do with each symbol.
-Expectation seed(ServerStack& servers, std::size_t n) {
-  Metrics metrics;
-  connectors::RedisOptions ro;
-  ro.endpoint = connectors::parse_redis_url(servers.redis.url());
-  connectors::RedisResource redis("seed", ro, metrics);
-  connectors::PostgresOptions po;
-  po.conninfo = servers.postgres.url();
-  connectors::PostgresResource db("seed", po, metrics);
-  redis.start(), db.start();
+Expectation seed(Clients& clients, std::size_t n) {
+  auto& redis = clients.redis;
+  auto& db = clients.db;
 
   demo::DemoOptions o;
   o.flag_share = 0.08, o.report_today_share = 0.1, o.reported_yesterday_share = 0.06;
@@ -84,7 +100,6 @@ Expectation seed(ServerStack& servers, std::size_t n) {
     e.good.push_back(s);
     e.model[s] = decision.route == market::Route::Earnings ? "earnings_day" : "normal_day";
   }
-  redis.stop(), db.stop();
   return e;
 }
 
@@ -146,16 +161,10 @@ struct Observed {
   long long ttl = -1;
 };
 
-Observed observe(ServerStack& servers, const Expectation& e, NatsTestClient& nats, const std::string& cid) {
+Observed observe(Clients& clients, const Expectation& e, NatsTestClient& nats, const std::string& cid) {
   Observed o;
-  Metrics metrics;
-  connectors::RedisOptions ro;
-  ro.endpoint = connectors::parse_redis_url(servers.redis.url());
-  connectors::RedisResource redis("check", ro, metrics);
-  connectors::PostgresOptions po;
-  po.conninfo = servers.postgres.url();
-  connectors::PostgresResource db("check", po, metrics);
-  redis.start(), db.start();
+  auto& redis = clients.redis;
+  auto& db = clients.db;
   std::vector<std::string> keys;
   for (const auto& s : e.good) keys.push_back("pred:" + s);
   auto values = redis.mget(keys);
@@ -179,7 +188,6 @@ Observed observe(ServerStack& servers, const Expectation& e, NatsTestClient& nat
       if (j["symbol"].is_string()) o.dead_symbols.insert(j["symbol"].get<std::string>());
     }
   }
-  redis.stop(), db.stop();
   return o;
 }
 
@@ -224,18 +232,11 @@ void check_outcome(const Expectation& e, const Observed& o) {
   CHECK(o.dead_symbols.count("bad sym") == 1);
 }
 
-bool all_stored(ServerStack& servers, const Expectation& e, const std::string& cid) {
-  Metrics metrics;
-  connectors::PostgresOptions po;
-  po.conninfo = servers.postgres.url();
-  connectors::PostgresResource db("poll", po, metrics);
-  db.start();
+bool all_stored(Clients& clients, const Expectation& e, const std::string& cid) {
   try {
-    auto rows = db.query("SELECT count(*) FROM predictions WHERE correlation_id = $1", {cid});
-    db.stop();
+    auto rows = clients.db.query("SELECT count(*) FROM predictions WHERE correlation_id = $1", {cid});
     return std::stoul(*rows[0][0]) >= e.good.size();
   } catch (const std::exception&) {
-    db.stop();
     return false;  // the table does not exist yet
   }
 }
@@ -248,7 +249,8 @@ TEST_CASE("m5.yaml: every symbol routed, predicted, stored, published and broadc
   ServerStack servers;
   servers.start();
   TempDir dir;
-  auto expect = seed(servers, 400);
+  Clients clients(servers);
+  auto expect = seed(clients, 400);
   NatsTestClient nats(servers.nats.url());
   nats.collect("event.prediction.updated");
   nats.collect("dlq.predflow");
@@ -264,11 +266,11 @@ TEST_CASE("m5.yaml: every symbol routed, predicted, stored, published and broadc
 
   announce(nats, expect, "e2e-m5");
   const bool stored = eventually([&] {
-    return all_stored(servers, expect, "e2e-m5") && live.seen("e2e-m5") >= expect.good.size();
+    return all_stored(clients, expect, "e2e-m5") && live.seen("e2e-m5") >= expect.good.size();
   }, 120s);
   CHECK_MESSAGE(stored, "log: " << log);
   eventually([&] { return nats.received_count() >= expect.good.size() + 6; }, 20s);
-  auto observed = observe(servers, expect, nats, "e2e-m5");
+  auto observed = observe(clients, expect, nats, "e2e-m5");
   check_outcome(expect, observed);
   CHECK(live.seen("e2e-m5") == expect.good.size());
 
@@ -292,7 +294,8 @@ TEST_CASE("split deployment: routing, two predictors and the persister give the 
   ServerStack servers;
   servers.start();
   TempDir dir;
-  auto expect = seed(servers, 400);
+  Clients clients(servers);
+  auto expect = seed(clients, 400);
   NatsTestClient nats(servers.nats.url());
   nats.collect("event.prediction.updated");
   nats.collect("dlq.predflow");
@@ -316,11 +319,11 @@ TEST_CASE("split deployment: routing, two predictors and the persister give the 
 
   announce(nats, expect, "e2e-split");
   const bool stored = eventually([&] {
-    return all_stored(servers, expect, "e2e-split") && live.seen("e2e-split") >= expect.good.size();
+    return all_stored(clients, expect, "e2e-split") && live.seen("e2e-split") >= expect.good.size();
   }, 120s);
   CHECK_MESSAGE(stored, "logs in " << dir.path);
   eventually([&] { return nats.received_count() >= expect.good.size() + 6; }, 20s);
-  check_outcome(expect, observe(servers, expect, nats, "e2e-split"));
+  check_outcome(expect, observe(clients, expect, nats, "e2e-split"));
   for (auto& s : services) {
     REQUIRE(s->signal(SIGTERM));
     CHECK(s->wait_exit(60000ms));
