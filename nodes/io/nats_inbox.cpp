@@ -101,6 +101,10 @@ void NatsInbox::open() {
     if (s != NATS_OK) sub_ = nullptr, fail("subscribing to " + options_.subject, s);
     // Core NATS drops what a slow subscriber cannot hold; make the room generous.
     natsSubscription_SetPendingLimits(sub_, 1 << 20, 512 << 20);
+    // A round trip, so that the server has the subscription before open() returns (and
+    // ready() says so): a core publish racing an unregistered SUB is simply lost.
+    s = natsConnection_FlushTimeout(nats_->connection(), millis(nats_->options().timeout));
+    if (s != NATS_OK) natsSubscription_Destroy(sub_), sub_ = nullptr, fail("subscribing to " + options_.subject, s);
     return;
   }
   nats_->ensure_stream(options_.stream, options_.stream_subjects);
