@@ -37,4 +37,22 @@ class AckToken {
 
 using AckPtr = std::shared_ptr<AckToken>;
 
+// Runs a source's work on a message whose token already exists. Whatever the work throws
+// fails the token — so that its source asks for redelivery — instead of letting the token
+// complete as if every row had been done (the message would be acknowledged unprocessed).
+// Returns the error's text, empty when the work succeeded.
+template <typename Work>
+std::string fail_token_on_error(const AckPtr& token, Work&& work) noexcept {
+  try {
+    work();
+    return {};
+  } catch (const std::exception& e) {
+    if (token) token->fail();
+    return e.what()[0] ? e.what() : "unknown error";
+  } catch (...) {
+    if (token) token->fail();
+    return "unknown error";
+  }
+}
+
 }  // namespace predflow

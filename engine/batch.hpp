@@ -39,6 +39,7 @@ struct RowFailure {
   std::optional<std::string> correlation_id;
   int attempts = 1;
   std::string payload;  // raw input; the dead-letter node base64-encodes non-UTF-8
+  std::size_t payload_bytes = 0;  // the input's whole size when `payload` quotes only its start
 };
 
 struct Batch;

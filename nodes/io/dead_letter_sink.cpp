@@ -17,6 +17,7 @@
 #include "connectors/nats.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
+#include "nodes/io/input_limits.hpp"
 
 namespace predflow {
 namespace {
@@ -29,8 +30,9 @@ NodeSpec dead_letter_sink_spec() {
       .describe(
           "Takes the failures of any number of `dead` ports and publishes one contract record per failure (stage, "
           "symbol, reason, error, correlation_id, attempts, ts, payload; payload_encoding base64 for input that is "
-          "not UTF-8). A payload longer than `max_payload` is cut there and the record says \"payload_truncated\": "
-          "true, so that a 1 MiB junk message still fits a NATS message. Records are flushed to the server before the "
+          "not UTF-8). A payload longer than `max_payload` (at most 4 KiB) is cut there and the record says "
+          "\"payload_truncated\": true and \"payload_bytes\": the input's size, so that a 1 MiB junk message still makes "
+          "a small record. Records are flushed to the server before the "
           "failed rows' acknowledgement completes. While NATS is down the records are appended to `spool_file` "
           "(fsync'd; at most `spool_max` bytes) and the rows count as handled; a background thread republishes the "
           "spool when NATS is back, then empties it. When neither works (spool full) the rows are negatively "
@@ -42,8 +44,9 @@ NodeSpec dead_letter_sink_spec() {
       .field(field::string("spool_file").default_value("${PREDFLOW_DATA_DIR:-/tmp/predflow}/dead_letters.jsonl")
                  .describe("where records wait while NATS is down (one JSON record per line)"))
       .field(field::size("spool_max").default_value("256MiB").at_least(1024).describe("largest the spool file may grow"))
-      .field(field::size("max_payload").default_value("64KiB").at_least(64).describe(
-          "longest payload kept in a record; longer ones are cut and marked payload_truncated"))
+      .field(field::size("max_payload").default_value("4KiB").at_least(64).at_most(4096).describe(
+          "longest payload kept in a record (at most 4 KiB); longer ones are cut at a UTF-8 character boundary and "
+          "marked payload_truncated, with payload_bytes the input's whole size"))
       .field(field::duration("replay_every").default_value("1s").at_least(0.001).describe(
           "how often the spool is checked for republishing"))
       .concurrency(1, 1)
@@ -137,17 +140,19 @@ class DeadLetterSink : public Processor {
     auto cut_field = [](std::string& s) {
       if (s.size() > kMaxField) s.resize(kMaxField);
     };
-    RowFailure cut = f;
+    RowFailure cut;
+    cut.stage = f.stage, cut.reason = f.reason, cut.error = f.error, cut.attempts = f.attempts;
+    cut.symbol = f.symbol, cut.correlation_id = f.correlation_id;
     if (cut.symbol) cut_field(*cut.symbol);
     if (cut.correlation_id) cut_field(*cut.correlation_id);
     cut_field(cut.stage), cut_field(cut.reason);
     if (cut.error.size() > 4 * kMaxField) cut.error.resize(4 * kMaxField);
-    const bool truncated = cut.payload.size() > max_payload_;
-    if (truncated) cut.payload.resize(max_payload_);
+    cut.payload = std::string(limits::utf8_prefix(f.payload, max_payload_));
+    const std::size_t whole = std::max(f.payload.size(), f.payload_bytes);
     auto record = connectors::dead_letter_record(cut, now);
-    if (truncated) {
+    if (cut.payload.size() < whole) {
       record["payload_truncated"] = true;
-      record["payload_bytes"] = f.payload.size();
+      record["payload_bytes"] = whole;
     }
     return record.dump();
   }

@@ -11,6 +11,11 @@ std::int64_t nanos(Duration d) { return std::chrono::duration_cast<std::chrono::
 std::int64_t millis(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 }  // namespace
 
+NatsSubscriptionHandle::~NatsSubscriptionHandle() {
+  // Destroy only: an unsubscribe could delete the durable consumer and its position.
+  natsSubscription_Destroy(sub_);
+}
+
 NatsInboxMessage::~NatsInboxMessage() { natsMsg_Destroy(msg_); }
 
 std::string_view NatsInboxMessage::data() const {
@@ -37,6 +42,11 @@ bool NatsInboxMessage::nak(Duration delay) {
   return natsMsg_NakWithDelay(msg_, millis(delay), nullptr) == NATS_OK;
 }
 
+bool NatsInboxMessage::term() {
+  if (!natsMsg_GetReply(msg_)) return true;
+  return natsMsg_Term(msg_, nullptr) == NATS_OK;
+}
+
 NatsInbox::NatsInbox(std::shared_ptr<connectors::NatsResource> nats, NatsInboxOptions options, std::string node_id)
     : nats_(std::move(nats)), options_(std::move(options)), node_id_(std::move(node_id)) {}
 
@@ -44,7 +54,7 @@ NatsInbox::~NatsInbox() { close(); }
 
 bool NatsInbox::is_open() const {
   std::lock_guard lock(mutex_);
-  return sub_ != nullptr && natsSubscription_IsValid(sub_);
+  return sub_ != nullptr && natsSubscription_IsValid(sub_->get());
 }
 
 void NatsInbox::fail(const std::string& what, natsStatus s, jsErrCode jerr) {
@@ -92,19 +102,22 @@ void NatsInbox::ensure_consumer() {
 
 void NatsInbox::open() {
   std::lock_guard lock(mutex_);
-  if (sub_ && natsSubscription_IsValid(sub_)) return;
-  if (sub_) natsSubscription_Destroy(sub_), sub_ = nullptr;
+  if (sub_ && natsSubscription_IsValid(sub_->get())) return;
+  sub_.reset();
   if (!nats_->connected()) throw std::runtime_error("NATS resource '" + nats_->name() + "' is not connected");
+  natsSubscription* sub = nullptr;
   natsStatus s;
   if (!options_.jetstream) {
-    s = natsConnection_SubscribeSync(&sub_, nats_->connection(), options_.subject.c_str());
-    if (s != NATS_OK) sub_ = nullptr, fail("subscribing to " + options_.subject, s);
+    s = natsConnection_SubscribeSync(&sub, nats_->connection(), options_.subject.c_str());
+    if (s != NATS_OK) fail("subscribing to " + options_.subject, s);
+    auto handle = std::make_shared<const NatsSubscriptionHandle>(sub, nats_);
     // Core NATS drops what a slow subscriber cannot hold; make the room generous.
-    natsSubscription_SetPendingLimits(sub_, 1 << 20, 512 << 20);
+    natsSubscription_SetPendingLimits(sub, 1 << 20, 512 << 20);
     // A round trip, so that the server has the subscription before open() returns (and
     // ready() says so): a core publish racing an unregistered SUB is simply lost.
     s = natsConnection_FlushTimeout(nats_->connection(), millis(nats_->options().timeout));
-    if (s != NATS_OK) natsSubscription_Destroy(sub_), sub_ = nullptr, fail("subscribing to " + options_.subject, s);
+    if (s != NATS_OK) fail("subscribing to " + options_.subject, s);
+    sub_ = std::move(handle);
     return;
   }
   nats_->ensure_stream(options_.stream, options_.stream_subjects);
@@ -115,8 +128,9 @@ void NatsInbox::open() {
   so.Consumer = options_.durable.c_str();  // bind to it: the library neither creates nor deletes it
   so.ManualAck = true;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  s = js_PullSubscribe(&sub_, nats_->jetstream(), options_.subject.c_str(), options_.durable.c_str(), nullptr, &so, &jerr);
-  if (s != NATS_OK) sub_ = nullptr, fail("pull subscription to consumer " + options_.durable, s, jerr);
+  s = js_PullSubscribe(&sub, nats_->jetstream(), options_.subject.c_str(), options_.durable.c_str(), nullptr, &so, &jerr);
+  if (s != NATS_OK) fail("pull subscription to consumer " + options_.durable, s, jerr);
+  sub_ = std::make_shared<const NatsSubscriptionHandle>(sub, nats_);
 }
 
 std::vector<std::unique_ptr<NatsInboxMessage>> NatsInbox::fetch(int max, Duration timeout) {
@@ -126,11 +140,11 @@ std::vector<std::unique_ptr<NatsInboxMessage>> NatsInbox::fetch(int max, Duratio
   if (options_.jetstream) {
     natsMsgList list{nullptr, 0};
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = natsSubscription_Fetch(&list, sub_, max, std::max<std::int64_t>(1, millis(timeout)), &jerr);
+    natsStatus s = natsSubscription_Fetch(&list, sub_->get(), max, std::max<std::int64_t>(1, millis(timeout)), &jerr);
     if (s == NATS_OK || (s == NATS_TIMEOUT && list.Count > 0)) {
       out.reserve(static_cast<std::size_t>(list.Count));
       for (int i = 0; i < list.Count; ++i) {
-        out.push_back(std::make_unique<NatsInboxMessage>(list.Msgs[i]));
+        out.push_back(std::make_unique<NatsInboxMessage>(list.Msgs[i], sub_));
         list.Msgs[i] = nullptr;  // ours now; natsMsgList_Destroy frees only the array
       }
       natsMsgList_Destroy(&list);
@@ -139,32 +153,30 @@ std::vector<std::unique_ptr<NatsInboxMessage>> NatsInbox::fetch(int max, Duratio
     natsMsgList_Destroy(&list);
     if (s == NATS_TIMEOUT) return out;
     // The consumer or the connection is gone: drop the subscription; open() rebuilds it.
-    natsSubscription_Destroy(sub_);
-    sub_ = nullptr;
+    // Messages not yet settled keep the old one alive.
+    sub_.reset();
     fail("fetch from consumer " + options_.durable, s, jerr);
   }
   natsMsg* msg = nullptr;
-  natsStatus s = natsSubscription_NextMsg(&msg, sub_, std::max<std::int64_t>(1, millis(timeout)));
+  natsStatus s = natsSubscription_NextMsg(&msg, sub_->get(), std::max<std::int64_t>(1, millis(timeout)));
   while (s == NATS_OK) {
-    out.push_back(std::make_unique<NatsInboxMessage>(msg));
+    out.push_back(std::make_unique<NatsInboxMessage>(msg, sub_));
     if (static_cast<int>(out.size()) >= max) break;
     msg = nullptr;
-    s = natsSubscription_NextMsg(&msg, sub_, 0);  // what is already here, without waiting
+    s = natsSubscription_NextMsg(&msg, sub_->get(), 0);  // what is already here, without waiting
   }
   if (s == NATS_OK || s == NATS_TIMEOUT) return out;
   if (s == NATS_SLOW_CONSUMER) {
     spdlog::error("msg=\"core subscription dropped messages (slow consumer)\" node={} subject={}", node_id_, options_.subject);
     return out;
   }
-  natsSubscription_Destroy(sub_);
-  sub_ = nullptr;
+  sub_.reset();
   fail("next message on " + options_.subject, s);
 }
 
 void NatsInbox::close() {
   std::lock_guard lock(mutex_);
-  // Destroy only: an unsubscribe could delete the durable consumer and its position.
-  if (sub_) natsSubscription_Destroy(sub_), sub_ = nullptr;
+  sub_.reset();
 }
 
 }  // namespace predflow

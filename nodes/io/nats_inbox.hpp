@@ -24,14 +24,35 @@ struct NatsInboxOptions {
   std::string durable;                        // JetStream: the durable consumer's name
   Duration ack_wait = std::chrono::seconds(60);
   std::int64_t max_ack_pending = 10000;
-  std::int64_t max_deliver = -1;              // -1 = unlimited
+  std::int64_t max_deliver = 5;               // -1 = unlimited
+};
+
+// One nats.c subscription, shared by its inbox and by every message taken from it: nats.c
+// acknowledges a message through the message's subscription (and that subscription's
+// connection), so both must outlive the message. A sink may still hold a group's token
+// when the inbox closes at shutdown, and a failed fetch replaces the subscription while
+// earlier messages wait for their acknowledgement: the subscription is destroyed only when
+// the inbox and the last of its messages have let go of it.
+class NatsSubscriptionHandle {
+ public:
+  NatsSubscriptionHandle(natsSubscription* sub, std::shared_ptr<connectors::NatsResource> nats)
+      : sub_(sub), nats_(std::move(nats)) {}
+  ~NatsSubscriptionHandle();
+  NatsSubscriptionHandle(const NatsSubscriptionHandle&) = delete;
+  NatsSubscriptionHandle& operator=(const NatsSubscriptionHandle&) = delete;
+  natsSubscription* get() const { return sub_; }
+
+ private:
+  natsSubscription* sub_;
+  std::shared_ptr<connectors::NatsResource> nats_;  // the connection the subscription lives on
 };
 
 // A message taken from NATS. JetStream messages are acknowledged through it; all of them
 // are destroyed with it.
 class NatsInboxMessage {
  public:
-  explicit NatsInboxMessage(natsMsg* msg) : msg_(msg) {}
+  NatsInboxMessage(natsMsg* msg, std::shared_ptr<const NatsSubscriptionHandle> subscription)
+      : subscription_(std::move(subscription)), msg_(msg) {}
   ~NatsInboxMessage();
   NatsInboxMessage(const NatsInboxMessage&) = delete;
   NatsInboxMessage& operator=(const NatsInboxMessage&) = delete;
@@ -44,8 +65,11 @@ class NatsInboxMessage {
   // redelivers after ack_wait).
   bool ack();
   bool nak(Duration delay);
+  // Tells the server never to deliver it again (after it was dead-lettered).
+  bool term();
 
  private:
+  std::shared_ptr<const NatsSubscriptionHandle> subscription_;  // outlives msg_ (destroyed after it)
   natsMsg* msg_;
 };
 
@@ -61,6 +85,7 @@ class NatsInbox {
   // Up to `max` messages, waiting up to `timeout` for the first. Empty on a timeout.
   // Throws std::runtime_error when the subscription failed (it is closed; open() again).
   std::vector<std::unique_ptr<NatsInboxMessage>> fetch(int max, Duration timeout);
+  // Lets go of the subscription; messages still unsettled keep it alive until they are.
   void close();
 
   const NatsInboxOptions& options() const { return options_; }
@@ -73,7 +98,7 @@ class NatsInbox {
   const NatsInboxOptions options_;
   const std::string node_id_;
   mutable std::mutex mutex_;
-  natsSubscription* sub_ = nullptr;
+  std::shared_ptr<const NatsSubscriptionHandle> sub_;
 };
 
 }  // namespace predflow

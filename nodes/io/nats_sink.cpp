@@ -109,9 +109,18 @@ class NatsSink : public Processor {
     const std::string timestamp = format_rfc3339_millis(made_at);
     for (std::size_t r = 0; r < b.size(); ++r) {
       const std::string& cid = r < b.correlation_ids.size() ? b.correlation_ids[r] : std::string();
-      messages.push_back({subject, prediction_json_text(b, r, timestamp), cid + ":" + b.symbols[r]});
+      messages.push_back({subject, prediction_json_text(b, r, timestamp), header_value(cid + ":" + b.symbols[r])});
     }
     return messages;
+  }
+
+  // A header value is one line of printable ASCII: a byte that could end the line (CR, LF)
+  // or the string (NUL) would inject a header or cut the id. Sources admit only printable
+  // correlation ids; this holds for ids that came any other way.
+  static std::string header_value(std::string value) {
+    for (auto& c : value)
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7E) c = '?';
+    return value;
   }
 
   // One job per correlation id (a window can mix announcements that carried their own).

@@ -9,6 +9,7 @@
 #include "connectors/nats.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
+#include "nodes/io/input_limits.hpp"
 #include "nodes/io/nats_inbox.hpp"
 #include "nodes/io/prediction_json.hpp"
 #include "nodes/io/symbol_messages.hpp"
@@ -32,10 +33,13 @@ NodeSpec& common_fields(NodeSpec& spec) {
           "the window plus the pipeline's latency"))
       .field(field::integer("max_ack_pending").default_value("20000").at_least(1).in_unit("messages").describe(
           "consumer setting when created: unacknowledged messages the server lets out at once"))
-      .field(field::integer("max_deliver").default_value("-1").at_least(-1).describe(
-          "consumer setting when created: deliveries per message before the server gives up; -1 = unlimited"))
+      .field(field::integer("max_deliver").default_value("5").at_least(-1).describe(
+          "deliveries per message: the max_deliver-th delivery of a message is not processed but dead-lettered "
+          "(reason max_deliveries) and terminated, so a poisoned message cannot wedge or crash-loop the pipeline; "
+          "also the consumer's setting when created; -1 = unlimited, else at least 2"))
       .field(field::duration("nak_delay").default_value("1s").at_least(0).describe(
-          "a message that failed downstream is redelivered after this delay"))
+          "a message that failed downstream is redelivered after this delay, doubled at each further delivery "
+          "(1s, 2s, 4s, 8s by default: a 15 s outage is ridden out before max_deliver), at most ack_wait"))
       .field(field::string_list("stream_subjects").default_value("").describe(
           "subjects of the stream when it has to be created; empty = the contract's subjects for the stream"));
 }
@@ -44,8 +48,10 @@ const char* kDeliveryDoc =
     " With mode jetstream (the default) the stream (file storage) and the durable pull consumer are created when "
     "missing; messages are fetched `fetch_batch` at a time and one acknowledgement token covers each fetched group: "
     "the messages are acknowledged once every row derived from them has reached every sink or the dead-letter "
-    "subject, and negatively acknowledged (redelivered after `nak_delay`) when a node could do neither. A process "
-    "killed before that loses nothing: the server redelivers after `ack_wait`. The consumer's max_ack_pending and the "
+    "subject, and negatively acknowledged (redelivered after `nak_delay`, doubling per delivery) when a node could do "
+    "neither, or when the source itself failed on the group. A process killed before that loses nothing: the server "
+    "redelivers after `ack_wait`. A message delivered `max_deliver` times is not processed again: it is dead-lettered "
+    "whole (reason max_deliveries, attempts = its deliveries) and then terminated, so that a poisoned message ends. The consumer's max_ack_pending and the "
     "pipeline's max_in_flight bound what is taken in (back-pressure). While NATS is down the source waits and "
     "resubscribes; ready only while subscribed. Mode core is a plain subscription: nothing is stored or "
     "acknowledged, and messages published while predflow is down are lost.";
@@ -126,6 +132,10 @@ class NatsSource : public Source {
     o.ack_wait = ctx.config.get_duration("ack_wait");
     o.max_ack_pending = ctx.config.get_int("max_ack_pending");
     o.max_deliver = ctx.config.get_int("max_deliver");
+    if (o.max_deliver == 0 || o.max_deliver == 1)
+      throw std::invalid_argument("nats_source " + ctx.id + ": max_deliver must be -1 (unlimited) or at least 2, got " +
+                                  std::to_string(o.max_deliver));
+    max_deliver_ = o.max_deliver;
     inbox_ = std::make_unique<NatsInbox>(nats_, std::move(o), ctx.id);
     received_ = &metrics_.counter("predflow_source_messages_total", "Messages taken from NATS by a source node", {{"node", id_}});
     redelivered_ = &metrics_.counter("predflow_source_redelivered_total",
@@ -136,9 +146,14 @@ class NatsSource : public Source {
                                       {{"node", id_}});
     naks_ = &metrics_.counter("predflow_source_naks_total",
                               "Messages negatively acknowledged because a node failed them", {{"node", id_}});
-    settler_ = std::make_shared<Settler>(Settler{nak_delay_, naks_, ack_failures_});
+    source_failures_ = &metrics_.counter("predflow_source_failures_total",
+                                         "Fetched groups the source itself failed on (negatively acknowledged)",
+                                         {{"node", id_}});
+    settler_ = std::make_shared<Settler>(Settler{nak_delay_, o_ack_wait(ctx), naks_, ack_failures_});
     subscribed_ = &metrics_.gauge("predflow_source_subscribed", "1 while the source is subscribed", {{"node", id_}});
   }
+
+  static Duration o_ack_wait(const NodeContext& ctx) { return ctx.config.get_duration("ack_wait"); }
 
   bool ready() const override { return nats_->connected() && inbox_->is_open(); }
 
@@ -177,19 +192,35 @@ class NatsSource : public Source {
   using Messages = std::vector<std::unique_ptr<NatsInboxMessage>>;
   enum class Format { FeaturesReady, Job, Prediction };
 
-  // Acknowledges a fetched group once its token completes: ACK when every row was done,
-  // NAK (redelivery after nak_delay) when a node failed one.
+  // A fetched group: its messages, and which of them were dead-lettered for having been
+  // delivered max_deliver times (terminated, never acknowledged, once that is done).
+  struct Group {
+    Messages messages;
+    std::vector<char> terminal;
+  };
+
+  // Settles a fetched group once its token completes: ACK when every row was done (TERM
+  // for the dead-lettered ones), NAK when a node failed one — redelivered after nak_delay,
+  // doubled per delivery already made, so that an outage is ridden out before max_deliver.
   struct Settler {
-    Duration nak_delay;
+    Duration nak_delay, ack_wait;
     prometheus::Counter* naks;
     prometheus::Counter* ack_failures;
-    void settle(Messages& group, AckOutcome outcome) const {
-      if (outcome == AckOutcome::Failed) naks->Increment(static_cast<double>(group.size()));
-      for (auto& m : group) {
-        bool ok = outcome == AckOutcome::Done ? m->ack() : m->nak(nak_delay);
+    Duration backoff(std::uint64_t delivered) const {
+      auto delay = nak_delay;
+      for (std::uint64_t i = 1; i < delivered && delay < ack_wait; ++i) delay *= 2;
+      return std::min(delay, ack_wait);
+    }
+    void settle(Group& group, AckOutcome outcome) const {
+      if (outcome == AckOutcome::Failed) naks->Increment(static_cast<double>(group.messages.size()));
+      for (std::size_t i = 0; i < group.messages.size(); ++i) {
+        auto& m = group.messages[i];
+        bool ok = outcome == AckOutcome::Failed ? m->nak(backoff(m->delivered()))
+                  : group.terminal[i]           ? m->term()
+                                                : m->ack();
         if (!ok) ack_failures->Increment();
       }
-      group.clear();  // destroys the messages now, on the thread that settled them
+      group.messages.clear();  // destroys the messages now, on the thread that settled them
     }
   };
 
@@ -199,7 +230,9 @@ class NatsSource : public Source {
     received_->Increment(static_cast<double>(messages.size()));
     for (const auto& m : messages)
       if (m->delivered() > 1) redelivered_->Increment();
-    auto group = std::make_shared<Messages>(std::move(messages));
+    auto group = std::make_shared<Group>();
+    group->terminal.assign(messages.size(), 0);
+    group->messages = std::move(messages);
     // The callback may run after this node is gone (a drain that timed out): it holds
     // what it needs by value.
     AckPtr token = ctx.begin_message([settler = settler_, group](AckOutcome outcome) { settler->settle(*group, outcome); });
@@ -207,18 +240,38 @@ class NatsSource : public Source {
       settler_->settle(*group, AckOutcome::Failed);
       return;
     }
+    // From here on the token exists: whatever goes wrong must NAK the group (the server
+    // redelivers it), never let the token complete as if every row had been done.
+    const std::string error = fail_token_on_error(token, [&] { route_group(ctx, *group, token); });
+    if (!error.empty()) {
+      source_failures_->Increment();
+      spdlog::error("msg=\"source failed on a fetched group; negatively acknowledged for redelivery\" node={} "
+                    "messages={} error=\"{}\"",
+                    id_, group->messages.size(), error);
+    }
+  }
+
+  void route_group(SourceContext& ctx, Group& group, const AckPtr& token) {
     std::map<std::string, std::shared_ptr<Batch>> by_route;  // "" for features_ready; a group key for predictions
     auto dead = make_batch();
-    for (const auto& m : *group) {
+    for (std::size_t i = 0; i < group.messages.size(); ++i) {
+      const auto& m = group.messages[i];
+      if (max_deliver_ > 0 && m->delivered() >= static_cast<std::uint64_t>(max_deliver_)) {
+        group.terminal[i] = 1;
+        dead->failures.push_back(max_deliveries_failure(*m));
+        rejected("max_deliveries").Increment();
+        continue;
+      }
       if (format_ == Format::Prediction) {
         take_prediction(m->data(), token, by_route, *dead);
         continue;
       }
       SymbolMessage parsed = format_ == Format::Job ? parse_job(m->data(), id_) : parse_features_ready(m->data(), id_);
       for (auto& f : parsed.failures) {
-        rejected(f.reason).Increment();
+        if (f.reason != "invalid_symbol") rejected(f.reason).Increment();
         dead->failures.push_back(std::move(f));
       }
+      if (parsed.invalid_symbols > 0) rejected("invalid_symbol").Increment(static_cast<double>(parsed.invalid_symbols));
       if (parsed.symbols.empty()) continue;
       auto& batch = by_route[parsed.route];
       if (!batch) {
@@ -241,13 +294,31 @@ class NatsSource : public Source {
     for (auto& [route, batch] : by_route) ctx.emit(0, std::move(batch));
   }
 
+  // The record of a message delivered max_deliver times: the whole message, unread (it
+  // may be what crashed the earlier deliveries).
+  RowFailure max_deliveries_failure(const NatsInboxMessage& m) const {
+    RowFailure f;
+    f.stage = id_;
+    f.reason = "max_deliveries";
+    f.error = "delivered " + std::to_string(m.delivered()) + " times without success (max_deliver " +
+              std::to_string(max_deliver_) + "); terminated, not processed again";
+    f.attempts = static_cast<int>(std::min<std::uint64_t>(m.delivered(), 1u << 30));
+    f.payload = std::string(limits::utf8_prefix(m.data(), limits::kMaxQuotedBytes));
+    f.payload_bytes = m.data().size();
+    return f;
+  }
+
   // One prediction into the batch of its model, device and time (batch-wide in a Batch).
   void take_prediction(std::string_view payload, const AckPtr& token, std::map<std::string, std::shared_ptr<Batch>>& groups,
                        Batch& dead) {
     auto parsed = parse_prediction_json(payload);
     if (auto* why = std::get_if<std::string>(&parsed)) {
       rejected("invalid_prediction").Increment();
-      dead.failures.push_back(RowFailure{id_, std::nullopt, "invalid_prediction", *why, std::nullopt, 1, std::string(payload)});
+      RowFailure f;
+      f.stage = id_, f.reason = "invalid_prediction", f.error = *why;
+      f.payload = std::string(limits::utf8_prefix(payload, limits::kMaxQuotedBytes));
+      f.payload_bytes = payload.size();
+      dead.failures.push_back(std::move(f));
       return;
     }
     auto& p = std::get<ParsedPrediction>(parsed);
@@ -283,7 +354,8 @@ class NatsSource : public Source {
   const Duration fetch_wait_, nak_delay_;
   Metrics& metrics_;
   std::unique_ptr<NatsInbox> inbox_;
-  prometheus::Counter *received_, *redelivered_, *ack_failures_, *naks_;
+  std::int64_t max_deliver_ = -1;
+  prometheus::Counter *received_, *redelivered_, *ack_failures_, *naks_, *source_failures_;
   prometheus::Gauge* subscribed_;
   std::shared_ptr<const Settler> settler_;
 };

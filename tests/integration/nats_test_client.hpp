@@ -67,6 +67,7 @@ class NatsTestClient {
     long long ack_pending = 0;
     long long pending = 0;
     long long redelivered = 0;
+    long long max_deliver = 0;  // the consumer's configured MaxDeliver
   };
   ConsumerState consumer(const std::string& stream, const std::string& durable) {
     ConsumerState st;
@@ -77,6 +78,7 @@ class NatsTestClient {
     st.ack_pending = ci->NumAckPending;
     st.pending = static_cast<long long>(ci->NumPending);
     st.redelivered = ci->NumRedelivered;
+    if (ci->Config) st.max_deliver = ci->Config->MaxDeliver;
     jsConsumerInfo_Destroy(ci);
     return st;
   }

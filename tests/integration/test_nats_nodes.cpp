@@ -11,6 +11,8 @@
 
 #include "engine/runtime.hpp"
 #include "integration/nats_test_client.hpp"
+#include "connectors/nats.hpp"
+#include "nodes/io/nats_inbox.hpp"
 #include "nodes/io/prediction_json.hpp"
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
@@ -447,6 +449,108 @@ TEST_CASE("nats_prediction_source: predictions published by nats_sink come back 
     for (std::size_t r = 0; r < b->size(); ++r) back[b->symbols[r]] = prediction_json(*b, r).dump();
   }
   for (std::size_t r = 0; r < sent->size(); ++r) CHECK(back[sent->symbols[r]] == prediction_json(*sent, r).dump());
+}
+
+TEST_CASE("nats_source: a message delivered max_deliver times is dead-lettered (max_deliveries) and terminated") {
+  NatsServer server;
+  server.start();
+  TempDir dir;
+  Recorder::instance().reset();
+  // Every batch fails in the sink: each delivery is NAKed, until the third is dead-lettered.
+  const std::string yaml = "settings: {http_port: 0}\nresources: {" + nats_resource(server) + "}\n" +
+                           "nodes:\n"
+                           "  nats_in: {type: nats_source, nats: bus, fetch_wait: 50ms, nak_delay: 20ms, max_deliver: 3}\n"
+                           "  sink: {type: test_sink, from: [nats_in.out], fail_every: 1}\n"
+                           "  dlq: {type: dead_letter_sink, from: [nats_in.dead], nats: bus, spool_file: '" +
+                           dir.path.string() + "/dl.jsonl'}\n";
+  NatsTestClient client(server.url());
+  client.collect("dlq.predflow");
+  NatsTestClient::ConsumerState consumer;
+  bool settled = false;
+  const std::string poison = R"({"symbols": ["AAPL"], "correlation_id": "poison-1"})";
+  bool ok = run_pipeline(yaml, [&](Runtime& runtime) {
+    REQUIRE(eventually([&] { return runtime.ready(); }, 15s));
+    client.publish("data.features.ready", poison);
+    client.flush();
+    REQUIRE(eventually([&] { return client.received_count() >= 1; }, 20s));
+    settled = eventually([&] {
+      consumer = client.consumer("PREDFLOW_FEATURES", "predflow_nats_in");
+      return consumer.ack_pending == 0 && consumer.pending == 0;
+    }, 20s);
+    std::this_thread::sleep_for(300ms);  // nothing more may come: the message ended
+    runtime.request_stop();
+  });
+  CHECK(ok);
+  CHECK(settled);
+  CHECK(consumer.max_deliver == 3);
+  // Processed on deliveries 1 and 2 (both failed), dead-lettered unread on the third.
+  CHECK(Recorder::instance().sink("sink").rows == 2);
+  REQUIRE(client.received_count() == 1);
+  auto record = json::parse(client.received()[0].data);
+  CHECK(record["reason"] == "max_deliveries");
+  CHECK(record["stage"] == "nats_in");
+  CHECK(record["attempts"] == 3);
+  CHECK(record["payload"] == poison);
+  CHECK(record["symbol"].is_null());
+}
+
+TEST_CASE("nats_source: max_deliver 0 or 1 is refused at start") {
+  NatsServer server;
+  server.start();
+  for (const char* bad : {"0", "1"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH(NodeHarness("nats_source", std::string("nats: bus, max_deliver: ") + bad, nats_resource(server)),
+                      doctest::Contains("max_deliver must be -1 (unlimited) or at least 2"));
+  }
+}
+
+TEST_CASE("NatsInbox: a message acknowledged after close() (and after a new subscription) is still acknowledged") {
+  NatsServer server;
+  server.start();
+  NatsTestClient client(server.url());
+  Metrics metrics;
+  connectors::NatsOptions nats_options;
+  nats_options.url = server.url();
+  auto nats = std::make_shared<connectors::NatsResource>("bus", nats_options, metrics);
+  nats->start();
+  NatsInboxOptions o;
+  o.subject = "data.features.ready";
+  o.stream = "PREDFLOW_FEATURES";
+  o.stream_subjects = {"data.features.ready"};
+  o.durable = "inbox_test";
+  auto inbox = std::make_unique<NatsInbox>(nats, o, "inbox_test");
+  inbox->open();
+  for (int i = 0; i < 3; ++i) client.publish("data.features.ready", R"({"symbol": "AAPL"})");
+  client.flush();
+  std::vector<std::unique_ptr<NatsInboxMessage>> held;
+  REQUIRE(eventually([&] {
+    for (auto& m : inbox->fetch(3, 100ms)) held.push_back(std::move(m));
+    return held.size() == 3;
+  }, 10s));
+  // A sink still holds the group when the source closes (shutdown) or resubscribes.
+  inbox->close();
+  inbox->open();   // a new subscription; the old one must live on for the held messages
+  inbox->close();
+  inbox.reset();   // the inbox itself is gone too
+  CHECK(held[0]->ack());
+  CHECK(held[1]->nak(10ms));
+  CHECK(held[2]->term());
+  held.clear();
+  // Only the NAKed message comes back, a second time; the other two were settled.
+  NatsInbox again(nats, o, "inbox_test");
+  again.open();
+  std::vector<std::unique_ptr<NatsInboxMessage>> back;
+  eventually([&] {
+    for (auto& m : again.fetch(3, 100ms)) back.push_back(std::move(m));
+    return back.size() >= 1;
+  }, 5s);
+  for (auto& m : again.fetch(3, 300ms)) back.push_back(std::move(m));
+  REQUIRE(back.size() == 1);
+  CHECK(back[0]->delivered() == 2);
+  CHECK(back[0]->ack());
+  back.clear();
+  again.close();
+  nats->stop();
 }
 
 }  // TEST_SUITE
