@@ -233,13 +233,10 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     finish("stalled");
   }
 
-  // Server stop: a close frame where the client is reading, else just the socket.
+  // Server stop: a close frame (going away), within kCloseGrace.
   void shutdown() {
     if (closing_) return;
-    if (writing_) return finish("shutdown");
-    closing_ = true;
-    ws_.async_close(websocket::close_code::going_away,
-                    [self = shared_from_this()](beast::error_code) { self->finish("shutdown"); });
+    close_with(websocket::close_code::going_away, "shutdown");
   }
 
  private:
@@ -422,14 +419,20 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   // read never takes the frame). The other clients never notice.
   void cut_off(const char* reason, websocket::close_code code, const char* why) {
     if (closing_) return;
-    closing_ = true;
     leave(reason);
+    close_with(websocket::close_reason(code, why), "closed");
+  }
+
+  // Sends a close frame (Beast queues it behind a write in flight; nothing else is sent
+  // after it), then finishes when the close handshake ends or after kCloseGrace, whichever
+  // is first: a client that does not read never takes the frame.
+  void close_with(const websocket::close_reason& why, const char* reason) {
+    closing_ = true;
     timer_.expires_after(kCloseGrace);  // cancels a pending wake-up: pump() is done anyway
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) self->finish("closed");
+    timer_.async_wait([self = shared_from_this(), reason](beast::error_code ec) {
+      if (!ec) self->finish(reason);
     });
-    ws_.async_close(websocket::close_reason(code, why),
-                    [self = shared_from_this()](beast::error_code) { self->finish("closed"); });
+    ws_.async_close(why, [self = shared_from_this(), reason](beast::error_code) { self->finish(reason); });
   }
 
   // Unregisters (once) and drops everything queued or held for the client.
