@@ -63,7 +63,9 @@ const latest = new Map();   // symbol → newest prediction
 const rowOf = new Map();    // symbol → <tr>
 const order = [];           // symbols in table order (sorted)
 const changed = new Set();
-let frames = 0, scale = 0.001, renderQueued = false, ws = null, current = [];
+// What this page asked for last (resent on reconnect). Not the server's list: a `subscribed`
+// reply lists at most 1,000 entries of a larger set.
+let frames = 0, scale = 0.001, renderQueued = false, ws = null, current = initial;
 
 const $ = id => document.getElementById(id);
 const pct = v => (v === null || v === undefined) ? "—" : (v * 100).toFixed(3) + "%";
@@ -75,7 +77,7 @@ function connect() {
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + WS_PATH +
               (token ? "?token=" + encodeURIComponent(token) : "");
   ws = new WebSocket(url);
-  ws.onopen = () => { setStatus("live", "live"); send("subscribe", current.length ? current : initial); };
+  ws.onopen = () => { setStatus("live", "live"); if (current.length) send("subscribe", current); };
   ws.onclose = () => { setStatus("closed — reconnecting", "closed"); setTimeout(connect, 2000); };
   ws.onerror = () => setStatus("error", "error");
   ws.onmessage = ev => {
@@ -85,7 +87,8 @@ function connect() {
       for (const p of msg.data) { latest.set(p.symbol, p); changed.add(p.symbol); }
       queueRender();
     } else if (msg.type === "subscribed") {
-      current = msg.symbols; $("subscribed").textContent = msg.symbols.join(", ") || "nothing"; $("error").textContent = "";
+      const more = msg.truncated ? " … (" + msg.count + " in all)" : "";
+      $("subscribed").textContent = (msg.symbols.join(", ") || "nothing") + more; $("error").textContent = "";
     } else if (msg.type === "error") {
       $("error").textContent = "server: " + msg.message;
     }
@@ -102,6 +105,7 @@ $("subscribe").addEventListener("submit", ev => {
   const drop = current.filter(s => !wanted.includes(s));
   if (drop.length) send("unsubscribe", drop);
   if (wanted.length) send("subscribe", wanted);
+  current = wanted;
   for (const s of [...latest.keys()]) if (!wanted.includes("*") && !wanted.includes(s)) removeRow(s);
 });
 

@@ -14,17 +14,47 @@ bool valid_symbol(std::string_view s) {
 }
 
 namespace {
-// A value quoted for an error message, shortened: the client's own text echoed back.
+// A value quoted for an error message, shortened: the client's own text echoed back. Only a
+// scalar is rendered (a string cut before it is escaped); a list or an object is shown by
+// its shape alone, so that the cost never depends on what it holds.
 std::string quoted(const nlohmann::json& value) {
-  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  constexpr std::size_t kLongest = 40;
+  if (value.is_array()) return value.empty() ? "[]" : "[...]";
+  if (value.is_object()) return value.empty() ? "{}" : "{...}";
+  if (value.is_string()) {
+    const auto& s = value.get_ref<const std::string&>();
+    if (s.size() <= kLongest - 2) return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string text =
+        nlohmann::json(s.substr(0, kLongest - 5)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    text.insert(text.size() - 1, "...");
+    return text;
+  }
+  std::string text = value.dump();  // a number, true, false or null: short
+  if (text.size() > kLongest) text = text.substr(0, kLongest - 3) + "...";
   return text;
+}
+
+// Parses with containers deeper than kMaxFrameNesting discarded as they start (nlohmann's
+// parser is iterative, so the text itself costs a few bytes per level; only the value
+// kept could be walked recursively later). Sets `too_deep` when anything was discarded.
+nlohmann::json parse_bounded(std::string_view text, bool& too_deep) {
+  too_deep = false;
+  auto keep = [&too_deep](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    const bool opens = event == nlohmann::json::parse_event_t::object_start ||
+                       event == nlohmann::json::parse_event_t::array_start;
+    if (opens && depth >= kMaxFrameNesting) too_deep = true;
+    return !(opens && depth >= kMaxFrameNesting);
+  };
+  return nlohmann::json::parse(text.begin(), text.end(), keep, /*allow_exceptions=*/false);
 }
 }  // namespace
 
 std::variant<ClientRequest, std::string> parse_client_frame(std::string_view text) {
-  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  bool too_deep = false;
+  nlohmann::json j = parse_bounded(text, too_deep);
   if (j.is_discarded()) return std::string("malformed frame: not valid JSON");
+  if (too_deep)
+    return "malformed frame: nested deeper than " + std::to_string(kMaxFrameNesting) + " levels";
   if (!j.is_object()) return std::string("malformed frame: expected a JSON object");
   auto action = j.find("action");
   if (action == j.end() || !action->is_string()) return std::string("malformed frame: missing \"action\"");
@@ -58,10 +88,15 @@ std::optional<std::string> Subscription::apply(const ClientRequest& request) {
     }
     return std::nullopt;
   }
-  std::size_t added = 0;
-  for (const auto& s : request.symbols) added += s != "*" && symbols_.count(s) == 0;
-  if (symbols_.size() + added > kMaxSymbols)
-    return "too many subscriptions: at most " + std::to_string(kMaxSymbols) + " symbols per client (or \"*\")";
+  // The distinct symbols this request adds (a request may name one twice).
+  std::vector<std::string_view> added;
+  for (const auto& s : request.symbols)
+    if (s != "*" && symbols_.count(s) == 0) added.push_back(s);
+  std::sort(added.begin(), added.end());
+  added.erase(std::unique(added.begin(), added.end()), added.end());
+  if (symbols_.size() + added.size() > max_)
+    return "too many subscriptions: at most " + std::to_string(max_) + " symbols per client (or \"*\"); " +
+           std::to_string(symbols_.size()) + " held, this request adds " + std::to_string(added.size());
   for (const auto& s : request.symbols) {
     if (s == "*") wildcard_ = true;
     else symbols_.insert(s);
@@ -69,11 +104,19 @@ std::optional<std::string> Subscription::apply(const ClientRequest& request) {
   return std::nullopt;
 }
 
-std::string subscribed_frame(const Subscription& subscription) {
+std::string subscribed_frame(const Subscription& subscription, std::size_t max_listed) {
   nlohmann::json symbols = nlohmann::json::array();
-  if (subscription.wildcard()) symbols.push_back("*");
-  for (const auto& s : subscription.symbols()) symbols.push_back(s);
-  return nlohmann::json{{"type", "subscribed"}, {"symbols", std::move(symbols)}}.dump();
+  if (subscription.wildcard() && symbols.size() < max_listed) symbols.push_back("*");
+  for (const auto& s : subscription.symbols()) {
+    if (symbols.size() >= max_listed) break;
+    symbols.push_back(s);
+  }
+  const bool truncated = symbols.size() < subscription.size();
+  return nlohmann::json{{"type", "subscribed"},
+                        {"symbols", std::move(symbols)},
+                        {"count", subscription.size()},
+                        {"truncated", truncated}}
+      .dump();
 }
 
 std::string error_frame(std::string_view message) {

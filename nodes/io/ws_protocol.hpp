@@ -1,7 +1,8 @@
-// The WebSocket protocol of contract.md §3, without any networking: client frames parsed
-// into requests, server frames built, a client's subscription set, its per-second frame
-// limit and its held (coalesced, bounded) updates. ws_server.cpp puts these on sockets;
-// the unit tests drive them directly.
+// The WebSocket protocol of ws_sink (docs/nodes.md), without any networking: client frames
+// parsed into requests, server frames built, a client's subscription set, its per-second
+// frame limit and its held (coalesced, bounded) updates. ws_server.cpp puts these on
+// sockets; the unit tests drive them directly. Every cost here is bounded by the size of
+// the client's frame: a hostile client can make the server do no more than read it.
 #pragma once
 
 #include <chrono>
@@ -23,7 +24,7 @@ namespace predflow::ws {
 using Clock = std::chrono::steady_clock;
 using Json = std::shared_ptr<const std::string>;  // one prediction's JSON, shared by every client
 
-// The contract's symbol pattern: ^[A-Z0-9][A-Z0-9.\-]{0,14}$.
+// The symbol pattern of announcements and predictions: ^[A-Z0-9][A-Z0-9.\-]{0,14}$.
 bool valid_symbol(std::string_view symbol);
 
 // A client's subscribe / unsubscribe request.
@@ -33,15 +34,25 @@ struct ClientRequest {
   std::vector<std::string> symbols;  // valid symbols or "*", at least one
 };
 
+// Containers nested deeper than this make a frame malformed. A valid frame needs two (the
+// object and its `symbols` list); the rest is room for fields a client may add. The parse
+// keeps nothing deeper, so no later step (an error message's quote, the value's
+// destructor) ever walks a deep value, whatever the frame holds.
+inline constexpr int kMaxFrameNesting = 16;
+
 // The request in one client frame, or the message of the `error` frame to answer with:
-// text that is not JSON, not an object, without a string `action`, an unknown action,
-// `symbols` missing, not a list, empty, or holding something that is not a symbol or "*".
+// text that is not JSON, nested deeper than kMaxFrameNesting, not an object, without a
+// string `action`, an unknown action, `symbols` missing, not a list, empty, or holding
+// something that is not a symbol or "*". The message quotes at most ~40 bytes of the frame.
 std::variant<ClientRequest, std::string> parse_client_frame(std::string_view text);
 
 // What one client subscribed to: explicit symbols and/or every symbol ("*").
 class Subscription {
  public:
-  static constexpr std::size_t kMaxSymbols = 100000;  // a client cannot grow it without bound
+  // A client cannot grow its set without bound: at most this many explicit symbols ("*"
+  // covers any number). The default is ws_sink's `max_subscribed_symbols`.
+  static constexpr std::size_t kDefaultMaxSymbols = 10000;
+  explicit Subscription(std::size_t max_symbols = kDefaultMaxSymbols) : max_(max_symbols) {}
 
   // Applies a request; on error (too many symbols) nothing changes and the message is returned.
   std::optional<std::string> apply(const ClientRequest& request);
@@ -51,15 +62,23 @@ class Subscription {
   const std::set<std::string, std::less<>>& symbols() const { return symbols_; }
   // Entries, with "*" counted as one (the subscriptions gauge).
   std::size_t size() const { return symbols_.size() + (wildcard_ ? 1 : 0); }
+  std::size_t max_symbols() const { return max_; }
 
  private:
+  std::size_t max_;
   bool wildcard_ = false;
   std::set<std::string, std::less<>> symbols_;
 };
 
-// {"type":"subscribed","symbols":[…]}: the client's whole set after the change, "*" first
-// when subscribed to every symbol, then the explicit symbols in order.
-std::string subscribed_frame(const Subscription& subscription);
+// Entries a `subscribed` frame lists at most: a reply stays under ~20 KB however large the
+// set (a client sending many subscribe frames gets many replies; each must stay small).
+inline constexpr std::size_t kMaxListedSymbols = 1000;
+
+// {"type":"subscribed","symbols":[…],"count":N,"truncated":false}: the client's set after
+// the change, "*" first when subscribed to every symbol, then the explicit symbols in
+// order — the first `max_listed` of them; `count` is the whole set's size ("*" counts as
+// one) and `truncated` says whether the list is shorter than that.
+std::string subscribed_frame(const Subscription& subscription, std::size_t max_listed = kMaxListedSymbols);
 // {"type":"error","message":"…"}
 std::string error_frame(std::string_view message);
 // {"type":"predictions","data":[…]} from predictions already serialised.

@@ -101,8 +101,12 @@ class Hub {
                             "Held WebSocket updates replaced by a newer one for the same client and symbol")),
         dropped(m.counter("predflow_ws_updates_dropped_total",
                           "WebSocket updates dropped because a client's held set was full (oldest first)")),
-        refused(m.counter("predflow_ws_connections_refused_total", "WebSocket upgrades refused (401: missing or wrong token)")),
+        refused_unauthorized(m.counter("predflow_ws_connections_refused_total", kRefusedHelp, {{"reason", "unauthorized"}})),
+        refused_full(m.counter("predflow_ws_connections_refused_total", kRefusedHelp, {{"reason", "max_connections"}})),
         metrics(m) {}
+
+  static constexpr const char* kRefusedHelp =
+      "WebSocket upgrades refused, by reason (unauthorized: 401, missing or wrong token; max_connections: 503)";
 
   prometheus::Counter& disconnects(const std::string& reason) {
     return metrics.counter("predflow_ws_disconnects_total", "WebSocket clients disconnected, by reason", {{"reason", reason}});
@@ -112,6 +116,29 @@ class Hub {
   bool add(const std::shared_ptr<WsSession>& s);
   // Unregisters; false when it was not registered (already removed, or stop() cleared it).
   bool remove(WsSession* s);
+
+  // A connection slot for an upgrade, held until its socket closes; false at max_connections.
+  bool reserve_connection() {
+    std::size_t n = connections.load();
+    do {
+      if (n >= options.max_connections) return false;
+    } while (!connections.compare_exchange_weak(n, n + 1));
+    return true;
+  }
+  void release_connection() { connections.fetch_sub(1); }
+
+  // At most one log line a second for events a client can repeat at will (refused
+  // upgrades): a flood of them must not become a flood of log lines. Returns how many were
+  // suppressed since the last line, or nullopt when this one is suppressed too.
+  std::optional<std::uint64_t> log_due() {
+    const std::int64_t now = now_ns();
+    std::int64_t last = last_refusal_log.load();
+    if (now - last < 1000000000 || !last_refusal_log.compare_exchange_strong(last, now)) {
+      suppressed_refusal_logs.fetch_add(1);
+      return std::nullopt;
+    }
+    return suppressed_refusal_logs.exchange(0);
+  }
 
   void accept();
   void schedule_sweep();
@@ -131,6 +158,9 @@ class Hub {
   bool stopping = false;  // under mutex
   std::atomic<bool> listening{false};
   std::atomic<int> port{0};
+  std::atomic<std::size_t> connections{0};  // WebSocket sockets open or being upgraded
+  std::atomic<std::int64_t> last_refusal_log{0};
+  std::atomic<std::uint64_t> suppressed_refusal_logs{0};
 
   prometheus::Gauge& clients;
   prometheus::Gauge& subscriptions;
@@ -139,20 +169,26 @@ class Hub {
   prometheus::Counter& frames_error;
   prometheus::Counter& coalesced;
   prometheus::Counter& dropped;
-  prometheus::Counter& refused;
+  prometheus::Counter& refused_unauthorized;
+  prometheus::Counter& refused_full;
   Metrics& metrics;
 };
 
 // One WebSocket client. Every member function runs on the session's strand (the socket's
-// executor); only write_started_ is read from elsewhere (the stall sweep).
+// executor); only write_started_ is read from elsewhere (the stall sweep). It holds one of
+// the hub's connection slots (reserved before it was made) until its socket closes.
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
-  // Replies queued beyond this many (a client that sends but never reads): disconnect.
-  static constexpr std::size_t kMaxReplyBacklog = 256;
+  // Bytes charged per queued reply beyond its text (the queue entry, the shared string), so
+  // that many tiny replies are bounded by max_queued_bytes as well as a few large ones.
+  static constexpr std::size_t kReplyOverhead = 64;
+  // A client being cut off gets this long to take its close frame; then the socket closes.
+  static constexpr auto kCloseGrace = 2s;
 
   WsSession(tcp::socket&& socket, Hub& hub)
       : ws_(std::move(socket)),
         hub_(hub),
+        subs_(hub.options.max_subscribed_symbols),
         held_(hub.options.max_held_symbols),
         limiter_(hub.options.max_frames_per_second),
         timer_(ws_.get_executor()) {
@@ -197,13 +233,10 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     finish("stalled");
   }
 
-  // Server stop: a close frame where the client is reading, else just the socket.
+  // Server stop: a close frame (going away), within kCloseGrace.
   void shutdown() {
     if (closing_) return;
-    if (writing_) return finish("shutdown");
-    closing_ = true;
-    ws_.async_close(websocket::close_code::going_away,
-                    [self = shared_from_this()](beast::error_code) { self->finish("shutdown"); });
+    close_with(websocket::close_code::going_away, "shutdown");
   }
 
  private:
@@ -212,11 +245,13 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void on_accept(beast::error_code ec) {
     if (ec) {
       spdlog::debug("msg=\"WebSocket handshake failed\" peer={} error=\"{}\"", peer_, ec.message());
-      return;
+      finished_ = closing_ = left_ = true;
+      return close_socket();
     }
     if (!hub_.add(shared_from_this())) {
-      closing_ = true;
-      ws_.async_close(websocket::close_code::going_away, [self = shared_from_this()](beast::error_code) {});
+      closing_ = left_ = true;
+      ws_.async_close(websocket::close_code::going_away,
+                      [self = shared_from_this()](beast::error_code) { self->close_socket(); });
       return;
     }
     spdlog::debug("msg=\"WebSocket client connected\" peer={}", peer_);
@@ -237,6 +272,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       }
       return finish(closing_ ? "shutdown" : "closed");
     }
+    if (closing_) return;  // being cut off or shut down: the close handshake reads what is left
     std::string text = beast::buffers_to_string(in_.data());
     in_.consume(in_.size());
     handle(text);
@@ -255,13 +291,19 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     reply(subscribed_frame(subs_), hub_.frames_subscribed);
   }
 
+  // Replies queue only while a write is in flight, i.e. for a client that sends faster than
+  // it reads; past max_queued_bytes it is cut off (policy violation), its queue freed.
   void reply(std::string frame, prometheus::Counter& counter) {
-    if (replies_.size() >= kMaxReplyBacklog) {
-      spdlog::warn("msg=\"WebSocket client does not read its replies, disconnected\" peer={} backlog={}", peer_,
-                   replies_.size());
-      return finish("backlog");
+    const std::size_t bytes = frame.size() + kReplyOverhead;
+    if (queued_bytes_ + bytes > hub_.options.max_queued_bytes) {
+      spdlog::warn(
+          "msg=\"WebSocket client does not read its replies, disconnected\" peer={} queued_replies={} queued_bytes={} "
+          "max_queued_bytes={}",
+          peer_, replies_.size(), queued_bytes_, hub_.options.max_queued_bytes);
+      return cut_off("backlog", websocket::close_code::policy_error, "replies not read: over max_queued_bytes");
     }
-    replies_.push_back({std::make_shared<const std::string>(std::move(frame)), &counter});
+    queued_bytes_ += bytes;
+    replies_.push_back({std::make_shared<const std::string>(std::move(frame)), &counter, bytes});
     pump();
   }
 
@@ -309,6 +351,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     if (!replies_.empty()) {
       Out out = std::move(replies_.front());
       replies_.pop_front();
+      queued_bytes_ -= out.bytes;
       return write(std::move(out));
     }
     if (ready_.empty() && held_.empty()) return;
@@ -322,7 +365,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       frame = std::make_shared<const std::string>(predictions_frame(held_.take(frame_payload_bytes())));
     }
     limiter_.record(now);
-    write({std::move(frame), &hub_.frames_predictions});
+    write({std::move(frame), &hub_.frames_predictions, 0});
   }
 
   void wake_at(Clock::time_point when) {
@@ -338,6 +381,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   struct Out {
     Json frame;
     prometheus::Counter* counter;
+    std::size_t bytes;  // charged to queued_bytes_ while queued (replies only)
   };
 
   void write(Out out) {
@@ -365,6 +409,36 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     finished_ = closing_ = true;
     beast::error_code ec;
     timer_.cancel(ec);
+    leave(reason);
+    close_socket();
+  }
+
+  // An abusive client: it leaves at once (no more updates, its queues freed, counted under
+  // `reason`) and is sent a close frame with `code` and `why`; the socket closes when the
+  // close handshake ends or after kCloseGrace, whichever is first (a client that does not
+  // read never takes the frame). The other clients never notice.
+  void cut_off(const char* reason, websocket::close_code code, const char* why) {
+    if (closing_) return;
+    leave(reason);
+    close_with(websocket::close_reason(code, why), "closed");
+  }
+
+  // Sends a close frame (Beast queues it behind a write in flight; nothing else is sent
+  // after it), then finishes when the close handshake ends or after kCloseGrace, whichever
+  // is first: a client that does not read never takes the frame.
+  void close_with(const websocket::close_reason& why, const char* reason) {
+    closing_ = true;
+    timer_.expires_after(kCloseGrace);  // cancels a pending wake-up: pump() is done anyway
+    timer_.async_wait([self = shared_from_this(), reason](beast::error_code ec) {
+      if (!ec) self->finish(reason);
+    });
+    ws_.async_close(why, [self = shared_from_this(), reason](beast::error_code) { self->finish(reason); });
+  }
+
+  // Unregisters (once) and drops everything queued or held for the client.
+  void leave(const char* reason) {
+    if (left_) return;
+    left_ = true;
     if (hub_.remove(this)) {
       hub_.clients.Decrement();
       hub_.subscriptions.Decrement(static_cast<double>(subs_.size()));
@@ -373,8 +447,17 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     spdlog::debug("msg=\"WebSocket client disconnected\" peer={} reason={}", peer_, reason);
     ready_.clear();
     replies_.clear();
+    queued_bytes_ = 0;
     held_.erase_if([](std::string_view) { return true; });
+  }
+
+  // Closes the socket (once) and gives its connection slot back.
+  void close_socket() {
+    if (socket_closed_) return;
+    socket_closed_ = true;
+    beast::error_code ec;
     beast::get_lowest_layer(ws_).socket().close(ec);
+    hub_.release_connection();
   }
 
   websocket::stream<beast::tcp_stream> ws_;
@@ -385,9 +468,11 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   HeldUpdates held_;
   RateLimiter limiter_;
   std::deque<Out> replies_;    // subscribed / error frames
+  std::size_t queued_bytes_ = 0;  // replies_ as charged against max_queued_bytes
   std::deque<Json> ready_;     // predictions frames committed on the fast path
   Json in_flight_;
   bool writing_ = false, closing_ = false, finished_ = false, timer_armed_ = false;
+  bool left_ = false, socket_closed_ = false;
   asio::steady_timer timer_;
   std::atomic<std::int64_t> write_started_{0};  // 0 = no write in progress
 };
@@ -440,9 +525,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (websocket::is_upgrade(req)) {
       if (path != o.path) return respond(req, http::status::not_found, "text/plain; charset=utf-8", "not found\n");
       if (!authorized(req, query)) {
-        hub_.refused.Increment();
-        spdlog::warn("msg=\"WebSocket upgrade refused: missing or wrong token\" peer={}", peer());
+        hub_.refused_unauthorized.Increment();
+        if (auto suppressed = hub_.log_due())
+          spdlog::warn("msg=\"WebSocket upgrade refused: missing or wrong token\" peer={} refusals_not_logged={}", peer(),
+                       *suppressed);
         return respond(req, http::status::unauthorized, "text/plain; charset=utf-8", "unauthorized\n");
+      }
+      if (!hub_.reserve_connection()) {  // existing clients are not touched
+        hub_.refused_full.Increment();
+        if (auto suppressed = hub_.log_due())
+          spdlog::warn("msg=\"WebSocket upgrade refused: too many connections\" peer={} max_connections={} "
+                       "refusals_not_logged={}",
+                       peer(), o.max_connections, *suppressed);
+        return respond(req, http::status::service_unavailable, "text/plain; charset=utf-8", "too many connections\n");
       }
       stream_.expires_never();  // the WebSocket stream keeps its own timeouts
       std::make_shared<WsSession>(stream_.release_socket(), hub_)->run(std::move(req));
@@ -478,6 +573,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res_.set(http::field::server, "predflow");
     res_.set(http::field::content_type, type);
     if (status == http::status::unauthorized) res_.set(http::field::www_authenticate, "Bearer");
+    if (status == http::status::service_unavailable) res_.set(http::field::retry_after, "5");
     if (status == http::status::ok) res_.set(http::field::cache_control, "no-store");
     // An upgrade that was refused is not retried on this connection.
     res_.keep_alive(req.keep_alive() && !websocket::is_upgrade(req));

@@ -1,4 +1,4 @@
-// The WebSocket broadcaster behind the ws_sink node (contract.md §3): a Boost.Beast server
+// The WebSocket broadcaster behind the ws_sink node (docs/nodes.md): a Boost.Beast server
 // on its own I/O thread(s) that serves `path` (WebSocket) and `/` (the live page), keeps
 // one session per client with its subscription, frame limit and held updates, and fans
 // each published update out to them. publish() only posts work to the I/O side: a slow
@@ -27,6 +27,11 @@ struct ServerOptions {
   std::size_t max_frame_bytes = 64 * 1024;          // incoming; a longer frame closes the connection
   std::size_t max_send_frame_bytes = 1024 * 1024;   // outgoing predictions frames are split to fit
   std::chrono::nanoseconds stall_timeout = std::chrono::seconds(30);  // a write making no progress this long: disconnect
+  // Hostile-client limits. Worst-case memory for clients is about max_connections ×
+  // (max_queued_bytes + max_subscribed_symbols × ~80 B); held updates share the batch's JSON.
+  std::size_t max_connections = 1024;          // WebSocket connections at once; past it an upgrade gets 503
+  std::size_t max_subscribed_symbols = 10000;  // explicit symbols per client ("*" covers any number)
+  std::size_t max_queued_bytes = 1024 * 1024;  // replies queued for a client that does not read: close 1008
   std::string token;  // non-empty: the upgrade needs `Authorization: Bearer TOKEN` or `?token=TOKEN`
   int io_threads = 1;
   bool serve_page = true;  // the live page at `/`

@@ -1,4 +1,4 @@
-// ws_sink: predictions to WebSocket clients (contract.md §3), through ws::Server. The class
+// ws_sink: predictions to WebSocket clients, through ws::Server. The class
 // is public so that tests driving it with NodeHarness can read the bound port
 // (dynamic_cast<WsSink&>(harness.node()).port()).
 #pragma once

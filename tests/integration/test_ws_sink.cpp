@@ -3,6 +3,8 @@
 // the newest, the held set is bounded, a silent client is cut off without delaying the
 // others, 1,000 clients connect and receive, bad frames get errors, oversized frames close,
 // the token is enforced, stop() closes cleanly, and a pipeline drives the node.
+// Hostile clients: deeply nested frames, too many connections, huge subscription sets and a
+// client that sends without reading are each bounded, and the other clients never notice.
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 
@@ -149,8 +151,9 @@ TEST_CASE("clients receive only what they subscribed to, as the contract's predi
   WsClient a(port), b(port), c(port);
   REQUIRE((a.open() && b.open() && c.open()));
   CHECK(a.status() == 101);
-  CHECK(subscribe(a, {"AAPL", "MSFT"}) == json::parse(R"({"type":"subscribed","symbols":["AAPL","MSFT"]})"));
-  CHECK(subscribe(b, {"*"}) == json::parse(R"({"type":"subscribed","symbols":["*"]})"));
+  CHECK(subscribe(a, {"AAPL", "MSFT"}) ==
+        json::parse(R"({"type":"subscribed","symbols":["AAPL","MSFT"],"count":2,"truncated":false})"));
+  CHECK(subscribe(b, {"*"}) == json::parse(R"({"type":"subscribed","symbols":["*"],"count":1,"truncated":false})"));
   CHECK(subscribe(c, {"IBM"}).at("symbols") == json::array({"IBM"}));
   CHECK(subscribe(c, {"IBM"}, "unsubscribe").at("symbols") == json::array());
   CHECK(metric(h, "predflow_ws_clients") == 3);
@@ -351,6 +354,159 @@ TEST_CASE("bad frames get error frames and the connection stays — an oversized
   CHECK(eventually([&] { return metric(h, "predflow_ws_disconnects_total{reason=\"oversized\"}") == 1; }, 2s));
 }
 
+TEST_CASE("a frame nested 32,000 deep is answered with a short error frame; the client and the server go on") {
+  NodeHarness h("ws_sink", "port: 0");
+  h.start();
+  WsClient client(port_of(h)), other(port_of(h));
+  REQUIRE(subscribe(other, {"AAPL"}).is_object());
+  const std::string deep = std::string(32000, '[') + std::string(32000, ']');
+  const std::vector<std::string> frames = {
+      deep,                                                             // 64,000 bytes
+      R"({"action":"subscribe","symbols":["AAPL",)" + deep + "]}",      // in an entry
+      R"({"action":"subscribe","symbols":["AAPL"],"x":)" + deep + "}",  // in an extra field
+  };
+  for (const auto& f : frames) {
+    REQUIRE(f.size() <= 64 * 1024);
+    client.send(f);
+    json e = next_frame(client, "error");
+    REQUIRE(e.is_object());
+    CHECK(e.at("message") == "malformed frame: nested deeper than 16 levels");
+    CHECK(e.dump().size() < 100);
+  }
+  client.send(std::string(65536, '['));  // never closed
+  json e = next_frame(client, "error");
+  REQUIRE(e.is_object());
+  CHECK(e.at("message") == "malformed frame: not valid JSON");
+  CHECK(client.open());
+  CHECK(subscribe(client, {"AAPL"}).at("symbols") == json::array({"AAPL"}));
+  h.process(ws_predictions({"AAPL"}));
+  CHECK(next_frame(client, "predictions").is_object());
+  CHECK(next_frame(other, "predictions").is_object());
+  CHECK(metric(h, "predflow_ws_frames_sent_total{type=\"error\"}") == 4);
+}
+
+TEST_CASE("past max_connections an upgrade is refused with 503 and counted; connected clients are not touched") {
+  NodeHarness h("ws_sink", "port: 0, max_connections: 3");
+  h.start();
+  const int port = port_of(h);
+  auto a = std::make_unique<WsClient>(port);
+  WsClient b(port), c(port);
+  REQUIRE(subscribe(*a, {"*"}).is_object());
+  REQUIRE(subscribe(b, {"*"}).is_object());
+  REQUIRE(subscribe(c, {"*"}).is_object());
+  for (int i = 0; i < 5; ++i) {
+    WsClient refused(port);
+    CHECK_FALSE(refused.open());
+    CHECK(refused.status() == 503);
+  }
+  CHECK(metric(h, "predflow_ws_connections_refused_total{reason=\"max_connections\"}") == 5);
+  CHECK(metric(h, "predflow_ws_connections_refused_total{reason=\"unauthorized\"}") == 0);
+  CHECK(metric(h, "predflow_ws_clients") == 3);
+  h.process(ws_predictions({"AAPL", "MSFT"}));
+  for (WsClient* client : {a.get(), &b, &c}) {
+    json frame = next_frame(*client, "predictions");
+    REQUIRE(frame.is_object());
+    CHECK(frame_symbols(frame) == std::set<std::string>{"AAPL", "MSFT"});
+  }
+  // A client that leaves gives its slot back.
+  a.reset();
+  REQUIRE(eventually([&] { return metric(h, "predflow_ws_clients") == 2; }, 5s));
+  std::unique_ptr<WsClient> next;
+  CHECK(eventually(
+      [&] {
+        next = std::make_unique<WsClient>(port);
+        return next->open();
+      },
+      5s));
+  CHECK(subscribe(*next, {"IBM"}).is_object());
+  CHECK(metric(h, "predflow_ws_disconnects_total{reason=\"closed\"}") == 1);
+}
+
+TEST_CASE("subscribed replies stay small for a large set; past max_subscribed_symbols a subscribe is an error") {
+  NodeHarness h("ws_sink", "port: 0, max_subscribed_symbols: 6000");
+  h.start();
+  WsClient client(port_of(h));
+  const auto first = ws_symbols(5000);
+  json reply = subscribe(client, first);
+  REQUIRE(reply.is_object());
+  CHECK(reply.dump().size() < 20000);
+  CHECK(reply.at("symbols").size() == 1000);
+  CHECK(reply.at("symbols")[0] == "S00000");
+  CHECK(reply.at("count") == 5000);
+  CHECK(reply.at("truncated") == true);
+  CHECK(metric(h, "predflow_ws_subscriptions") == 5000);
+
+  // 5,000 more would pass 6,000: an error, and nothing changes.
+  client.send(json{{"action", "subscribe"}, {"symbols", ws_symbols(5000, "T")}}.dump());
+  json error = next_frame(client, "error");
+  REQUIRE(error.is_object());
+  CHECK(error.at("message").get<std::string>().find("too many subscriptions: at most 6000 symbols per client") == 0);
+  CHECK(metric(h, "predflow_ws_subscriptions") == 5000);
+  CHECK(subscribe(client, {"*"}).at("count") == 5001);  // "*" is always possible
+
+  // A symbol past the listed 1,000 is subscribed all the same.
+  CHECK(subscribe(client, {"*"}, "unsubscribe").at("count") == 0);
+  REQUIRE(subscribe(client, first).at("count") == 5000);
+  h.process(ws_predictions({"S04999", "T00001"}));
+  json frame = next_frame(client, "predictions");
+  REQUIRE(frame.is_object());
+  CHECK(frame_symbols(frame) == std::set<std::string>{"S04999"});
+}
+
+TEST_CASE("a client that sends without reading is cut off past max_queued_bytes (1008); a reading client never notices") {
+  // A high frame limit: the reader's delay below is the flooder's doing, not the limit's.
+  NodeHarness h("ws_sink", "port: 0, max_queued_bytes: 64KiB, max_frames_per_second: 1000");
+  h.start();
+  const int port = port_of(h);
+  WsClient reader(port);
+  REQUIRE(subscribe(reader, {"*"}).is_object());
+  WsClient::Options tiny;
+  tiny.receive_buffer = 4096;  // the kernel stops taking the replies almost at once
+  WsClient flooder(port, tiny);
+  REQUIRE(flooder.open());
+  // Each frame asks for the same 1,000 symbols: the reply is ~10 KB, the set never grows.
+  const std::string request = json{{"action", "subscribe"}, {"symbols", ws_symbols(1000)}}.dump();
+  const auto symbols = ws_symbols(200, "R");
+  int sent = 0, rounds = 0;
+  bool cut_off = false;
+  std::chrono::steady_clock::duration worst{};
+  while (!cut_off && sent < 20000) {
+    for (int i = 0; i < 5 && flooder.try_send(request); ++i) ++sent;
+    cut_off = metric(h, "predflow_ws_disconnects_total{reason=\"backlog\"}") == 1;
+    // Meanwhile the reading client gets every round promptly.
+    ++rounds;
+    const auto published = std::chrono::steady_clock::now();
+    h.process(ws_predictions(symbols, 0.001 * rounds));
+    std::set<std::string> got;
+    while (got.size() < symbols.size()) {
+      auto text = reader.read(3000ms);
+      INFO("round " << rounds << ", frames sent " << sent << ", cut off: " << cut_off << ", reader: " << reader.error());
+      REQUIRE(text.has_value());
+      const json frame = json::parse(*text);  // not in the for: a temporary's member would dangle
+      for (const auto& p : frame.at("data"))
+        if (p.at("predicted_return") == 0.001 * rounds) got.insert(p.at("symbol"));
+    }
+    worst = std::max(worst, std::chrono::steady_clock::now() - published);
+  }
+  INFO("frames sent before the cut-off: " << sent << ", rounds: " << rounds
+                                          << ", slowest round for the reader: "
+                                          << std::chrono::duration<double>(worst).count() << " s");
+  REQUIRE(cut_off);
+  CHECK(worst < 1500ms);
+  // Reading now, the flooder finds the replies that were in flight, then the close frame.
+  CHECK(flooder.wait_closed(10000ms));
+  CHECK(flooder.close_code() == 1008);  // policy violation
+  CHECK(metric(h, "predflow_ws_clients") == 1);
+  CHECK(metric(h, "predflow_ws_disconnects_total{reason=\"backlog\"}") == 1);
+  CHECK(metric(h, "predflow_ws_disconnects_total{reason=\"closed\"}") < 1);  // -1: no such series
+  CHECK(metric(h, "predflow_ws_subscriptions") == 1);
+  // And the reader is still served.
+  h.process(ws_predictions({"AFTER"}));
+  json after = next_frame(reader, "predictions");
+  REQUIRE(after.is_object());
+  CHECK(frame_symbols(after) == std::set<std::string>{"AFTER"});
+}
+
 TEST_CASE("with a token, upgrades without it are refused with 401 — header and query both work") {
   NodeHarness h("ws_sink", "port: 0, token: s3cret");
   h.start();
@@ -387,7 +543,8 @@ TEST_CASE("with a token, upgrades without it are refused with 401 — header and
     REQUIRE(ok.open());
     CHECK(subscribe(ok, {"*"}).is_object());
   }
-  CHECK(metric(h, "predflow_ws_connections_refused_total") == 3);
+  CHECK(metric(h, "predflow_ws_connections_refused_total{reason=\"unauthorized\"}") == 3);
+  CHECK(metric(h, "predflow_ws_connections_refused_total{reason=\"max_connections\"}") == 0);
   {  // Another path is not found, token or not.
     WsClient::Options o;
     o.target = "/elsewhere?token=s3cret";
@@ -429,7 +586,7 @@ TEST_CASE("an independent implementation (python3-websockets) sees the same prot
   INFO("script output: " << first << output);
   json result = json::parse(output, nullptr, false);
   REQUIRE(result.is_object());
-  CHECK(result["subscribed"] == json::parse(R"({"type":"subscribed","symbols":["AAPL"]})"));
+  CHECK(result["subscribed"] == json::parse(R"({"type":"subscribed","symbols":["AAPL"],"count":1,"truncated":false})"));
   REQUIRE(result["predictions"].size() == 1);
   CHECK(result["predictions"][0]["symbol"] == "AAPL");
   CHECK(result["predictions"][0]["predicted_return"] == 0.5);

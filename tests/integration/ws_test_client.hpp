@@ -83,6 +83,16 @@ class WsClient {
     ws_.write(wsc::asio::buffer(text));
   }
 
+  // Sends without throwing: false once the server has closed or reset the connection (a
+  // client the server cut off finds out here, not by an exception).
+  bool try_send(const std::string& text) {
+    wsc::beast::error_code ec;
+    ws_.text(true);
+    ws_.write(wsc::asio::buffer(text), ec);
+    if (ec) error_ = ec;
+    return !ec;
+  }
+
   // The next frame, or nullopt on timeout or when the connection closed (see open()).
   std::optional<std::string> read(std::chrono::milliseconds timeout) {
     if (!open_) return std::nullopt;

@@ -88,6 +88,46 @@ TEST_CASE("malformed frames and unknown actions are errors with a message") {
   CHECK_NOTHROW(json::parse(error_frame(error_of(bad_utf8))));
 }
 
+TEST_CASE("a frame nested arbitrarily deep is an error frame, not a crash, and costs its size") {
+  // Containers 1,000,000 deep (2 MB; the socket lets 64 KiB in, the parser must not care):
+  // a recursive walk of the value (dump() for the error's quote, a recursive destructor)
+  // would overflow the stack long before.
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  const std::string in_symbols = R"({"action":"subscribe","symbols":["AAPL",)" + deep + "]}";
+  const std::string in_field = R"({"action":"subscribe","symbols":["AAPL"],"x":)" + deep + "}";
+  std::string objects;
+  for (int i = 0; i < 300000; ++i) objects += R"({"a":)";
+  objects += "1" + std::string(300000, '}');
+  const std::string nested_deeper = "malformed frame: nested deeper than 16 levels";
+  for (const std::string* frame : std::initializer_list<const std::string*>{&deep, &in_symbols, &in_field, &objects}) {
+    const std::string error = error_of(*frame);
+    CHECK(error == nested_deeper);
+    CHECK(error_frame(error).size() < 100);
+  }
+  // Unbalanced (never closed) is not JSON at all, however deep.
+  CHECK(error_of(R"({"action":"subscribe","symbols":)" + std::string(1000000, '[')) == "malformed frame: not valid JSON");
+  // 64 KiB of brackets, the largest frame the socket lets through.
+  CHECK(error_of(std::string(32768, '[') + std::string(32768, ']')) == nested_deeper);
+
+  // 16 levels are fine (a valid frame needs 2; extra fields may nest), 17 are not.
+  auto nested = [](int levels) { return std::string(static_cast<std::size_t>(levels), '[') + std::string(static_cast<std::size_t>(levels), ']'); };
+  CHECK(std::holds_alternative<ClientRequest>(parse_client_frame(R"({"action":"subscribe","symbols":["A"],"x":)" + nested(15) + "}")));
+  CHECK(error_of(R"({"action":"subscribe","symbols":["A"],"x":)" + nested(16) + "}") == nested_deeper);
+  // Within the limit, a non-string entry is quoted by its shape only, never dumped whole.
+  CHECK(error_of(R"({"action":"subscribe","symbols":["A",)" + nested(10) + "]}") ==
+        R"(invalid symbol [...] (expected ^[A-Z0-9][A-Z0-9.-]{0,14}$ or "*"))");
+  CHECK(error_of(R"({"action":"subscribe","symbols":[{"k":"v"}]})").find("invalid symbol {...}") != std::string::npos);
+  CHECK(error_of(R"({"action":"subscribe","symbols":[[]]})").find("invalid symbol []") != std::string::npos);
+  CHECK(error_of(R"({"action":"subscribe","symbols":[null]})").find("invalid symbol null") != std::string::npos);
+  // A long string is cut before it is escaped: the quote stays short whatever it holds.
+  std::string escaped_action = R"({"action":")";
+  for (int i = 0; i < 20000; ++i) escaped_action += "\\\"";
+  escaped_action += R"(","symbols":["A"]})";
+  const std::string long_error = error_of(escaped_action);
+  CHECK(long_error.find("unknown action \"") == 0);
+  CHECK(long_error.size() < 150);
+}
+
 TEST_CASE("a subscription holds symbols and * — unsubscribing * ends everything") {
   Subscription s;
   CHECK(s.empty());
@@ -95,7 +135,8 @@ TEST_CASE("a subscription holds symbols and * — unsubscribing * ends everythin
   CHECK(s.matches("AAPL"));
   CHECK_FALSE(s.matches("IBM"));
   CHECK(s.size() == 2);
-  CHECK(json::parse(subscribed_frame(s)) == json::parse(R"({"type":"subscribed","symbols":["AAPL","MSFT"]})"));
+  CHECK(json::parse(subscribed_frame(s)) ==
+        json::parse(R"({"type":"subscribed","symbols":["AAPL","MSFT"],"count":2,"truncated":false})"));
 
   s.apply({ClientRequest::Action::Unsubscribe, {"MSFT", "NOPE"}});
   CHECK(json::parse(subscribed_frame(s)).at("symbols") == json::array({"AAPL"}));
@@ -108,21 +149,62 @@ TEST_CASE("a subscription holds symbols and * — unsubscribing * ends everythin
 
   s.apply({ClientRequest::Action::Unsubscribe, {"*"}});
   CHECK(s.empty());
-  CHECK(json::parse(subscribed_frame(s)) == json::parse(R"({"type":"subscribed","symbols":[]})"));
+  CHECK(json::parse(subscribed_frame(s)) == json::parse(R"({"type":"subscribed","symbols":[],"count":0,"truncated":false})"));
+}
+
+TEST_CASE("a subscribed frame lists at most 1,000 entries, with the count of the whole set") {
+  Subscription s(200000);
+  ClientRequest big{ClientRequest::Action::Subscribe, {"*"}};
+  for (int i = 0; i < 100000; ++i) big.symbols.push_back("SYM" + std::to_string(100000 + i));
+  REQUIRE_FALSE(s.apply(big));
+  const std::string frame = subscribed_frame(s);
+  CHECK(frame.size() < 20000);  // the whole set would be ~1.2 MB
+  const json j = json::parse(frame);
+  CHECK(j.at("type") == "subscribed");
+  REQUIRE(j.at("symbols").size() == kMaxListedSymbols);
+  CHECK(j.at("symbols")[0] == "*");
+  CHECK(j.at("symbols")[1] == "SYM100000");
+  CHECK(j.at("symbols")[999] == "SYM100998");
+  CHECK(j.at("count") == 100001);
+  CHECK(j.at("truncated") == true);
+  // Exactly at the bound nothing is cut.
+  Subscription small(10);
+  REQUIRE_FALSE(small.apply({ClientRequest::Action::Subscribe, {"A", "B", "*"}}));
+  const json three = json::parse(subscribed_frame(small, 3));
+  CHECK(three.at("symbols") == json::array({"*", "A", "B"}));
+  CHECK(three.at("truncated") == false);
+  const json two = json::parse(subscribed_frame(small, 2));
+  CHECK(two.at("symbols") == json::array({"*", "A"}));
+  CHECK(two.at("count") == 3);
+  CHECK(two.at("truncated") == true);
 }
 
 TEST_CASE("a subscription is bounded — an over-large request changes nothing") {
   Subscription s;
+  CHECK(s.max_symbols() == 10000);
   ClientRequest big{ClientRequest::Action::Subscribe, {}};
-  for (std::size_t i = 0; i < Subscription::kMaxSymbols; ++i) big.symbols.push_back("S" + std::to_string(i));
+  for (std::size_t i = 0; i < Subscription::kDefaultMaxSymbols; ++i) big.symbols.push_back("S" + std::to_string(i));
   CHECK_FALSE(s.apply(big));
-  CHECK(s.size() == Subscription::kMaxSymbols);
+  CHECK(s.size() == Subscription::kDefaultMaxSymbols);
   auto error = s.apply({ClientRequest::Action::Subscribe, {"ONEMORE"}});
   REQUIRE(error);
   CHECK(error->find("too many subscriptions") != std::string::npos);
   CHECK_FALSE(s.matches("ONEMORE"));
   CHECK_FALSE(s.apply({ClientRequest::Action::Subscribe, {"S1", "*"}}));  // nothing new but "*"
   CHECK(s.wildcard());
+
+  // The bound is the client's own (ws_sink's max_subscribed_symbols); a symbol named twice
+  // in one request counts once.
+  Subscription three(3);
+  CHECK_FALSE(three.apply({ClientRequest::Action::Subscribe, {"A", "A", "B", "B", "C"}}));
+  CHECK(three.size() == 3);
+  auto over = three.apply({ClientRequest::Action::Subscribe, {"D", "D", "A"}});
+  REQUIRE(over);
+  CHECK(*over == R"(too many subscriptions: at most 3 symbols per client (or "*"); 3 held, this request adds 1)");
+  CHECK_FALSE(three.matches("D"));
+  CHECK_FALSE(three.apply({ClientRequest::Action::Unsubscribe, {"A"}}));
+  CHECK_FALSE(three.apply({ClientRequest::Action::Subscribe, {"D", "D"}}));
+  CHECK(three.matches("D"));
 }
 
 TEST_CASE("error and predictions frames are the contract's JSON") {
@@ -267,6 +349,9 @@ TEST_CASE("ws_sink is registered with the contract's defaults") {
   CHECK(def("token") == "${PREDFLOW_WS_TOKEN:-}");
   CHECK(spec.find_field("token")->secret);
   CHECK(def("io_threads") == "1");
+  CHECK(def("max_connections") == "1024");
+  CHECK(def("max_subscribed_symbols") == "10000");
+  CHECK(def("max_queued_bytes") == "1MiB");
 }
 
 }  // TEST_SUITE
