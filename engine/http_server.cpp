@@ -3,9 +3,11 @@
 #include <utility>  // Boost 1.74 asio uses std::exchange without including it
 
 #include <boost/asio.hpp>
+
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <optional>
 #include <stdexcept>
 
 namespace predflow {
@@ -19,22 +21,29 @@ namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const std::map<std::string, HttpServer::Handler>& routes)
-      : stream_(std::move(socket)), routes_(routes) {}
+  Session(tcp::socket socket, const std::map<std::string, HttpServer::Handler>& routes, std::shared_ptr<int> live)
+      : stream_(std::move(socket)), routes_(routes), live_(std::move(live)) {
+    ++*live_;
+  }
+  ~Session() { --*live_; }
 
   void start() { read(); }
 
  private:
   void read() {
-    request_ = {};
+    parser_.emplace();
+    // Nothing here takes a body: a request is its header (at most 8 KiB) and no more.
+    parser_->header_limit(8 * 1024);
+    parser_->body_limit(4 * 1024);
     stream_.expires_after(std::chrono::seconds(10));  // a silent client cannot hold a slot
-    http::async_read(stream_, buffer_, request_,
+    http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        if (!ec) self->respond();
                      });
   }
 
   void respond() {
+    request_ = parser_->release();
     HttpResponse result;
     std::string target(request_.target());
     target = target.substr(0, target.find('?'));
@@ -66,10 +75,16 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
   const std::map<std::string, HttpServer::Handler>& routes_;
+  std::shared_ptr<int> live_;  // sessions open now (touched on the I/O thread only)
 };
+
+// Connections served at once; more are closed at once, so that a flood of idle
+// connections cannot take every file descriptor of the process.
+constexpr int kMaxSessions = 256;
 
 }  // namespace
 
@@ -79,12 +94,27 @@ struct HttpServer::Impl {
   std::map<std::string, Handler> routes;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
+  asio::steady_timer retry{io};
+  std::shared_ptr<int> live = std::make_shared<int>(0);
   std::thread thread;
 
   void accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
-      if (ec) return;  // acceptor closed
-      std::make_shared<Session>(std::move(socket), routes)->start();
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;  // stopping
+      if (ec) {
+        // Out of file descriptors (EMFILE) or the like: try again shortly rather than
+        // stop serving for good.
+        retry.expires_after(std::chrono::milliseconds(100));
+        retry.async_wait([this](beast::error_code wait_ec) {
+          if (!wait_ec) accept();
+        });
+        return;
+      }
+      if (*live >= kMaxSessions) {
+        socket.close(ec);
+      } else {
+        std::make_shared<Session>(std::move(socket), routes, live)->start();
+      }
       accept();
     });
   }

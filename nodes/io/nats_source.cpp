@@ -149,11 +149,9 @@ class NatsSource : public Source {
     source_failures_ = &metrics_.counter("predflow_source_failures_total",
                                          "Fetched groups the source itself failed on (negatively acknowledged)",
                                          {{"node", id_}});
-    settler_ = std::make_shared<Settler>(Settler{nak_delay_, o_ack_wait(ctx), naks_, ack_failures_});
+    settler_ = std::make_shared<Settler>(Settler{nak_delay_, ctx.config.get_duration("ack_wait"), naks_, ack_failures_});
     subscribed_ = &metrics_.gauge("predflow_source_subscribed", "1 while the source is subscribed", {{"node", id_}});
   }
-
-  static Duration o_ack_wait(const NodeContext& ctx) { return ctx.config.get_duration("ack_wait"); }
 
   bool ready() const override { return nats_->connected() && inbox_->is_open(); }
 

@@ -6,8 +6,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "engine/http_server.hpp"
+#include "support/eventually.hpp"
 #include "support/http_get.hpp"
 #include "support/test_nodes.hpp"
 
@@ -117,4 +121,42 @@ TEST_CASE("a port already in use is a clear start-up error") {
   CHECK(error.find("cannot listen on 127.0.0.1:" + std::to_string(port)) != std::string::npos);
   first.request_stop();
   first.run();
+}
+
+TEST_CASE("the HTTP server survives a flood: idle connections past its cap, huge headers, and serves after") {
+  HttpServer server("127.0.0.1", 0, {{"/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; }}});
+  server.start();
+  auto connect = [&] {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(server.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    timeval timeout{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    return fd;
+  };
+  // 300 idle connections: the ones past the cap (256) are closed by the server at once.
+  std::vector<int> idle;
+  for (int i = 0; i < 300; ++i) idle.push_back(connect());
+  int closed_by_server = 0;
+  for (int i = 256; i < 300; ++i) {
+    char c;
+    if (::recv(idle[static_cast<std::size_t>(i)], &c, 1, 0) == 0) ++closed_by_server;
+  }
+  CHECK(closed_by_server == 44);
+  for (int fd : idle) ::close(fd);
+  // A header of 1 MiB is refused (the connection closed) without a response body.
+  int big = connect();
+  std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + std::string(1 << 20, 'j') + "\r\n\r\n";
+  ::send(big, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string reply;
+  char buffer[4096];
+  for (ssize_t n; (n = ::recv(big, buffer, sizeof buffer, 0)) > 0;) reply.append(buffer, static_cast<std::size_t>(n));
+  ::close(big);
+  CHECK(reply.find("200 OK") == std::string::npos);
+  // And the server still answers.
+  CHECK(eventually([&] { return http_get(server.port(), "/healthz").first == 200; }, 5s));
+  server.stop();
 }
