@@ -210,11 +210,11 @@ class DeadLetterSink : public Processor {
       } catch (const std::exception& e) {
         continue;  // still down; next round
       }
+      replayed_.Increment(static_cast<double>(records.size()));  // before the file goes: what watches it sees both
       std::error_code ec;
       fs::remove(spool_path_, ec);
       spool_size_ = 0;
       spool_bytes_.Set(0);
-      replayed_.Increment(static_cast<double>(records.size()));
       spdlog::info("msg=\"republished spooled dead letters\" node={} records={}", id_, records.size());
     }
   }

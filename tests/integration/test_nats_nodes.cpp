@@ -499,8 +499,10 @@ TEST_CASE("nats_source: max_deliver 0 or 1 is refused at start") {
   server.start();
   for (const char* bad : {"0", "1"}) {
     CAPTURE(bad);
-    CHECK_THROWS_WITH(NodeHarness("nats_source", std::string("nats: bus, max_deliver: ") + bad, nats_resource(server)),
-                      doctest::Contains("max_deliver must be -1 (unlimited) or at least 2"));
+    const std::string yaml = "settings: {http_port: 0}\nresources: {" + nats_resource(server) + "}\n" +
+                             "nodes:\n  nats_in: {type: nats_source, nats: bus, max_deliver: " + bad + "}\n" +
+                             "  sink: {type: test_sink, from: [nats_in.out]}\n";
+    CHECK_THROWS_WITH(run_pipeline(yaml, nullptr), doctest::Contains("max_deliver must be -1 (unlimited) or at least 2"));
   }
 }
 
