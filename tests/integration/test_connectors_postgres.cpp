@@ -167,7 +167,7 @@ TEST_CASE("postgres: a password in the URL never reaches a log line or an error 
   const std::vector<std::string> secrets = {"Hunter2Secret", "2Secret", "Hunter%ZZ", "Hun/ter"};
 
   SUBCASE("malformed URLs: refused when the resource is built") {
-    for (const std::string& url : {"postgresql://app:Hunter2Secret@[::1/predflow",
+    for (const char* url : {"postgresql://app:Hunter2Secret@[::1/predflow",
                                   "postgresql://app:Hunter%ZZ2Secret@127.0.0.1/predflow",
                                   "postgresql://app:Hunter2Secret@127.0.0.1/predflow?bogus=1",
                                   "host=127.0.0.1 password=Hunter2Secret bogus",

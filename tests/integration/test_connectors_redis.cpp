@@ -294,7 +294,7 @@ TEST_CASE("redis: a password in the URL never reaches a log line or an error tex
     check_hidden(what);
   }
   // Malformed URLs, through the resource factory as REDIS_URL reaches it.
-  for (const std::string& url : {"redis://:Hunter2Secret@h:bad/0", "redis://:Hun/ter2Secret@h:99999/0", "redis://:Hunter2Secret@h/x",
+  for (const char* url : {"redis://:Hunter2Secret@h:bad/0", "redis://:Hun/ter2Secret@h:99999/0", "redis://:Hunter2Secret@h/x",
                                 "redis://:Hunter2Secret%zz@h/0"}) {
     CAPTURE(url);
     auto plan = load_plan_text("pipeline: t\nresources:\n  cache: {type: redis}\nnodes:\n  src: {type: generator}\n", "p.yaml",
