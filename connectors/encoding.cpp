@@ -1,5 +1,7 @@
 #include "connectors/encoding.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 
 namespace predflow::connectors {
@@ -29,7 +31,181 @@ std::size_t utf8_sequence(std::string_view text, std::size_t i) {
   return n;
 }
 
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+// Where the authority part of a URL whose "://" ends at `from` can end in free text: at
+// whitespace, a quote, or the next URL (a NATS server list holds several).
+std::size_t url_token_end(std::string_view text, std::size_t from) {
+  std::size_t end = from;
+  while (end < text.size() && !is_space(text[end]) && text[end] != '"' && text[end] != '\'' &&
+         text.compare(end, 3, "://") != 0)
+    ++end;
+  return end;
+}
+
+// The scheme in front of a "://" at `colon`, lower-cased ("" when none).
+std::string scheme_before(std::string_view text, std::size_t colon) {
+  std::size_t start = colon;
+  while (start > 0 && (std::isalnum(static_cast<unsigned char>(text[start - 1])) || text[start - 1] == '+' ||
+                       text[start - 1] == '-' || text[start - 1] == '.'))
+    --start;
+  std::string scheme(text.substr(start, colon - start));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return scheme;
+}
+
+// NATS takes nats://TOKEN@host: a user-info without ':' is then a secret too.
+bool token_scheme(const std::string& scheme) { return scheme == "nats" || scheme == "tls"; }
+
+// When text[i..] starts a `password` key (any case, sslpassword included) followed by '=',
+// the offset just past the '='; otherwise 0.
+std::size_t password_key_end(std::string_view text, std::size_t i) {
+  static constexpr std::string_view kKey = "password";
+  if (i + kKey.size() > text.size()) return 0;
+  for (std::size_t k = 0; k < kKey.size(); ++k)
+    if (std::tolower(static_cast<unsigned char>(text[i + k])) != kKey[k]) return 0;
+  std::size_t j = i + kKey.size();
+  while (j < text.size() && (text[j] == ' ' || text[j] == '\t')) ++j;
+  if (j >= text.size() || text[j] != '=') return 0;
+  return j + 1;
+}
+
+// The end of a conninfo or URI-parameter value starting at `i` (after spaces): a quoted
+// value to its closing quote (\' and \\ escaped, as libpq reads it), else to whitespace,
+// '&', '#', or a double quote.
+std::size_t password_value_end(std::string_view text, std::size_t i) {
+  if (i < text.size() && text[i] == '\'') {
+    for (++i; i < text.size(); ++i) {
+      if (text[i] == '\\' && i + 1 < text.size()) ++i;
+      else if (text[i] == '\'') return i + 1;
+    }
+    return text.size();
+  }
+  while (i < text.size() && !is_space(text[i]) && text[i] != '&' && text[i] != '#' && text[i] != '"') ++i;
+  return i;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// %XX decoded where well-formed; anything else kept as it is.
+std::string percent_decoded(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    int hi = s[i] == '%' && i + 2 < s.size() ? hex_value(s[i + 1]) : -1;
+    int lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
+    if (lo >= 0) {
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+void replace_all(std::string& text, const std::string& what, std::string_view with) {
+  if (what.empty()) return;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + with.size()))
+    text.replace(at, what.size(), with);
+}
+
 }  // namespace
+
+std::string redact_secrets(std::string_view text, const std::vector<std::string>& known) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    if (text.compare(i, 3, "://") == 0) {
+      const std::size_t from = i + 3, end = url_token_end(text, from);
+      out.append("://");
+      i = from;
+      const std::size_t at = text.substr(from, end - from).rfind('@');
+      if (at != std::string_view::npos) {
+        std::string_view userinfo = text.substr(from, at);
+        std::size_t colon = userinfo.find(':');
+        if (colon != std::string_view::npos) {
+          out.append(userinfo.substr(0, colon + 1)).append("***");
+          i = from + at;  // from the '@' on, as it is
+        } else if (!userinfo.empty() && token_scheme(scheme_before(text, from - 3))) {
+          out.append("***");
+          i = from + at;
+        }
+      }
+      continue;
+    }
+    if (std::size_t value = password_key_end(text, i)) {
+      out.append(text.substr(i, value - i));
+      while (value < text.size() && (text[value] == ' ' || text[value] == '\t')) ++value;
+      out.append("***");
+      i = password_value_end(text, value);
+      continue;
+    }
+    out += text[i++];
+  }
+  // Longest first, so that a secret containing another is hidden whole.
+  std::vector<std::string> secrets(known);
+  std::sort(secrets.begin(), secrets.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  for (const auto& secret : secrets)
+    if (secret != "***") replace_all(out, secret, "***");
+  return out;
+}
+
+std::vector<std::string> url_secrets(std::string_view text) {
+  std::vector<std::string> found;
+  auto add_one = [&](std::string_view raw) {
+    if (raw.empty()) return;
+    found.emplace_back(raw);
+    std::string decoded = percent_decoded(raw);
+    if (decoded != raw) found.push_back(std::move(decoded));
+  };
+  // A password holding a bare '/', '?', '#' or '@' is cut there by URI parsers (libpq then
+  // reads "Hun" of app:Hun/ter@host as a port and quotes it): each piece is a secret too.
+  auto add = [&](std::string_view raw) {
+    add_one(raw);
+    if (raw.find_first_of("/?#@") == std::string_view::npos) return;
+    for (std::size_t start = 0; start <= raw.size();) {
+      std::size_t cut = std::min(raw.find_first_of("/?#@", start), raw.size());
+      add_one(raw.substr(start, cut - start));
+      start = cut + 1;
+    }
+  };
+  for (std::size_t i = text.find("://"); i != std::string_view::npos; i = text.find("://", i + 3)) {
+    // Lenient on purpose: to the last '@' before the next URL, spaces and '/' included,
+    // since a malformed URL is exactly the one whose error text may quote it.
+    std::size_t from = i + 3;
+    std::size_t next = text.find("://", from);
+    std::string_view rest = text.substr(from, next == std::string_view::npos ? std::string_view::npos : next - from);
+    std::size_t at = rest.rfind('@');
+    if (at == std::string_view::npos) continue;
+    std::string_view userinfo = rest.substr(0, at);
+    std::size_t colon = userinfo.find(':');
+    if (colon != std::string_view::npos) add(userinfo.substr(colon + 1));
+    else if (token_scheme(scheme_before(text, i))) add(userinfo);
+  }
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (std::size_t value = password_key_end(text, i)) {
+      while (value < text.size() && (text[value] == ' ' || text[value] == '\t')) ++value;
+      std::size_t end = password_value_end(text, value);
+      std::string_view v = text.substr(value, end - value);
+      if (v.size() >= 2 && v.front() == '\'' && v.back() == '\'') {
+        std::string unquoted;
+        for (std::size_t k = 1; k + 1 < v.size(); ++k) {
+          if (v[k] == '\\' && k + 2 < v.size()) ++k;
+          unquoted += v[k];
+        }
+        if (!unquoted.empty()) found.push_back(std::move(unquoted));
+      }
+      add(v);
+      i = end > i ? end - 1 : i;
+    }
+  }
+  return found;
+}
 
 bool is_valid_utf8(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {

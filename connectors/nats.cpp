@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "connectors/connector_metrics.hpp"
+#include "connectors/encoding.hpp"
 #include "connectors/errors.hpp"
 #include "engine/registry.hpp"
 
@@ -17,22 +18,18 @@ namespace {
 
 int64_t millis(Duration d) { return std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(d).count()); }
 
-// A NATS URL list with any user:password@ removed, for logs.
-std::string redact(const std::string& urls) {
-  std::string out;
-  std::size_t start = 0;
-  while (start <= urls.size()) {
-    std::size_t comma = urls.find(',', start);
-    std::string one = urls.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    std::size_t scheme = one.find("://");
-    std::size_t at = one.rfind('@');
-    if (at != std::string::npos && (scheme == std::string::npos || at > scheme))
-      one = (scheme == std::string::npos ? "" : one.substr(0, scheme + 3)) + "***@" + one.substr(at + 1);
-    out += (out.empty() ? "" : ",") + one;
-    if (comma == std::string::npos) break;
+// `text` (a URL list, or an error about one) without the passwords and tokens in `urls`.
+// nats.c reads a server written without a scheme as nats://, so "user:pass@host" and
+// "token@host" hide their secrets too.
+std::string redact(const std::string& text, const std::string& urls) {
+  std::string normalised;
+  for (std::size_t start = 0; start <= urls.size();) {
+    std::size_t comma = std::min(urls.find(',', start), urls.size());
+    std::string one = urls.substr(start, comma - start);
+    normalised += (start == 0 ? "" : ",") + (one.find("://") == std::string::npos ? "nats://" + one : one);
     start = comma + 1;
   }
-  return out;
+  return redact_secrets(text, url_secrets(normalised));
 }
 
 // Statuses that blame the request, not the connection.
@@ -56,14 +53,14 @@ NatsResource::~NatsResource() {
   if (nc_) natsConnection_Destroy(nc_);
 }
 
-std::string NatsResource::prefix() const { return "nats resource '" + name_ + "' (" + redact(options_.url) + "): "; }
+std::string NatsResource::prefix() const { return "nats resource '" + name_ + "' (" + redact(options_.url, options_.url) + "): "; }
 
 std::string NatsResource::last_error(natsStatus s) const {
   natsStatus last = NATS_OK;
   const char* text = nats_GetLastError(&last);
   std::string out = natsStatus_GetText(s);
   if (text && *text && std::string(text) != out) out += " (" + std::string(text) + ")";
-  return out;
+  return redact(out, options_.url);  // nats.c's texts may quote the URL
 }
 
 void NatsResource::start() {
@@ -93,7 +90,7 @@ void NatsResource::start() {
     on_connected(nc_, this);
   } else if (s == NATS_NOT_YET_CONNECTED) {
     spdlog::warn("msg=\"connector not reachable at start, retrying in the background\" resource={} type=nats endpoint={}",
-                 name_, redact(options_.url));
+                 name_, redact(options_.url, options_.url));
   } else {
     nc_ = nullptr;
     throw std::runtime_error(prefix() + "cannot connect: " + last_error(s));
@@ -195,7 +192,7 @@ void NatsResource::on_connected(natsConnection*, void* self) {
     std::lock_guard lock(r->backoff_mutex_);
     r->backoff_.reset();
   }
-  spdlog::info("msg=\"connected\" resource={} type=nats endpoint={}", r->name_, redact(r->options_.url));
+  spdlog::info("msg=\"connected\" resource={} type=nats endpoint={}", r->name_, redact(r->options_.url, r->options_.url));
 }
 
 void NatsResource::on_disconnected(natsConnection*, void* self) {
@@ -203,14 +200,14 @@ void NatsResource::on_disconnected(natsConnection*, void* self) {
   r->connected_gauge_.Set(0);
   if (r->was_connected_.exchange(false))
     spdlog::warn("msg=\"disconnected, reconnecting with backoff\" resource={} type=nats endpoint={}", r->name_,
-                 redact(r->options_.url));
+                 redact(r->options_.url, r->options_.url));
 }
 
 void NatsResource::on_reconnected(natsConnection*, void* self) {
   auto* r = static_cast<NatsResource*>(self);
   r->connected_gauge_.Set(1);
   r->was_connected_ = true;
-  spdlog::info("msg=\"reconnected\" resource={} type=nats endpoint={}", r->name_, redact(r->options_.url));
+  spdlog::info("msg=\"reconnected\" resource={} type=nats endpoint={}", r->name_, redact(r->options_.url, r->options_.url));
 }
 
 void NatsResource::on_closed(natsConnection*, void* self) {

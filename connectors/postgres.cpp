@@ -8,6 +8,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "connectors/encoding.hpp"
 #include "engine/registry.hpp"
 
 namespace predflow::connectors {
@@ -33,12 +34,19 @@ std::string trimmed(const std::string& text) {
   return s;
 }
 
-// host:port/dbname for logs, from the parsed conninfo (never the password).
+// A libpq text about `conninfo` made safe to log: libpq's URI errors quote the URL whole
+// ("unexpected character ... in URI: \"postgresql://user:secret@...\"").
+std::string scrubbed(const std::string& text, const std::string& conninfo) {
+  return redact_secrets(trimmed(text), url_secrets(conninfo));
+}
+
+// host:port/dbname for logs, from the parsed conninfo (never the password, even where a
+// malformed URL put it into the host or database name).
 std::string describe_conninfo(const std::string& conninfo) {
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
   if (!opts) {
-    std::string why = err ? trimmed(err) : "cannot parse";
+    std::string why = err ? scrubbed(err, conninfo) : "cannot parse";
     PQfreemem(err);
     throw std::invalid_argument(why);
   }
@@ -51,7 +59,7 @@ std::string describe_conninfo(const std::string& conninfo) {
     else if (k == "dbname") db = o->val;
   }
   PQconninfoFree(opts);
-  return host + ":" + port + "/" + db;
+  return redact_secrets(host + ":" + port + "/" + db, url_secrets(conninfo));
 }
 
 // SQLSTATEs that say "the server cannot serve now" rather than "this request is wrong":
@@ -120,7 +128,7 @@ PGconn* PostgresResource::connection(bool trial) {
   const char* values[] = {connect_timeout.c_str(), "predflow", server_options.c_str(), options_.conninfo.c_str(), nullptr};
   PGconn* c = PQconnectdbParams(keys, values, 1);
   if (!c || PQstatus(c) != CONNECTION_OK) {
-    std::string why = c ? trimmed(PQerrorMessage(c)) : "cannot allocate a connection";
+    std::string why = c ? scrubbed(PQerrorMessage(c), options_.conninfo) : "cannot allocate a connection";
     if (c) PQfinish(c);
     connect_failed(why);
     throw ConnectorError(prefix() + "cannot connect: " + why);
@@ -134,8 +142,8 @@ PGconn* PostgresResource::connection(bool trial) {
 
 void PostgresResource::fail(PGresult* result, const std::string& what) {
   auto held = hold(result);
-  std::string message = trimmed(result ? PQresultErrorMessage(result) : "");
-  if (message.empty() && conn_) message = trimmed(PQerrorMessage(conn_));
+  std::string message = scrubbed(result ? PQresultErrorMessage(result) : "", options_.conninfo);
+  if (message.empty() && conn_) message = scrubbed(PQerrorMessage(conn_), options_.conninfo);
   const char* state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   std::string sqlstate = state ? state : "";
   if (!conn_ || PQstatus(conn_) != CONNECTION_OK || !result) {  // no result: libpq itself failed

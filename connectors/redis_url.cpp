@@ -56,11 +56,9 @@ RedisEndpoint parse_redis_url(const std::string& url) {
   if (auto q = rest.find_first_of("?#"); q != std::string::npos) rest.resize(q);
 
   RedisEndpoint ep;
-  std::string path;
-  if (auto slash = rest.find('/'); slash != std::string::npos) {
-    path = rest.substr(slash + 1);
-    rest.resize(slash);
-  }
+  // User info first, to the last '@': a password written with a bare '/' (it should be
+  // %2F) then stays a password, instead of becoming a database number that an error
+  // message would quote.
   if (auto at = rest.rfind('@'); at != std::string::npos) {
     std::string userinfo = rest.substr(0, at);
     rest = rest.substr(at + 1);
@@ -68,6 +66,11 @@ RedisEndpoint parse_redis_url(const std::string& url) {
     std::string user = percent_decode(userinfo.substr(0, colon), "user name");
     if (!user.empty()) ep.username = user;
     if (colon != std::string::npos) ep.password = percent_decode(userinfo.substr(colon + 1), "password");
+  }
+  std::string path;
+  if (auto slash = rest.find('/'); slash != std::string::npos) {
+    path = rest.substr(slash + 1);
+    rest.resize(slash);
   }
   std::string port_text;
   if (!rest.empty() && rest.front() == '[') {  // [::1]:6379

@@ -1,12 +1,17 @@
 #include "engine/runtime.hpp"
 
+#include <fcntl.h>
 #include <oneapi/tbb/flow_graph.h>
+#include <poll.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "engine/http_server.hpp"
 #include "engine/log.hpp"
@@ -387,6 +392,10 @@ struct Runtime::Impl {
   std::shared_ptr<NodeStatsCollector> stats = std::make_shared<NodeStatsCollector>();
   std::vector<std::unique_ptr<NodeRunner>> runners;  // plan order (topological)
   std::unique_ptr<HttpServer> http;
+  // stop_when_readable(): the watcher thread, and the pipe through which ~Runtime tells it
+  // to return before it is joined.
+  std::thread stop_watcher;
+  int watcher_wake[2] = {-1, -1};
 
   Impl(const Plan& p, Metrics& m) : plan(p), metrics(m), limit(p.settings.max_in_flight) {}
 
@@ -435,6 +444,15 @@ Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Im
 }
 
 Runtime::~Runtime() {
+  // First the watcher: it calls request_stop(), which touches everything below.
+  if (impl_->stop_watcher.joinable()) {
+    unsigned char wake = 0;
+    while (::write(impl_->watcher_wake[1], &wake, 1) < 0 && errno == EINTR) {
+    }
+    impl_->stop_watcher.join();
+  }
+  for (int& fd : impl_->watcher_wake)
+    if (fd >= 0) ::close(std::exchange(fd, -1));
   impl_->stats->set_in_flight(nullptr);  // the collector outlives us in Metrics
   impl_->timers.stop();
   if (impl_->http) impl_->http->stop();
@@ -526,6 +544,32 @@ void Runtime::request_stop() {
     if (!r->source()) continue;
     r->wake_sleeper();  // a source sleeping in sleep_for() returns at once
   }
+}
+
+void Runtime::stop_when_readable(int fd) {
+  auto& impl = *impl_;
+  if (impl.stop_watcher.joinable()) throw std::logic_error("Runtime::stop_when_readable: already watching");
+  if (::pipe2(impl.watcher_wake, O_CLOEXEC) != 0) throw std::runtime_error("cannot create the stop watcher's pipe");
+  impl.stop_watcher = std::thread([this, fd, wake = impl.watcher_wake[0]] {
+    pollfd fds[2] = {{wake, POLLIN, 0}, {fd, POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        spdlog::error("msg=\"stop watcher cannot poll; signals will not drain\" errno={}", errno);
+        return;
+      }
+      if (fds[0].revents != 0) return;  // ~Runtime
+      if (fds[1].revents == 0) continue;
+      unsigned char byte = 0;
+      ssize_t n = ::read(fd, &byte, 1);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n != 1) return;  // closed: nobody can ask any more
+      // The CLI writes the signal's number (engine/cli/main.cpp).
+      spdlog::warn("msg=\"signal received, draining (send again to exit at once)\" signal={}", static_cast<int>(byte));
+      request_stop();
+      return;
+    }
+  });
 }
 
 bool Runtime::ready() const { return impl_->readiness().empty(); }

@@ -8,7 +8,6 @@
 #include <fstream>
 #include <iostream>
 #include <pthread.h>
-#include <thread>
 #include <unistd.h>
 
 #include "engine/describe.hpp"
@@ -80,13 +79,14 @@ int run_command(const std::string& file, const std::vector<std::string>& overrid
     std::cerr << "predflow: start-up failed: " << e.what() << "\n";
     return 2;
   }
-  Runtime* rt = runtime.get();
-  std::thread([rt] {
-    unsigned char signal = 0;
-    if (::read(signal_pipe[0], &signal, 1) != 1) return;
-    spdlog::warn("msg=\"signal received, draining (send again to exit at once)\" signal={}", static_cast<int>(signal));
-    rt->request_stop();
-  }).detach();
+  // The runtime owns the thread that reads the signal pipe and joins it when destroyed: a
+  // signal during or after shutdown never reaches a runtime that is gone.
+  try {
+    runtime->stop_when_readable(signal_pipe[0]);
+  } catch (const std::exception& e) {
+    std::cerr << "predflow: start-up failed: " << e.what() << "\n";
+    return 2;
+  }
   bool clean = runtime->run();
   runtime.reset();
   return clean ? 0 : 3;

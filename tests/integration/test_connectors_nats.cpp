@@ -1,6 +1,7 @@
 // The `nats` resource against a real nats-server with JetStream (tests/support/servers.hpp):
 // publish with headers, ensure_stream, a core publish stored by the stream, start() while
-// the server is down, reconnect after a crash.
+// the server is down, reconnect after a crash, and passwords or tokens in the URL that
+// never reach a log line or an error text.
 #include <doctest/doctest.h>
 #include <nats/nats.h>
 
@@ -11,6 +12,7 @@
 #include "connectors/errors.hpp"
 #include "connectors/nats.hpp"
 #include "engine/metrics.hpp"
+#include "integration/log_capture.hpp"
 #include "support/servers.hpp"
 #include "support/eventually.hpp"
 
@@ -141,6 +143,52 @@ TEST_CASE("nats: start() with the server down, then connects; reconnects after a
   nats.publish("data.features.ready", "{\"symbol\":\"AAPL\"}");
   nats.flush();
   CHECK(eventually([&] { return stream_messages(nats.jetstream(), "PREDFLOW_FEATURES") == 1; }, 2s));
+}
+
+TEST_CASE("nats: a password or token in the URL never reaches a log line or an error text") {
+  const std::string port = std::to_string(free_loopback_port());  // nothing listens there
+  for (const std::string& url : {"nats://app:Hunter2Secret@127.0.0.1:" + port, "nats://Hunter2Secret@127.0.0.1:" + port,
+                                "app:Hunter2Secret@127.0.0.1:" + port,
+                                "nats://127.0.0.1:" + port + ",nats://app:Hunter2Secret@127.0.0.1:" + port}) {
+    CAPTURE(url);
+    LogCapture log;
+    Metrics metrics;
+    std::string what;
+    {
+      NatsResource nats("bus", options_for(url), metrics);
+      try {
+        nats.start();  // retries in the background
+        nats.publish("event.prediction.updated", "{}");
+        FAIL("published without a server");
+      } catch (const std::exception& e) {
+        what = e.what();
+      }
+      nats.stop();
+    }
+    const std::string text = log.text();
+    INFO(text);
+    INFO(what);
+    CHECK(what.find("nats resource 'bus'") == 0);
+    CHECK(text.find("not reachable at start") != std::string::npos);  // the capture saw the lines
+    CHECK(text.find("Hunter2Secret") == std::string::npos);
+    CHECK(what.find("Hunter2Secret") == std::string::npos);
+  }
+  // A URL nats.c refuses: its error text, too.
+  LogCapture log;
+  Metrics metrics;
+  NatsResource bad("bus", options_for("nats://app:Hunter2Secret@127.0.0.1:notaport"), metrics);
+  std::string what;
+  try {
+    bad.start();
+    bad.publish("x", "{}");
+  } catch (const std::exception& e) {
+    what = e.what();
+  }
+  bad.stop();
+  INFO(what);
+  CHECK_FALSE(what.empty());
+  CHECK(what.find("Hunter2Secret") == std::string::npos);
+  CHECK(log.text().find("Hunter2Secret") == std::string::npos);
 }
 
 }  // TEST_SUITE

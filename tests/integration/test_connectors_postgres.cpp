@@ -1,6 +1,7 @@
 // The `postgres` resource against a real PostgreSQL 15 (tests/support/servers.hpp): exec,
 // parameterised queries, COPY, SQL errors that leave the connection usable, reconnects
-// after restart and crash, the breaker, and start() while the server is down.
+// after restart and crash, the breaker, start() while the server is down, and passwords
+// that never reach a log line or an error text.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -8,7 +9,10 @@
 
 #include "connectors/postgres.hpp"
 #include "engine/metrics.hpp"
+#include "engine/plan.hpp"
+#include "integration/log_capture.hpp"
 #include "support/servers.hpp"
+#include "support/test_nodes.hpp"
 #include "support/eventually.hpp"
 
 using namespace predflow;
@@ -150,6 +154,79 @@ TEST_CASE("postgres: reconnects after restart and crash, breaker while down, and
   CHECK(eventually([&] { return early.ready(); }));
   early.query("SELECT 1");
   early.stop();
+}
+
+// libpq's URI errors quote the URL whole, and a malformed URL can put pieces of the
+// password where libpq reads a port or a host: none of it may reach a log or an exception.
+TEST_CASE("postgres: a password in the URL never reaches a log line or an error text") {
+  const std::string port = std::to_string(free_loopback_port());  // nothing listens there
+  auto check_hidden = [](const std::string& text, const std::vector<std::string>& secrets) {
+    INFO(text);
+    for (const auto& secret : secrets) CHECK_MESSAGE(text.find(secret) == std::string::npos, secret);
+  };
+  const std::vector<std::string> secrets = {"Hunter2Secret", "2Secret", "Hunter%ZZ", "Hun/ter"};
+
+  SUBCASE("malformed URLs: refused when the resource is built") {
+    for (const char* url : {"postgresql://app:Hunter2Secret@[::1/predflow",
+                                  "postgresql://app:Hunter%ZZ2Secret@127.0.0.1/predflow",
+                                  "postgresql://app:Hunter2Secret@127.0.0.1/predflow?bogus=1",
+                                  "host=127.0.0.1 password=Hunter2Secret bogus",
+                                  "host=127.0.0.1 password='Hunter2Secret"}) {
+      CAPTURE(url);
+      LogCapture log;
+      Metrics metrics;
+      std::string what;
+      try {
+        PostgresResource db("db", options_for(url), metrics);
+        FAIL("a malformed URL was accepted");
+      } catch (const std::invalid_argument& e) {
+        what = e.what();
+      }
+      CHECK_FALSE(what.empty());
+      check_hidden(what, secrets);
+      check_hidden(log.text(), secrets);
+    }
+    // The same through the resource factory, as a pipeline file's `url:` reaches it.
+    auto plan = load_plan_text("pipeline: t\nresources:\n  db: {type: postgres}\nnodes:\n  src: {type: generator}\n", "p.yaml",
+                               env_of({{"DATABASE_URL", "postgresql://app:Hunter2Secret@[::1/predflow"}}));
+    const auto& r = plan.resources.at(0);
+    Metrics metrics;
+    try {
+      r.registration->factory(r.name, r.config, metrics);
+      FAIL("a malformed DATABASE_URL was accepted");
+    } catch (const std::runtime_error& e) {
+      CHECK(std::string(e.what()).find("resource db (postgres): url: ") == 0);
+      CHECK(std::string(e.what()).find("postgresql://app:***@[::1/predflow") != std::string::npos);
+      check_hidden(e.what(), secrets);
+    }
+  }
+
+  SUBCASE("valid or libpq-accepted URLs whose server cannot be reached") {
+    for (const std::string& url : {"postgresql://app:Hunter2Secret@127.0.0.1:" + port + "/predflow",
+                                  "postgresql://app:Hun/ter2Secret@127.0.0.1:" + port + "/predflow",
+                                  "postgresql://app@127.0.0.1:" + port + "/predflow?password=Hunter2Secret",
+                                  "host=127.0.0.1 port=" + port + " user=app password=Hunter2Secret dbname=predflow"}) {
+      CAPTURE(url);
+      LogCapture log;
+      Metrics metrics;
+      PostgresResource db("db", options_for(url), metrics);
+      check_hidden(db.endpoint(), secrets);
+      db.start();  // logs that it is not reachable, with libpq's reason
+      std::string what;
+      try {
+        db.ping();
+        FAIL("an unreachable server answered");
+      } catch (const ConnectorError& e) {
+        what = e.what();
+      }
+      db.stop();
+      const std::string text = log.text();
+      CHECK(text.find("not reachable at start") != std::string::npos);  // the capture saw the lines
+      check_hidden(text, secrets);
+      check_hidden(what, secrets);
+      check_hidden(metrics.serialize(), secrets);
+    }
+  }
 }
 
 }  // TEST_SUITE

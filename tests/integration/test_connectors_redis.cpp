@@ -10,7 +10,10 @@
 
 #include "connectors/redis.hpp"
 #include "engine/metrics.hpp"
+#include "engine/plan.hpp"
+#include "integration/log_capture.hpp"
 #include "support/servers.hpp"
+#include "support/test_nodes.hpp"
 #include "support/eventually.hpp"
 
 using namespace predflow;
@@ -261,6 +264,50 @@ TEST_CASE("redis: AUTH and SELECT from the URL; a wrong password is a clear erro
     std::string what = e.what();
     CHECK(what.find("AUTH") != std::string::npos);
     CHECK(what.find("nope-pw") == std::string::npos);
+  }
+}
+
+TEST_CASE("redis: a password in the URL never reaches a log line or an error text") {
+  const std::string port = std::to_string(free_loopback_port());  // nothing listens there
+  auto check_hidden = [](const std::string& text) {
+    INFO(text);
+    for (const char* secret : {"Hunter2Secret", "2Secret", "Hun/ter"}) CHECK_MESSAGE(text.find(secret) == std::string::npos, secret);
+  };
+  for (const std::string& url : {"redis://:Hunter2Secret@127.0.0.1:" + port + "/0", "redis://app:Hunter2Secret@127.0.0.1:" + port + "/1",
+                                "redis://:Hun/ter2Secret@127.0.0.1:" + port + "/0"}) {
+    CAPTURE(url);
+    LogCapture log;
+    Metrics metrics;
+    RedisResource redis("cache", options_for(url), metrics);
+    check_hidden(redis.endpoint());
+    redis.start();
+    std::string what;
+    try {
+      redis.ping();
+      FAIL("an unreachable server answered");
+    } catch (const ConnectorError& e) {
+      what = e.what();
+    }
+    redis.stop();
+    CHECK(log.text().find("not reachable at start") != std::string::npos);  // the capture saw the lines
+    check_hidden(log.text());
+    check_hidden(what);
+  }
+  // Malformed URLs, through the resource factory as REDIS_URL reaches it.
+  for (const char* url : {"redis://:Hunter2Secret@h:bad/0", "redis://:Hun/ter2Secret@h:99999/0", "redis://:Hunter2Secret@h/x",
+                                "redis://:Hunter2Secret%zz@h/0"}) {
+    CAPTURE(url);
+    auto plan = load_plan_text("pipeline: t\nresources:\n  cache: {type: redis}\nnodes:\n  src: {type: generator}\n", "p.yaml",
+                               env_of({{"REDIS_URL", url}}));
+    const auto& r = plan.resources.at(0);
+    Metrics metrics;
+    try {
+      r.registration->factory(r.name, r.config, metrics);
+      FAIL("a malformed REDIS_URL was accepted");
+    } catch (const std::runtime_error& e) {
+      CHECK(std::string(e.what()).find("resource cache (redis): url: ") == 0);
+      check_hidden(e.what());
+    }
   }
 }
 

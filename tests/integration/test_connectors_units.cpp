@@ -1,6 +1,6 @@
 // The connectors' pure parts, no server needed: backoff bounds, breaker transitions (with a
-// hand-moved clock), the dead-letter record, UTF-8 and base64, Redis URLs, and the
-// resource specs through pipeline validation.
+// hand-moved clock), the dead-letter record, UTF-8 and base64, Redis URLs, redaction of
+// secrets in URLs and library texts, and the resource specs through pipeline validation.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -174,6 +174,58 @@ TEST_CASE("redis URLs: host, port, db, user and password") {
   } catch (const std::invalid_argument& e) {
     CHECK(std::string(e.what()).find("topsecret") == std::string::npos);
   }
+  // A password with a bare '/' (should be %2F) stays a password; the database number is
+  // never read from it, so no error can quote a piece of it.
+  auto slash = parse_redis_url("redis://:top/secretPw@h:6390/4");
+  CHECK(slash.password == "top/secretPw");
+  CHECK(slash.host == "h");
+  CHECK(slash.port == 6390);
+  CHECK(slash.db == 4);
+  try {
+    parse_redis_url("redis://:top/secretPw@h:bad/0");
+    FAIL("a bad port was accepted");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("secretPw") == std::string::npos);
+  }
+}
+
+TEST_CASE("redaction: passwords in URLs, conninfo and texts that quote them") {
+  // URL user-info: the user stays, the password goes; a NATS lone user is a token.
+  CHECK(redact_secrets("postgresql://app:Hunter2Secret@db.local:5432/predflow") == "postgresql://app:***@db.local:5432/predflow");
+  CHECK(redact_secrets("redis://:Hunter2Secret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0");
+  CHECK(redact_secrets("nats://tok3nSecret@h:4222") == "nats://***@h:4222");
+  CHECK(redact_secrets("tls://tok3nSecret@h:4222") == "tls://***@h:4222");
+  CHECK(redact_secrets("postgresql://app@h/db") == "postgresql://app@h/db");  // no password: nothing to hide
+  CHECK(redact_secrets("nats://a:Pw1Secret@h1:4222,nats://b:Pw2Secret@h2:4222") == "nats://a:***@h1:4222,nats://b:***@h2:4222");
+  // Quoted inside a library's message, with text around it.
+  CHECK(redact_secrets("in URI: \"postgresql://app:Hunter2Secret@[::1/db\"") == "in URI: \"postgresql://app:***@[::1/db\"");
+  // A password holding '@' (unencoded): everything to the last '@' goes.
+  CHECK(redact_secrets("redis://:p@ssWord@h/0") == "redis://:***@h/0");
+  // libpq conninfo and URI parameters, quoted values with escapes, any case, sslpassword.
+  CHECK(redact_secrets("host=h password=Hunter2Secret user=app") == "host=h password=*** user=app");
+  CHECK(redact_secrets("host=h password = 'Hunter2 \\'Secret' user=app") == "host=h password =*** user=app");
+  CHECK(redact_secrets("postgresql://h/db?password=Hunter2Secret&sslmode=disable") ==
+        "postgresql://h/db?password=***&sslmode=disable");
+  CHECK(redact_secrets("PASSWORD=Hunter2Secret sslpassword=KeySecret") == "PASSWORD=*** sslpassword=***");
+  CHECK(redact_secrets("no secrets here: host:5432/db") == "no secrets here: host:5432/db");
+  CHECK(redact_secrets("") == "");
+  CHECK(redact_secrets("://@:") == "://@:");  // junk does not throw or read past the end
+
+  // Known secrets hide pieces a malformed URL scattered outside any URL shape.
+  auto secrets = url_secrets("postgresql://app:Hun/ter2Secret@127.0.0.1:1/db");
+  CHECK(redact_secrets("invalid integer value \"Hun\" for connection option \"port\"", secrets) ==
+        "invalid integer value \"***\" for connection option \"port\"");
+  CHECK(redact_secrets("host app:Hun/ter2Secret@127.0.0.1", secrets).find("ter2Secret") == std::string::npos);
+  auto encoded = url_secrets("postgresql://app:Hunter%ZZ2%40Secret@h/db");
+  CHECK(redact_secrets("invalid percent-encoded token: \"Hunter%ZZ2%40Secret\"", encoded) ==
+        "invalid percent-encoded token: \"***\"");
+  auto decoded = url_secrets("redis://:s%40cretValue@h/0");
+  CHECK(redact_secrets("AUTH s@cretValue failed", decoded) == "AUTH *** failed");
+  auto conninfo = url_secrets("host=h password='Hunter2 Secret' user=app");
+  CHECK(redact_secrets("a 'Hunter2 Secret' b, a Hunter2 Secret c", conninfo) == "a *** b, a *** c");
+  CHECK(url_secrets("nats://tok3nSecret@h:4222") == std::vector<std::string>{"tok3nSecret"});
+  CHECK(url_secrets("postgresql://app@h/db").empty());
+  CHECK(url_secrets("redis://127.0.0.1:6379/0").empty());
 }
 
 TEST_CASE("resources: redis, postgres and nats validate with their defaults from the environment") {

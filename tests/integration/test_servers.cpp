@@ -115,7 +115,7 @@ struct NatsClient {
   }
 };
 
-// The contract's DDL (shared/spec/contract.md, §2 and §3).
+// The interface's DDL (docs/interface.md, §2 and §4).
 const char* const kContractDdl = R"sql(
 CREATE TABLE IF NOT EXISTS earnings_calendar (
   symbol      text NOT NULL,
