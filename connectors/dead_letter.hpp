@@ -1,4 +1,4 @@
-// The `dlq.predflow` record of contract §3: all eight keys always present (stage, symbol,
+// The `dlq.predflow` record of docs/interface.md §4: all eight keys always present (stage, symbol,
 // reason, error, correlation_id, attempts, ts, payload); symbol and correlation_id null
 // where there is none; a payload that is not UTF-8 base64-encoded, with
 // "payload_encoding": "base64" added.

@@ -1,4 +1,4 @@
-// calendar_router: sends each symbol to `normal` or `earnings` by contract.md §2 — the
+// calendar_router: sends each symbol to `normal` or `earnings` by docs/interface.md §2 — the
 // earnings_flag:{symbol} key in Redis when it holds 1/0/true/false, else the earnings
 // calendar in PostgreSQL, cached in memory and reloaded by a background thread so that a
 // batch never waits on the database. The rules themselves live in market_calendar.hpp.

@@ -1,4 +1,4 @@
-// dead_letter_sink: failures from every `dead` port to NATS `dlq.predflow` (contract §3),
+// dead_letter_sink: failures from every `dead` port to NATS `dlq.predflow` (docs/interface.md §4),
 // with a bounded local spool file while NATS is down.
 #include <spdlog/spdlog.h>
 

@@ -1,4 +1,4 @@
-// feature_fetch: the features of each routed symbol from Redis (contract.md §2), in one
+// feature_fetch: the features of each routed symbol from Redis (docs/interface.md §2), in one
 // round trip per batch; earnings routes append earnings_analysis:{symbol}. Symbols whose
 // values are missing or malformed leave on `dead` with the reason; when Redis cannot be
 // reached the batch's messages are failed, so that the source delivers them again.

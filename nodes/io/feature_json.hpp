@@ -1,4 +1,4 @@
-// The contract's Redis feature values (contract.md §2), parsed with simdjson On Demand:
+// The contract's Redis feature values (docs/interface.md §2), parsed with simdjson On Demand:
 //
 //   features:{symbol}           {"ts": "...", "price": 189.52, "features": [20 finite numbers]}
 //   earnings_analysis:{symbol}  {"features": [17 finite numbers], "report_date": "...", "timing": "BMO"}

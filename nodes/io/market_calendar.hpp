@@ -1,4 +1,4 @@
-// The routing rules of contract.md §2, as pure functions (no I/O, no clock): New York
+// The routing rules of docs/interface.md §2, as pure functions (no I/O, no clock): New York
 // local time, the previous weekday, the earnings_flag values, and the normal/earnings
 // decision for one symbol. The calendar_router node feeds them; tests drive them directly.
 #pragma once

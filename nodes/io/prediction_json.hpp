@@ -1,4 +1,4 @@
-// The contract's prediction object (contract.md §3) for one row of a predictions batch,
+// The contract's prediction object (docs/interface.md §4) for one row of a predictions batch,
 // for every sink that publishes predictions (Redis, NATS, WebSocket, files). No libtorch.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The contract's `predictions` / `prediction_history` rows (contract.md §3 "PostgreSQL") as
+// The contract's `predictions` / `prediction_history` rows (docs/interface.md §4 "PostgreSQL") as
 // PostgreSQL text COPY data: one line per row, columns separated by tabs, `\N` for NULL,
 // backslash, tab, newline and carriage return escaped, doubles in their shortest exact
 // form, timestamps as RFC 3339 UTC. Pure functions, no database.

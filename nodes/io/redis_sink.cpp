@@ -1,4 +1,4 @@
-// redis_sink: each prediction to `pred:{symbol}` (contract.md §3) with a TTL, pipelined,
+// redis_sink: each prediction to `pred:{symbol}` (docs/interface.md §4) with a TTL, pipelined,
 // from a writer thread of the node's own. While Redis is down the rows wait in a bounded
 // queue and are retried with backoff; rows that still fail after `retry_for` (or do not
 // fit) leave on `dead`, carrying their acknowledgement tokens, so that the rest of the

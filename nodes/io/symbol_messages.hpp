@@ -1,4 +1,4 @@
-// The contract's symbol-carrying NATS messages (contract.md §2 and §3), parsed without
+// The contract's symbol-carrying NATS messages (docs/interface.md §2 and §3), parsed without
 // I/O so that every malformed shape is unit-tested:
 //   data.features.ready   {"symbols": [...], "ts": "...", "correlation_id": "..."}
 //                         or {"symbol": "AAPL", ...}; ts and correlation_id optional

@@ -1,4 +1,4 @@
-// timescale_sink: predictions to PostgreSQL / TimescaleDB (contract.md §3 "PostgreSQL"): the
+// timescale_sink: predictions to PostgreSQL / TimescaleDB (docs/interface.md §4 "PostgreSQL"): the
 // latest per symbol upserted into `predictions`, every prediction appended to
 // `prediction_history`, both in bulk with COPY, in one transaction, from a writer thread
 // of the node's own, so that the pipeline never waits on the database.

@@ -1,5 +1,5 @@
 // window: collects the symbols announced over a time window into one batch of distinct
-// symbols (contract §1: PREDFLOW_WINDOW, PREDFLOW_WINDOW_MAX_SYMBOLS).
+// symbols (docs/interface.md §1: PREDFLOW_WINDOW, PREDFLOW_WINDOW_MAX_SYMBOLS).
 #include <spdlog/spdlog.h>
 
 #include <random>

@@ -1,4 +1,4 @@
-// mc_dropout's statistics and the contract's prediction object (contract.md §3).
+// mc_dropout's statistics and the contract's prediction object (docs/interface.md §4).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -44,7 +44,7 @@ TEST_CASE("prediction_json: the contract's fields and values") {
   CHECK(j["correlation_id"] == "b1f3c2");
   CHECK(j["device"] == "cuda:0");
   CHECK_FALSE(j.contains("earnings_context"));
-  CHECK(j.size() == 11);  // contract §3: exactly these keys
+  CHECK(j.size() == 11);  // docs/interface.md §4: exactly these keys
 
   // Unknown values are null, never invented.
   nlohmann::json k = prediction_json(*b, 1, at_412ms());

@@ -39,7 +39,7 @@ using SystemClock = std::chrono::system_clock;
 
 namespace {
 
-// The contract's DDL (contract.md §3), created here so that this test needs no sink.
+// The contract's DDL (docs/interface.md §4), created here so that this test needs no sink.
 constexpr const char* kPredictionsDdl = R"(
 CREATE TABLE IF NOT EXISTS predictions (
   symbol text PRIMARY KEY, ts timestamptz NOT NULL,

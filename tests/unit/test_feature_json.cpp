@@ -1,4 +1,4 @@
-// The contract's Redis feature values (contract.md §2): what parses, and the skip reason
+// The contract's Redis feature values (docs/interface.md §2): what parses, and the skip reason
 // and message of everything that does not.
 #include <doctest/doctest.h>
 

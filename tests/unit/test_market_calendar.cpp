@@ -1,4 +1,4 @@
-// The routing rules of contract.md §2 (nodes/io/market_calendar.hpp): New York time with
+// The routing rules of docs/interface.md §2 (nodes/io/market_calendar.hpp): New York time with
 // both DST transitions, the previous weekday, flag values and every calendar rule.
 #include <doctest/doctest.h>
 
@@ -184,7 +184,7 @@ TEST_CASE("market calendar: AMC on D is normal before 16:00 New York time and ea
 
 TEST_CASE("market calendar: AMC on the last weekday before D makes D an earnings day") {
   // Friday AMC → Monday (all day), and the weekend between: Saturday's and Sunday's last
-  // weekday before them is that Friday too (contract §2's wording).
+  // weekday before them is that Friday too (docs/interface.md §2's wording).
   const std::vector friday_amc{row("2026-11-27", Timing::AMC)};
   CHECK(route_at("2026-11-30T05:00:00Z", friday_amc) == E);  // Monday 00:00
   CHECK(route_at("2026-11-30T14:30:00Z", friday_amc) == E);

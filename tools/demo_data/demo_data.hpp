@@ -1,4 +1,4 @@
-// Demo and load-test data that looks like the real upstream's (contract §2): symbols,
+// Demo and load-test data that looks like the real upstream's (docs/interface.md §2): symbols,
 // `features:{symbol}` drawn around the model's own feature distribution (its scaler), a
 // few `earnings_flag:{symbol}` keys, `earnings_analysis:{symbol}` for reporting symbols,
 // and an `earnings_calendar` with every timing rule represented around the as-of date.
