@@ -54,6 +54,7 @@ std::string join_path(const std::string& parent, const std::string& key) {
 // copies what it names again, so `&a [x,x,…]`, `&b [*a,*a,…]`, … (a "billion laughs") would
 // expand a few hundred bytes to billions of values. The budget stops that with a diagnostic.
 constexpr std::size_t kNodeCost = 64;
+constexpr int kMaxDepth = 100;
 std::size_t tree_budget(std::size_t text_size) { return 40 * text_size + (1u << 20); }
 
 class Converter {
@@ -61,10 +62,17 @@ class Converter {
   Converter(const std::string& file, Diagnostics& diagnostics, std::size_t budget)
       : file_(file), diagnostics_(diagnostics), budget_(budget) {}
 
-  ConfigNode convert(const YAML::Node& node, const std::string& path) {
+  ConfigNode convert(const YAML::Node& node, const std::string& path, int depth = 0) {
     ConfigNode out;
     out.mark = mark_of(node.Mark(), file_);
     if (!spend(kNodeCost + (node.IsScalar() ? node.Scalar().size() : 0), out.mark)) return out;
+    // An alias inside what it names (`a: &a [*a]`) is a cycle: without a bound the copy
+    // recursed until the stack overflowed. No pipeline nests anywhere near this deep.
+    if (depth > kMaxDepth) {
+      exhausted_ = true;
+      diagnostics_.add(out.mark, path, "nested deeper than " + std::to_string(kMaxDepth) + " levels (an alias inside itself?)");
+      return out;
+    }
     switch (node.Type()) {
       case YAML::NodeType::Undefined:
       case YAML::NodeType::Null:
@@ -79,7 +87,7 @@ class Converter {
         std::size_t i = 0;
         for (const auto& item : node) {
           if (exhausted_) break;
-          out.items.push_back(convert(item, path + "[" + std::to_string(i++) + "]"));
+          out.items.push_back(convert(item, path + "[" + std::to_string(i++) + "]", depth + 1));
         }
         break;
       }
@@ -103,7 +111,7 @@ class Converter {
                              "duplicate key '" + key + "' (first defined on line " + std::to_string(it->second) + ")");
             continue;
           }
-          out.entries.push_back({key, key_mark, convert(kv.second, join_path(path, key))});
+          out.entries.push_back({key, key_mark, convert(kv.second, join_path(path, key), depth + 1)});
         }
         break;
       }

@@ -467,3 +467,14 @@ TEST_CASE("parse_yaml: a map of 100,000 keys parses in linear time") {
   CHECK(d.message == "duplicate key 'k7' (first defined on line 9)");
   CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
 }
+
+TEST_CASE("parse_yaml: an alias inside itself, or nesting past 100 levels, is a diagnostic (found by fuzz_pipeline_yaml)") {
+  // yaml-cpp makes `&a [*a]` a node that contains itself: the copy recursed until the
+  // stack overflowed (a crash of `predflow validate`).
+  Diagnostic d = only(parse_errors("pipeline: x\na: &a [1, *a]\n"));
+  CHECK(d.message.find("nested deeper than 100 levels") != std::string::npos);
+  const std::string deep = "a: " + std::string(150, '[') + std::string(150, ']') + "\n";
+  CHECK(only(parse_errors(deep)).message.find("nested deeper") != std::string::npos);
+  const std::string fine = "a: " + std::string(50, '[') + std::string(50, ']') + "\n";
+  parse_ok(fine);
+}
