@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
 
 namespace predflow {
 
@@ -48,51 +49,96 @@ std::string join_path(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
 }
 
-ConfigNode convert(const YAML::Node& node, const std::string& file, const std::string& path,
-                   Diagnostics& diagnostics) {
-  ConfigNode out;
-  out.mark = mark_of(node.Mark(), file);
-  switch (node.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null:
-      out.kind = ConfigNode::Kind::Null;
-      break;
-    case YAML::NodeType::Scalar:
-      out.kind = ConfigNode::Kind::Scalar;
-      out.scalar = node.Scalar();
-      break;
-    case YAML::NodeType::Sequence: {
-      out.kind = ConfigNode::Kind::Sequence;
-      std::size_t i = 0;
-      for (const auto& item : node)
-        out.items.push_back(convert(item, file, path + "[" + std::to_string(i++) + "]", diagnostics));
-      break;
+// What the copied tree may cost, in bytes of text plus kNodeCost per value. Without aliases
+// a tree costs at most ~33 per byte of YAML (a value takes 2 bytes or more: `a,`); an alias
+// copies what it names again, so `&a [x,x,…]`, `&b [*a,*a,…]`, … (a "billion laughs") would
+// expand a few hundred bytes to billions of values. The budget stops that with a diagnostic.
+constexpr std::size_t kNodeCost = 64;
+constexpr int kMaxDepth = 100;
+std::size_t tree_budget(std::size_t text_size) { return 40 * text_size + (1u << 20); }
+
+class Converter {
+ public:
+  Converter(const std::string& file, Diagnostics& diagnostics, std::size_t budget)
+      : file_(file), diagnostics_(diagnostics), budget_(budget) {}
+
+  ConfigNode convert(const YAML::Node& node, const std::string& path, int depth = 0) {
+    ConfigNode out;
+    out.mark = mark_of(node.Mark(), file_);
+    if (!spend(kNodeCost + (node.IsScalar() ? node.Scalar().size() : 0), out.mark)) return out;
+    // An alias inside what it names (`a: &a [*a]`) is a cycle: without a bound the copy
+    // recursed until the stack overflowed. No pipeline nests anywhere near this deep.
+    if (depth > kMaxDepth) {
+      exhausted_ = true;
+      diagnostics_.add(out.mark, path, "nested deeper than " + std::to_string(kMaxDepth) + " levels (an alias inside itself?)");
+      return out;
     }
-    case YAML::NodeType::Map:
-      out.kind = ConfigNode::Kind::Map;
-      for (const auto& kv : node) {
-        SourceMark key_mark = mark_of(kv.first.Mark(), file);
-        if (!kv.first.IsScalar()) {
-          diagnostics.add(key_mark, path, "map keys must be plain strings");
-          continue;
+    switch (node.Type()) {
+      case YAML::NodeType::Undefined:
+      case YAML::NodeType::Null:
+        out.kind = ConfigNode::Kind::Null;
+        break;
+      case YAML::NodeType::Scalar:
+        out.kind = ConfigNode::Kind::Scalar;
+        out.scalar = node.Scalar();
+        break;
+      case YAML::NodeType::Sequence: {
+        out.kind = ConfigNode::Kind::Sequence;
+        std::size_t i = 0;
+        for (const auto& item : node) {
+          if (exhausted_) break;
+          out.items.push_back(convert(item, path + "[" + std::to_string(i++) + "]", depth + 1));
         }
-        std::string key = kv.first.Scalar();
-        if (out.find(key)) {
-          int first_line = 0;
-          for (const auto& e : out.entries)
-            if (e.key == key) first_line = e.key_mark.line;
-          diagnostics.add(key_mark, join_path(path, key),
-                          "duplicate key '" + key + "' (first defined on line " +
-                              std::to_string(first_line) + ")");
-          continue;
-        }
-        out.entries.push_back(
-            {key, key_mark, convert(kv.second, file, join_path(path, key), diagnostics)});
+        break;
       }
-      break;
+      case YAML::NodeType::Map: {
+        out.kind = ConfigNode::Kind::Map;
+        // Key → line of its first definition: duplicates found in constant time (a linear
+        // search per key made a map of n keys cost n²).
+        std::unordered_map<std::string, int> first_line;
+        for (const auto& kv : node) {
+          if (exhausted_) break;
+          SourceMark key_mark = mark_of(kv.first.Mark(), file_);
+          if (!kv.first.IsScalar()) {
+            diagnostics_.add(key_mark, path, "map keys must be plain strings");
+            continue;
+          }
+          const std::string& key = kv.first.Scalar();
+          if (!spend(key.size(), key_mark)) break;
+          auto [it, added] = first_line.emplace(key, key_mark.line);
+          if (!added) {
+            diagnostics_.add(key_mark, join_path(path, key),
+                             "duplicate key '" + key + "' (first defined on line " + std::to_string(it->second) + ")");
+            continue;
+          }
+          out.entries.push_back({key, key_mark, convert(kv.second, join_path(path, key), depth + 1)});
+        }
+        break;
+      }
+    }
+    return out;
   }
-  return out;
-}
+
+ private:
+  bool spend(std::size_t cost, const SourceMark& mark) {
+    if (exhausted_) return false;
+    if (cost <= budget_) {
+      budget_ -= cost;
+      return true;
+    }
+    exhausted_ = true;
+    diagnostics_.add(mark, "",
+                     "the file expands to too many values (aliases that repeat aliases?): over " +
+                         std::to_string(total_ / (1u << 20)) + " MiB");
+    return false;
+  }
+
+  const std::string& file_;
+  Diagnostics& diagnostics_;
+  std::size_t budget_;
+  const std::size_t total_ = budget_;
+  bool exhausted_ = false;
+};
 
 // YAML forbids tabs in indentation, but yaml-cpp's message for them is cryptic.
 bool check_text(std::string_view text, const std::string& file, Diagnostics& diagnostics) {
@@ -161,7 +207,7 @@ std::optional<ConfigNode> parse_yaml(std::string_view text, const std::string& f
     return std::nullopt;
   }
   std::size_t before = diagnostics.size();
-  ConfigNode tree = convert(root, file_name, "", diagnostics);
+  ConfigNode tree = Converter(file_name, diagnostics, tree_budget(text.size())).convert(root, "");
   if (!tree.is_map()) {
     diagnostics.add(tree.mark, "", std::string("a pipeline file must be a map, got ") + tree.kind_name());
     return std::nullopt;

@@ -16,11 +16,12 @@ std::string Diagnostic::str() const {
 
 void Diagnostics::add(SourceMark mark, std::string path, std::string message) {
   // One error per place: a value that failed interpolation is not also reported as
-  // having the wrong type.
-  for (const auto& d : items_)
-    if (d.path == path && d.mark.line == mark.line && d.mark.column == mark.column && d.mark.file == mark.file &&
-        !path.empty())
-      return;
+  // having the wrong type. A set of places, not a search of every earlier item: a file
+  // with n bad entries cost n² (20,000 took 30 s).
+  if (!path.empty()) {
+    std::string place = mark.file + '\0' + std::to_string(mark.line) + ':' + std::to_string(mark.column) + '\0' + path;
+    if (!places_.insert(std::move(place)).second) return;
+  }
   items_.push_back({std::move(mark), std::move(path), std::move(message)});
 }
 

@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace predflow {
@@ -33,6 +34,7 @@ class Diagnostics {
 
  private:
   std::vector<Diagnostic> items_;
+  std::unordered_set<std::string> places_;  // file, line, column and path of each item with a path
 };
 
 // Thrown when a pipeline cannot be loaded or validated; carries every error found.

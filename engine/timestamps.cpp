@@ -81,7 +81,13 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
 
   const year_month_day date{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
   if (!date.ok() || h > 23 || mi > 59 || sec > 60) return std::nullopt;  // 60: a leap second
+  // In microseconds (±292,000 years), then checked against what a system_clock time point
+  // holds: libstdc++ counts nanoseconds, 1677-09-21 to 2262-04-11; casting a time outside
+  // that (year 0001 or 9999, both valid RFC 3339) overflowed, which is undefined.
   const auto t = sys_days{date} + hours{h} + minutes{mi} + seconds{sec} + microseconds{micros} - minutes{offset_minutes};
+  constexpr auto lowest = ceil<microseconds>(system_clock::time_point::min());
+  constexpr auto highest = floor<microseconds>(system_clock::time_point::max());
+  if (t < lowest || t > highest) return std::nullopt;
   return time_point_cast<system_clock::duration>(t);
 }
 

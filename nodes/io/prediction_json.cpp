@@ -181,6 +181,9 @@ std::variant<ParsedPrediction, std::string> parse_prediction_json(std::string_vi
          p90 = number_or_nan(*u, "p90"), n = number_or_nan(*u, "samples");
     if (!sd || !p10 || !p50 || !p90 || !n) return std::string("`uncertainty` holds a value that is not a number");
     p.stats.std = *sd, p.stats.p10 = *p10, p.stats.p50 = *p50, p.stats.p90 = *p90;
+    // A count: a whole number that fits an int (casting 1e300 or -1e300 is undefined).
+    if (!std::isnan(*n) && !(*n >= 0 && *n <= std::numeric_limits<int>::max() && *n == std::floor(*n)))
+      return std::string("`uncertainty.samples` is not a whole number from 0 to 2147483647");
     p.stats.samples = std::isnan(*n) ? 0 : static_cast<int>(*n);
   } else if (u != j.end() && !u->is_null()) {
     return std::string("`uncertainty` is not an object");

@@ -45,7 +45,8 @@ struct ParsedPrediction {
 
 // The prediction, or why the payload is not one (a message for a dead-letter record):
 // not a JSON object, a missing or invalid symbol / model_type / predicted_return /
-// timestamp, non-numeric uncertainty. Optional fields may be null or absent.
+// timestamp, non-numeric uncertainty, a `samples` count that is not a whole number
+// from 0 to INT_MAX. Optional fields may be null or absent.
 std::variant<ParsedPrediction, std::string> parse_prediction_json(std::string_view payload);
 
 }  // namespace predflow

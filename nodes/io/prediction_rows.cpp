@@ -125,10 +125,10 @@ std::string format_rfc3339_micros(std::chrono::system_clock::time_point t) {
 
 std::optional<std::string> copy_timestamp(std::string_view rfc3339) {
   if (rfc3339.empty()) return std::nullopt;
+  // parse_rfc3339 takes only the times a time point holds (1677 to 2262), all of which
+  // PostgreSQL takes too; years 0000 to 1676 (0000 is no date for PostgreSQL) are NULL.
   auto t = parse_rfc3339(rfc3339);
-  // Year 0000 parses, but is no date PostgreSQL's RFC 3339 input takes: invalid, so NULL.
-  using namespace std::chrono;
-  if (!t || *t < sys_days{year{1} / January / 1}) return std::nullopt;
+  if (!t) return std::nullopt;
   return format_rfc3339_micros(*t);
 }
 

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -436,4 +437,44 @@ TEST_CASE("load_pipeline_file: a directory or a binary file is a diagnostic") {
   Diagnostics b;
   CHECK_FALSE(load_pipeline_file(binary, {}, env_of({}), b).has_value());
   CHECK(only(b).message == "file contains a NUL byte: not a YAML text file");
+}
+
+TEST_CASE("parse_yaml: aliases that repeat aliases end in a diagnostic, not in gigabytes") {
+  // 500 bytes naming 10^9 values (each alias is copied into the tree): before, this ran
+  // until memory ran out.
+  std::string text = "pipeline: laughs\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 10; ++i) {
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) text += (k ? ", *a" : "*a") + std::to_string(i - 1);
+    text += "]\n";
+  }
+  const auto started = std::chrono::steady_clock::now();
+  Diagnostic d = only(parse_errors(text));
+  CHECK(d.message.find("expands to too many values") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
+  // An alias used as intended is copied.
+  ConfigNode tree = parse_ok("a: &n {type: log_sink, every: 2}\nb: *n\n");
+  REQUIRE(tree.find("b") != nullptr);
+  CHECK(tree.find("b")->find("every")->scalar == "2");
+}
+
+TEST_CASE("parse_yaml: a map of 100,000 keys parses in linear time") {
+  std::string text = "nodes:\n";
+  for (int i = 0; i < 100000; ++i) text += "  k" + std::to_string(i) + ": 1\n";
+  text += "  k7: 2\n";  // and its duplicate is still found
+  const auto started = std::chrono::steady_clock::now();
+  Diagnostic d = only(parse_errors(text));
+  CHECK(d.message == "duplicate key 'k7' (first defined on line 9)");
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
+}
+
+TEST_CASE("parse_yaml: an alias inside itself, or nesting past 100 levels, is a diagnostic (found by fuzz_pipeline_yaml)") {
+  // yaml-cpp makes `&a [*a]` a node that contains itself: the copy recursed until the
+  // stack overflowed (a crash of `predflow validate`).
+  Diagnostic d = only(parse_errors("pipeline: x\na: &a [1, *a]\n"));
+  CHECK(d.message.find("nested deeper than 100 levels") != std::string::npos);
+  const std::string deep = "a: " + std::string(150, '[') + std::string(150, ']') + "\n";
+  CHECK(only(parse_errors(deep)).message.find("nested deeper") != std::string::npos);
+  const std::string fine = "a: " + std::string(50, '[') + std::string(50, ']') + "\n";
+  parse_ok(fine);
 }

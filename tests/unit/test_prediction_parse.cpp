@@ -69,3 +69,25 @@ TEST_CASE("parse_prediction_json: what is not a prediction says why") {
   auto minimal = parse_prediction_json(R"({"symbol": "AAPL", "model_type": "normal_day", "predicted_return": 0.1, "timestamp": "2026-11-26T14:30:00.000Z"})");
   CHECK(std::holds_alternative<ParsedPrediction>(minimal));
 }
+
+TEST_CASE("parse_prediction_json: a samples count that is no int is an invalid prediction") {
+  // Casting 1e300 to int is undefined behaviour (UBSan: float-cast-overflow; found by
+  // fuzz/fuzz_prediction_json.cpp); on x86 it read as INT_MIN and the prediction was kept.
+  auto with_samples = [](const std::string& samples) {
+    return parse_prediction_json(R"({"symbol": "AAPL", "model_type": "normal_day", "predicted_return": 0.1,
+      "timestamp": "2026-11-26T14:30:00.000Z", "uncertainty": {"std": 0.01, "p10": 0, "p50": 0.1, "p90": 0.2, "samples": )" +
+                                 samples + "}}");
+  };
+  for (const char* bad : {"1e300", "-1e300", "2147483648", "-1", "2.5", "1e10"}) {
+    CAPTURE(bad);
+    auto parsed = with_samples(bad);
+    REQUIRE(std::holds_alternative<std::string>(parsed));
+    CHECK(std::get<std::string>(parsed).find("samples") != std::string::npos);
+  }
+  for (auto [text, n] : {std::pair{"20", 20}, {"0", 0}, {"20.0", 20}, {"2147483647", 2147483647}, {"null", 0}}) {
+    CAPTURE(text);
+    auto parsed = with_samples(text);
+    REQUIRE(std::holds_alternative<ParsedPrediction>(parsed));
+    CHECK(std::get<ParsedPrediction>(parsed).stats.samples == n);
+  }
+}

@@ -38,3 +38,20 @@ TEST_CASE("parse_rfc3339: anything else is rejected") {
     CHECK_FALSE(parse_rfc3339(bad).has_value());
   }
 }
+
+TEST_CASE("parse_rfc3339: only the times a time point holds (found by fuzz/fuzz_timestamps.cpp)") {
+  // system_clock counts int64 nanoseconds: 1677-09-21T00:12:43.145224192Z to
+  // 2262-04-11T23:47:16.854775807Z. Converting a time outside (year 0001, 9999: valid RFC
+  // 3339) overflowed, which is undefined behaviour (UBSan: signed integer overflow).
+  CHECK(parse_rfc3339("2262-04-11T23:47:16.854775Z") ==
+        time_point_cast<system_clock::duration>(sys_days{year{2262} / 4 / 11} + hours{23} + minutes{47} + seconds{16} +
+                                                microseconds{854775}));
+  CHECK(parse_rfc3339("2262-04-11T23:47:16.854776Z") == std::nullopt);
+  CHECK(parse_rfc3339("1677-09-21T00:12:43.145225Z").has_value());
+  CHECK(parse_rfc3339("1677-09-21T00:12:43.145224Z") == std::nullopt);
+  for (const char* far : {"0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "1000-06-15T12:00:00+05:00", "3000-01-01T00:00:00Z",
+                          "9999-12-31T23:59:59.999999-23:59"}) {
+    CAPTURE(far);
+    CHECK(parse_rfc3339(far) == std::nullopt);
+  }
+}
