@@ -36,33 +36,6 @@ std::string trimmed(const std::string& text) {
   return s;
 }
 
-// libpq's parse errors quote the text they were given (`missing "=" after
-// "redis://:secret@host"`, `invalid percent-encoded token: "se%zzcret"`), which may hold
-// the password. Every run of 3 or more characters of the message that also appears in the
-// conninfo becomes "***" (a template word that happens to be in the URL goes too: harmless).
-// The longest such run at each position comes from a longest-common-prefix table, one row at
-// a time: O(message × conninfo) time; past 4 KiB of conninfo, only the message's first words.
-std::string without_conninfo_text(const std::string& message, const std::string& conninfo) {
-  if (conninfo.size() > 4096) return message.substr(0, message.find('"')) + "(the URL is not quoted)";
-  const std::size_t m = message.size(), n = conninfo.size();
-  std::vector<std::size_t> longest(m + 1, 0), next(n + 1, 0), row(n + 1, 0);
-  for (std::size_t i = m; i-- > 0;) {  // row[j]: common prefix of message[i..] and conninfo[j..]
-    for (std::size_t j = 0; j < n; ++j) row[j] = message[i] == conninfo[j] ? 1 + next[j + 1] : 0;
-    for (std::size_t j = 0; j < n; ++j) longest[i] = std::max(longest[i], row[j]);
-    std::swap(row, next);
-  }
-  std::string out;
-  for (std::size_t i = 0; i < m;) {
-    if (longest[i] >= 3) {
-      out += "***";
-      i += longest[i];
-    } else {
-      out += message[i++];
-    }
-  }
-  return out;
-}
-
 // A libpq text about `conninfo` made safe to log: libpq's URI errors quote the URL whole
 // ("unexpected character ... in URI: \"postgresql://user:secret@...\"").
 std::string scrubbed(const std::string& text, const std::string& conninfo) {
@@ -75,8 +48,7 @@ std::string describe_conninfo(const std::string& conninfo) {
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
   if (!opts) {
-    // Both: the runs of the URL libpq quoted, and any password piece left over.
-    std::string why = err ? scrubbed(without_conninfo_text(trimmed(err), conninfo), conninfo) : "cannot parse";
+    std::string why = err ? scrubbed(err, conninfo) : "cannot parse";
     PQfreemem(err);
     throw std::invalid_argument(why);
   }
