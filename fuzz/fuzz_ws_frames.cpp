@@ -27,7 +27,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(!error_frame(*error).empty());
     return 0;
   }
-  FUZZ_CHECK(subscription.size() <= Subscription::kMaxSymbols + 1);
-  FUZZ_CHECK(!subscribed_frame(subscription).empty());
+  FUZZ_CHECK(subscription.size() <= subscription.max_symbols() + 1);  // + "*"
+  // A reply lists at most kMaxListedSymbols symbols (of at most 15 bytes each): bounded
+  // whatever the subscription holds.
+  const std::string reply = subscribed_frame(subscription);
+  FUZZ_CHECK(!reply.empty());
+  FUZZ_CHECK(reply.size() <= 100 + kMaxListedSymbols * 18);
   return 0;
 }
