@@ -108,10 +108,35 @@ std::string percent_decoded(std::string_view s) {
   return out;
 }
 
-void replace_all(std::string& text, const std::string& what, std::string_view with) {
-  if (what.empty()) return;
-  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + with.size()))
-    text.replace(at, what.size(), with);
+// Every run of `text` covered by an occurrence of any of `secrets` becomes one "***", in
+// one pass over the text as it was: replacing secret after secret would let a secret made
+// of '*' match the stars of earlier replacements and grow the text each time (a fuzzer
+// found a 240-byte URL that took seconds).
+std::string mask_all(const std::string& text, const std::vector<std::string>& secrets) {
+  std::vector<char> covered(text.size(), 0);
+  bool any = false;
+  for (const auto& secret : secrets) {
+    if (secret.empty()) continue;
+    std::size_t filled_to = 0;  // occurrences overlap: fill each position once per secret
+    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 1)) {
+      const std::size_t end = at + secret.size();
+      for (std::size_t i = std::max(at, filled_to); i < end; ++i) covered[i] = 1;
+      filled_to = std::max(filled_to, end);
+      any = true;
+    }
+  }
+  if (!any) return text;
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    if (!covered[i]) {
+      out += text[i++];
+      continue;
+    }
+    out += "***";
+    while (i < text.size() && covered[i]) ++i;
+  }
+  return out;
 }
 
 }  // namespace
@@ -147,12 +172,10 @@ std::string redact_secrets(std::string_view text, const std::vector<std::string>
     }
     out += text[i++];
   }
-  // Longest first, so that a secret containing another is hidden whole.
-  std::vector<std::string> secrets(known);
-  std::sort(secrets.begin(), secrets.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  for (const auto& secret : secrets)
-    if (secret != "***") replace_all(out, secret, "***");
-  return out;
+  std::vector<std::string> secrets;
+  for (const auto& secret : known)
+    if (secret != "***") secrets.push_back(secret);
+  return mask_all(out, secrets);
 }
 
 std::vector<std::string> url_secrets(std::string_view text) {
