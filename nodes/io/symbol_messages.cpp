@@ -26,7 +26,9 @@ using nlohmann::json;
 struct Scalar {
   const char* type;
   std::string text;
-  bool is_string() const { return type[0] == 's'; }
+  bool is_string() const { return std::string_view(type) == "string"; }
+  bool is_number() const { return std::string_view(type) == "number"; }
+  bool is_null() const { return std::string_view(type) == "null"; }
 };
 
 // Reads a message as a stream of SAX events, never as a tree: nesting costs one bit per
@@ -152,7 +154,7 @@ class MessageReader final : public json::json_sax_t {
       switch (field_) {
         case Field::Symbols:
         case Field::Symbol:
-          if (v.type[0] != 'n' || v.text != "null") entry(field_name(field_), std::move(v));
+          if (!v.is_null()) entry(field_name(field_), std::move(v));
           break;
         case Field::CorrelationId: correlation_id(std::move(v)); break;
         case Field::Ts:
@@ -173,9 +175,9 @@ class MessageReader final : public json::json_sax_t {
   void correlation_id(Scalar v) {
     correlation_problem_.clear();
     out_.correlation_id.reset();
-    if (v.type[0] == 'n' && v.text == "null") return;  // null: none, as when absent
+    if (v.is_null()) return;                      // null: none, as when absent
     if (v.is_string() && v.text.empty()) return;        // empty: none
-    if (!v.is_string() && v.type[0] != 'n') {
+    if (!v.is_string() && !v.is_number()) {
       correlation_problem_ = std::string("correlation_id is a ") + v.type + "; it must be a string";
       return;
     }
