@@ -84,7 +84,11 @@ void NatsInbox::ensure_consumer() {
   cc.DeliverPolicy = js_DeliverAll;
   cc.AckPolicy = js_AckExplicit;
   cc.AckWait = nanos(options_.ack_wait);
-  cc.MaxDeliver = options_.max_deliver;
+  // One delivery more than the source processes: the source dead-letters a message on its
+  // max_deliver-th delivery, and the server must still make that delivery when an earlier
+  // one was not counted as the source counts (seen once: a redelivery carrying the same
+  // count twice). The server's own cap stops a message only if dead-lettering failed too.
+  cc.MaxDeliver = options_.max_deliver > 0 ? options_.max_deliver + 1 : options_.max_deliver;
   cc.MaxAckPending = options_.max_ack_pending;
   cc.FilterSubject = options_.subject.c_str();
   jerr = static_cast<jsErrCode>(0);

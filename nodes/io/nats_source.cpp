@@ -36,7 +36,8 @@ NodeSpec& common_fields(NodeSpec& spec) {
       .field(field::integer("max_deliver").default_value("5").at_least(-1).describe(
           "deliveries per message: the max_deliver-th delivery of a message is not processed but dead-lettered "
           "(reason max_deliveries) and terminated, so a poisoned message cannot wedge or crash-loop the pipeline; "
-          "also the consumer's setting when created; -1 = unlimited, else at least 2"))
+          "the consumer, when created, gets max_deliver + 1 (the server stops a message only if even its dead-lettering "
+          "failed); -1 = unlimited, else at least 2"))
       .field(field::duration("nak_delay").default_value("1s").at_least(0).describe(
           "a message that failed downstream is redelivered after this delay, doubled at each further delivery "
           "(1s, 2s, 4s, 8s by default: a 15 s outage is ridden out before max_deliver), at most ack_wait"))
