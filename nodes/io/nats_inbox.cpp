@@ -24,12 +24,13 @@ std::string_view NatsInboxMessage::data() const {
 
 std::string NatsInboxMessage::subject() const { return natsMsg_GetSubject(msg_); }
 
-std::uint64_t NatsInboxMessage::delivered() const {
+NatsInboxMessage::NatsInboxMessage(natsMsg* msg, std::shared_ptr<const NatsSubscriptionHandle> subscription)
+    : subscription_(std::move(subscription)), msg_(msg) {
   jsMsgMetaData* meta = nullptr;
-  if (natsMsg_GetMetaData(&meta, msg_) != NATS_OK || !meta) return 1;
-  std::uint64_t n = meta->NumDelivered;
-  jsMsgMetaData_Destroy(meta);
-  return n;
+  if (natsMsg_GetReply(msg_) && natsMsg_GetMetaData(&meta, msg_) == NATS_OK && meta) {
+    delivered_ = meta->NumDelivered;
+    jsMsgMetaData_Destroy(meta);
+  }
 }
 
 bool NatsInboxMessage::ack() {

@@ -51,16 +51,16 @@ class NatsSubscriptionHandle {
 // are destroyed with it.
 class NatsInboxMessage {
  public:
-  NatsInboxMessage(natsMsg* msg, std::shared_ptr<const NatsSubscriptionHandle> subscription)
-      : subscription_(std::move(subscription)), msg_(msg) {}
+  NatsInboxMessage(natsMsg* msg, std::shared_ptr<const NatsSubscriptionHandle> subscription);
   ~NatsInboxMessage();
   NatsInboxMessage(const NatsInboxMessage&) = delete;
   NatsInboxMessage& operator=(const NatsInboxMessage&) = delete;
 
   std::string_view data() const;
   std::string subject() const;
-  // JetStream: how many times the server delivered it (1 the first time); core: 1.
-  std::uint64_t delivered() const;
+  // JetStream: how many times the server delivered it (1 the first time); core: 1. Read
+  // once from the message's metadata: the source and the settler both ask.
+  std::uint64_t delivered() const { return delivered_; }
   // JetStream only; a no-op for a core message. False when NATS refused (the server then
   // redelivers after ack_wait).
   bool ack();
@@ -71,6 +71,7 @@ class NatsInboxMessage {
  private:
   std::shared_ptr<const NatsSubscriptionHandle> subscription_;  // outlives msg_ (destroyed after it)
   natsMsg* msg_;
+  std::uint64_t delivered_ = 1;
 };
 
 class NatsInbox {

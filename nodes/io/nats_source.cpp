@@ -136,7 +136,6 @@ class NatsSource : public Source {
     if (o.max_deliver == 0 || o.max_deliver == 1)
       throw std::invalid_argument("nats_source " + ctx.id + ": max_deliver must be -1 (unlimited) or at least 2, got " +
                                   std::to_string(o.max_deliver));
-    max_deliver_ = o.max_deliver;
     inbox_ = std::make_unique<NatsInbox>(nats_, std::move(o), ctx.id);
     received_ = &metrics_.counter("predflow_source_messages_total", "Messages taken from NATS by a source node", {{"node", id_}});
     redelivered_ = &metrics_.counter("predflow_source_redelivered_total",
@@ -255,7 +254,8 @@ class NatsSource : public Source {
     auto dead = make_batch();
     for (std::size_t i = 0; i < group.messages.size(); ++i) {
       const auto& m = group.messages[i];
-      if (max_deliver_ > 0 && m->delivered() >= static_cast<std::uint64_t>(max_deliver_)) {
+      const std::int64_t max_deliver = inbox_->options().max_deliver;
+      if (max_deliver > 0 && m->delivered() >= static_cast<std::uint64_t>(max_deliver)) {
         group.terminal[i] = 1;
         dead->failures.push_back(max_deliveries_failure(*m));
         rejected("max_deliveries").Increment();
@@ -300,7 +300,7 @@ class NatsSource : public Source {
     f.stage = id_;
     f.reason = "max_deliveries";
     f.error = "delivered " + std::to_string(m.delivered()) + " times without success (max_deliver " +
-              std::to_string(max_deliver_) + "); terminated, not processed again";
+              std::to_string(inbox_->options().max_deliver) + "); terminated, not processed again";
     f.attempts = static_cast<int>(std::min<std::uint64_t>(m.delivered(), 1u << 30));
     f.payload = std::string(limits::utf8_prefix(m.data(), limits::kMaxQuotedBytes));
     f.payload_bytes = m.data().size();
@@ -353,7 +353,6 @@ class NatsSource : public Source {
   const Duration fetch_wait_, nak_delay_;
   Metrics& metrics_;
   std::unique_ptr<NatsInbox> inbox_;
-  std::int64_t max_deliver_ = -1;
   prometheus::Counter *received_, *redelivered_, *ack_failures_, *naks_, *source_failures_;
   prometheus::Gauge* subscribed_;
   std::shared_ptr<const Settler> settler_;
