@@ -5,10 +5,14 @@
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 namespace predflow::inference {
 
@@ -49,7 +53,40 @@ bool take_one(std::atomic<int>& counter) {
   return false;
 }
 
+// The BLAS's own thread pool (OpenBLAS, pthread or OpenMP build; Debian's libtorch calls
+// it for every matmul), looked up at run time: the binary does not link OpenBLAS itself,
+// and a libtorch with MKL has no such symbol (at::set_num_threads covers MKL).
+using SetThreads = void (*)(int);
+using GetThreads = int (*)();
+
+const char* blas_thread_variable() {
+  for (const char* name : {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* v = std::getenv(name); v && *v) return name;
+  return nullptr;
+}
+
 }  // namespace
+
+std::string apply_cpu_threads(int threads) {
+  // Process-wide settings shared by every model node: the largest request wins, so that
+  // one node asking for more is not undone by another asking for fewer.
+  static std::mutex mutex;
+  static int applied = 0;
+  std::lock_guard lock(mutex);
+  if (threads > applied) {
+    applied = threads;
+    at::set_num_threads(threads);
+  }
+  std::string text = "intra_op=" + std::to_string(at::get_num_threads()) +
+                     (applied > 0 ? " (threads: " + std::to_string(applied) + ")" : " (libtorch default)");
+  auto set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  auto get_blas = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (!set_blas || !get_blas) return text + " blas=not OpenBLAS";
+  if (const char* variable = blas_thread_variable())  // the user's choice wins
+    return text + " blas=" + std::to_string(get_blas()) + " (" + variable + " from the environment)";
+  if (applied > 0) set_blas(applied);
+  return text + " blas=" + std::to_string(get_blas()) + (applied > 0 ? " (threads)" : " (OpenBLAS default)");
+}
 
 std::string resolve_device(const std::string& requested) {
   if (requested == "cpu") return "cpu";
@@ -72,6 +109,7 @@ struct McModel::Impl {
   ModelCard card;
   McModelOptions options;
   std::string device_name;
+  std::string thread_settings;
   torch::Device device{torch::kCPU};
   bool accelerator = false;  // CUDA, or emulated for tests
   torch::jit::Module module;
@@ -90,7 +128,7 @@ struct McModel::Impl {
       device = torch::Device(device_name);
       accelerator = device.is_cuda();
     }
-    if (options.threads > 0) at::set_num_threads(options.threads);
+    thread_settings = apply_cpu_threads(options.threads);
     if (options.seed >= 0) at::manual_seed(static_cast<std::uint64_t>(options.seed));
     for (float s : card.scaler_scale) inv_scale.push_back(1.0f / s);
     module = load(device);
@@ -105,6 +143,11 @@ struct McModel::Impl {
     }
     m.eval();
     has_sample = m.find_method("sample").has_value();
+    if (card.has_mc_split())
+      for (const std::string& method : {card.mc_trunk, card.mc_head})
+        if (!m.find_method(method))
+          throw std::runtime_error("model " + card.file + ": model.yaml declares monte_carlo method " + method +
+                                   "(), which the TorchScript file does not have");
     return m;
   }
 
@@ -136,8 +179,15 @@ struct McModel::Impl {
     if (S == 1) {
       y = module.forward({xt}).toTensor();
     } else {
-      if (!has_sample) throw std::runtime_error("model " + card.name + " has no sample() method (mc_samples: 1 uses forward())");
-      y = module.run_method("sample", xt.repeat({S, 1})).toTensor();
+      if (card.has_mc_split()) {
+        // Exact: nothing stochastic comes before the trunk's output, so its S copies of a
+        // row are what S separate passes would compute; only the head is sampled S times.
+        torch::Tensor h = module.run_method(card.mc_trunk, xt).toTensor();
+        y = module.run_method(card.mc_head, h.repeat({S, 1})).toTensor();
+      } else {
+        if (!has_sample) throw std::runtime_error("model " + card.name + " has no sample() method (mc_samples: 1 uses forward())");
+        y = module.run_method("sample", xt.repeat({S, 1})).toTensor();
+      }
     }
     if (y.dim() != 1 || y.size(0) != rows * S)
       throw std::runtime_error("model " + card.name + " returned shape " + c10::str(y.sizes()) + ", expected [" +
@@ -171,7 +221,7 @@ struct McModel::Impl {
     for (std::size_t f = 0; f < width; ++f)
       for (std::size_t r = 0; r < n; ++r) zeros[r * width + f] = card.scaler_mean[f];  // scales to exactly 0
     for (int S : {1, std::max(2, options.warmup_samples)}) {
-      if (S > 1 && !has_sample) continue;
+      if (S > 1 && !has_sample && !card.has_mc_split()) continue;
       std::vector<float> out(n * static_cast<std::size_t>(S));
       try {
         run(zeros.data(), n, S, out.data());
@@ -191,7 +241,7 @@ struct McModel::Impl {
     const auto width = static_cast<std::size_t>(card.input_width);
     std::vector<float> x(batch_size * width);
     for (std::size_t i = 0; i < x.size(); ++i) x[i] = card.scaler_mean[i % width];
-    const int S = has_sample ? std::max(1, options.warmup_samples) : 1;
+    const int S = (has_sample || card.has_mc_split()) ? std::max(1, options.warmup_samples) : 1;
     std::vector<float> out(batch_size * static_cast<std::size_t>(S));
     for (int i = 0; i < options.warmup_iterations; ++i) run(x.data(), batch_size, S, out.data());
   }
@@ -206,6 +256,7 @@ McModel::~McModel() = default;
 
 const ModelCard& McModel::card() const { return impl_->card; }
 const std::string& McModel::device() const { return impl_->device_name; }
+const std::string& McModel::thread_settings() const { return impl_->thread_settings; }
 std::size_t McModel::batch_size() const { return impl_->batch_size; }
 bool McModel::on_accelerator() const { return impl_->accelerator; }
 

@@ -19,7 +19,8 @@ namespace predflow::inference {
 
 struct McModelOptions {
   std::string device = "auto";  // auto | cpu | cuda | cuda:N (auto = CUDA when available)
-  int threads = 0;              // CPU intra-op threads (process-wide in libtorch); 0 = leave as is
+  int threads = 0;              // CPU threads of libtorch's intra-op pool and of OpenBLAS (process-wide,
+                                // apply_cpu_threads); 0 = leave the libraries' defaults
   std::size_t batch_size = 128; // rows per model call; halved on out-of-memory
   int warmup_samples = 20;      // S of the warm-up calls (the node passes its mc_samples)
   int warmup_iterations = 3;    // full-size calls before ready (the JIT optimises after the first runs)
@@ -80,6 +81,7 @@ class McModel {
 
   const ModelCard& card() const;
   const std::string& device() const;  // "cpu", "cuda:0", …
+  const std::string& thread_settings() const;  // what apply_cpu_threads reported, for the log
   std::size_t batch_size() const;
   bool on_accelerator() const;
 
@@ -96,6 +98,15 @@ class McModel {
   std::atomic<int> inject_failures_{0};
   std::atomic<int> inject_oom_{0};
 };
+
+// Sets libtorch's intra-op threads and OpenBLAS's pool to `threads` (0: leave both), for
+// the whole process: the largest value any caller asked for wins. An OPENBLAS_NUM_THREADS,
+// GOTO_NUM_THREADS or OMP_NUM_THREADS in the environment wins over `threads` for OpenBLAS.
+// Why both: Debian's libtorch runs its own ops on OpenMP threads and every matmul on
+// OpenBLAS's separate pthread pool, each sized to all cores by default; two model nodes then
+// run 4 busy threads on 2 cores, 2-5x slower than one thread each (docs/performance.md).
+// Returns a description for the log ("intra_op=1 (threads: 1) blas=1 (threads)").
+std::string apply_cpu_threads(int threads);
 
 // "auto" → "cuda:0" when libtorch sees a GPU, else "cpu"; "cuda" → "cuda:0". Throws for a
 // CUDA device that libtorch cannot use, or an unknown name.

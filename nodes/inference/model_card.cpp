@@ -43,6 +43,8 @@ void finish_model_card(ModelCard& c) {
     if (!std::isfinite(c.scaler_mean[i]) || !std::isfinite(c.scaler_scale[i]) || c.scaler_scale[i] == 0.0f)
       throw std::runtime_error(where + "`scaler` entry " + std::to_string(i) + " is not finite or has scale 0");
   if (c.mc_samples_default < 1) throw std::runtime_error(where + "`mc_samples_default` must be at least 1");
+  if (c.mc_trunk.empty() != c.mc_head.empty())
+    throw std::runtime_error(where + "`monte_carlo` needs both `trunk` and `head` (the names of the model's methods)");
   if (c.file.empty()) throw std::runtime_error(where + "`file` (the TorchScript file) is missing");
   fs::path file = c.file;
   if (file.is_relative()) file = fs::path(c.yaml_path).parent_path() / file;
@@ -246,6 +248,11 @@ ModelCard parse_model_card_lite(const std::string& text, const std::string& yaml
   if (auto d = scalar(root, "dropout"); !d.empty()) c.dropout = number(d, yaml_path, "dropout");
   if (auto m = scalar(root, "mc_samples_default"); !m.empty())
     c.mc_samples_default = static_cast<int>(number(m, yaml_path, "mc_samples_default"));
+  if (const Value* mc = find(root, "monte_carlo")) {
+    if (mc->kind != Value::Kind::Map) throw std::runtime_error(yaml_path + ": `monte_carlo` must be a map of trunk and head");
+    c.mc_trunk = scalar(*mc, "trunk");
+    c.mc_head = scalar(*mc, "head");
+  }
   finish_model_card(c);
   return c;
 }

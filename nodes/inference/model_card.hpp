@@ -20,6 +20,13 @@ struct ModelCard {
   std::vector<float> scaler_scale;
   double dropout = 0;
   int mc_samples_default = 20;
+  // The Monte-Carlo split (`monte_carlo: {trunk: trunk, head: sample_head}`): the model's
+  // methods such that sample(x) and head(trunk(x)) draw from the same distribution and
+  // trunk is deterministic. The runtime then runs trunk once per row and only head S times.
+  // Both empty: no split, sample() on the rows repeated S times.
+  std::string mc_trunk;
+  std::string mc_head;
+  bool has_mc_split() const { return !mc_trunk.empty(); }
 };
 
 // `path` names a model folder holding model.yaml, or the yaml file itself; relative paths

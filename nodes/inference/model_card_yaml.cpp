@@ -51,6 +51,11 @@ ModelCard load_model_card(const std::string& path) {
   }
   c.dropout = get<double>(yaml, root, "dropout", 0.0);
   c.mc_samples_default = get<int>(yaml, root, "mc_samples_default", 20);
+  if (const YAML::Node mc = root["monte_carlo"]) {
+    if (!mc.IsMap()) throw std::runtime_error(at(yaml, mc) + ": `monte_carlo` must be a map of trunk and head");
+    c.mc_trunk = get<std::string>(yaml, mc, "trunk", "");
+    c.mc_head = get<std::string>(yaml, mc, "head", "");
+  }
   finish_model_card(c);
   return c;
 }

@@ -47,8 +47,11 @@ NodeSpec torch_gpu_infer_spec() {
                  .describe("rows per model call; larger input batches are split; halved on CUDA out-of-memory"))
       .field(field::integer("mc_samples").default_value("20").at_least(1).at_most(10000).in_unit("samples")
                  .describe("Monte-Carlo samples per symbol; 1 = deterministic forward()"))
-      .field(field::integer("threads").default_value("0").at_least(0).in_unit("threads")
-                 .describe("CPU intra-op threads of libtorch (process-wide); 0 = libtorch's default"))
+      .field(field::integer("threads").default_value("1").at_least(0).in_unit("threads")
+                 .describe("CPU threads of libtorch's intra-op pool and of OpenBLAS, for the whole process (the largest value of "
+                           "all model nodes wins; OPENBLAS_NUM_THREADS in the environment wins for OpenBLAS); 0 = the "
+                           "libraries' defaults, all cores each. 1 suits batches of this size: the model nodes and "
+                           "concurrency run in parallel instead"))
       .field(field::integer("input_width").default_value("0").at_least(0).in_unit("features")
                  .describe("feature width the upstream delivers; checked against the model at start (0 = no check)"))
       .field(field::integer("breaker_failures").default_value("10").at_least(1).in_unit("calls")
@@ -113,8 +116,9 @@ class TorchGpuInfer : public Processor {
     const auto& c = model_->card();
     spdlog::info(
         "msg=\"model loaded\" node={} model={} model_type={} file={} device={} input_width={} mc_samples={} batch_size={} "
-        "ready_after_ms={} inject_failures={} inject_oom={}",
+        "monte_carlo=\"{}\" cpu_threads=\"{}\" ready_after_ms={} inject_failures={} inject_oom={}",
         id_, c.name, c.model_type, c.file, model_->device(), c.input_width, samples_, batch_size_,
+        c.has_mc_split() ? c.mc_trunk + " once, " + c.mc_head + " per sample" : "sample() per sample", model_->thread_settings(),
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
         model_->pending_injected_failures(), model_->pending_injected_oom());
     start_gpu_monitor();

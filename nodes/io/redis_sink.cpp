@@ -181,8 +181,11 @@ class RedisSink : public Processor {
     bool queued = false;
     {
       std::lock_guard lock(mutex_);
-      // An empty queue takes any batch, so that one larger than max_pending is still written.
-      if (!stopping_ && (queue_.empty() || pending_rows_ + n <= max_pending_)) {
+      // Holding nothing, any batch is taken, so that one larger than max_pending is still
+      // written. Not "the queue is empty": while the writer tries a group the queue is empty
+      // but its rows are still held (pending_rows_), and a second batch then went past the
+      // bound (seen under ASan, where the first failing write took long enough).
+      if (!stopping_ && (pending_rows_ == 0 || pending_rows_ + n <= max_pending_)) {
         pending_rows_ += n;
         pending_gauge_.Set(static_cast<double>(pending_rows_));
         queue_.push_back(std::move(entry));

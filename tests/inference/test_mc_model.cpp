@@ -4,8 +4,14 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <dlfcn.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <map>
+#include <string>
 
 #include "inference/inference_support.hpp"
 #include "nodes/inference/mc_model.hpp"
@@ -307,4 +313,154 @@ TEST_CASE("on an accelerator a CUDA failure falls back to a CPU copy of the mode
   std::vector<float> too_large = {5000}, out2(2);
   CHECK_THROWS_WITH_AS(m2.infer(too_large, 1, 2, out2), doctest::Contains("value out of range"), InferenceError);
   CHECK(m2.device() == "emulated");
+}
+
+namespace {
+
+// Feature rows spread over a few standard deviations of the scaler, deterministic.
+std::vector<float> spread_rows(const ModelCard& card, std::size_t rows) {
+  const auto width = static_cast<std::size_t>(card.input_width);
+  std::vector<float> x(rows * width);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const std::size_t r = i / width, f = i % width;
+    const float z = static_cast<float>(static_cast<int>((r * 7 + f * 3) % 11) - 5) * 0.4f;
+    x[i] = card.scaler_mean[f] + z * card.scaler_scale[f];
+  }
+  return x;
+}
+
+ModelCard without_split(ModelCard card) {
+  card.mc_trunk.clear();
+  card.mc_head.clear();
+  return card;
+}
+
+}  // namespace
+
+TEST_CASE("trunk/head split: the same seed draws the same samples as sample() on the rows repeated S times") {
+  for (const auto& dir : {normal_model(), earnings_model()}) {
+    CAPTURE(dir);
+    const ModelCard card = load_model_card(dir);
+    REQUIRE(card.has_mc_split());
+    const auto width = static_cast<std::size_t>(card.input_width);
+    const auto x = spread_rows(card, 128);
+    // Each McModel seeds libtorch when built and its start-up draws the same number of
+    // random values on both paths, so the two inferences start from the same generator
+    // state: the dropout masks and the noise are the very same numbers.
+    McModel split(card, cpu());
+    const auto a = run(split, x, width, 20);
+    McModel whole(without_split(card), cpu());
+    const auto b = run(whole, x, width, 20);
+    REQUIRE(a.size() == b.size());
+    double max_diff = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, static_cast<double>(std::abs(a[i] - b[i])));
+    CHECK(max_diff <= 1e-6);  // float rounding of the trunk at another batch shape, at most
+    // mc_samples: 1 is forward() on both.
+    CHECK(run(split, x, width, 1) == run(whole, x, width, 1));
+  }
+}
+
+// Independent seeds: per row, mean, variance and the p10/p50/p90 quantiles of S draws on
+// each path must agree within Monte-Carlo error. Each check is a two-sided z test at
+// |z| <= 5 (false alarm 5.7e-7 per check when the paths agree); 16 rows × 5 checks give a
+// family-wise false-alarm rate under 5e-5 (Bonferroni), and the seeds are fixed, so the
+// test is deterministic. A head that did not draw fresh masks per copy of a row, or a
+// trunk with dropout inside, changes the variance by far more.
+TEST_CASE("trunk/head split: per-row mean, variance and quantiles agree with the full path within Monte-Carlo error") {
+  const ModelCard card = load_model_card(normal_model());
+  const auto width = static_cast<std::size_t>(card.input_width);
+  const std::size_t rows = 16;
+  const int S = 4000;
+  const auto x = spread_rows(card, rows);
+  auto options = cpu(rows);
+  options.seed = 11;
+  McModel split(card, options);
+  const auto a = run(split, x, width, S);
+  options.seed = 29;
+  McModel whole(without_split(card), options);
+  const auto b = run(whole, x, width, S);
+
+  struct Moments {
+    double mean = 0, var = 0, m4 = 0;
+  };
+  auto moments = [&](const std::vector<float>& v, std::size_t r) {
+    Moments m;
+    for (int s = 0; s < S; ++s) m.mean += v[r * S + s];
+    m.mean /= S;
+    for (int s = 0; s < S; ++s) {
+      const double d = v[r * S + s] - m.mean;
+      m.var += d * d;
+      m.m4 += d * d * d * d;
+    }
+    m.var /= S - 1;
+    m.m4 /= S;
+    return m;
+  };
+  double worst = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    CAPTURE(r);
+    const Moments ma = moments(a, r), mb = moments(b, r);
+    const double z_mean = (ma.mean - mb.mean) / std::sqrt(ma.var / S + mb.var / S);
+    const double z_var = (ma.var - mb.var) / std::sqrt((ma.m4 - ma.var * ma.var) / S + (mb.m4 - mb.var * mb.var) / S);
+    CHECK(std::abs(z_mean) <= 5.0);
+    CHECK(std::abs(z_var) <= 5.0);
+    worst = std::max({worst, std::abs(z_mean), std::abs(z_var)});
+    // Quantiles, distribution-free: the share of B's draws below A's p-quantile is p up to
+    // binomial error of both samples (variance about 2·p(1-p)/S).
+    std::vector<float> ra(a.begin() + r * S, a.begin() + (r + 1) * S), rb(b.begin() + r * S, b.begin() + (r + 1) * S);
+    std::sort(ra.begin(), ra.end());
+    std::sort(rb.begin(), rb.end());
+    for (double p : {0.1, 0.5, 0.9}) {
+      const float q = ra[static_cast<std::size_t>(p * S)];
+      const double below = static_cast<double>(std::lower_bound(rb.begin(), rb.end(), q) - rb.begin()) / S;
+      const double z = (below - p) / std::sqrt(2 * p * (1 - p) / S);
+      CHECK(std::abs(z) <= 5.0);
+      worst = std::max(worst, std::abs(z));
+    }
+  }
+  MESSAGE("largest |z| over ", rows, " rows × 5 statistics: ", worst);
+}
+
+TEST_CASE("trunk/head split: a model.yaml that names methods the file lacks is refused at load") {
+  ModelCard card = load_model_card(python_tiny_model());
+  card.mc_trunk = "trunk";
+  card.mc_head = "sample_head";
+  CHECK_THROWS_WITH_AS(McModel(card, cpu(8)), doctest::Contains("does not have"), std::runtime_error);
+}
+
+TEST_CASE("cpu threads: threads sizes OpenBLAS's pool too, unless OPENBLAS_NUM_THREADS is in the environment") {
+  using GetThreads = int (*)();
+  using SetThreads = void (*)(int);
+  auto get_blas = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  auto set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (!get_blas || !set_blas) {
+    CHECK(apply_cpu_threads(1).find("blas=not OpenBLAS") != std::string::npos);
+    return;
+  }
+  // The environment as the test found it, restored at the end.
+  std::map<std::string, std::string> saved;
+  for (const char* name : {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* v = std::getenv(name)) saved[name] = v, unsetenv(name);
+
+  set_blas(2);
+  const std::string text = apply_cpu_threads(1);
+  CAPTURE(text);
+  CHECK(text.find("(threads)") != std::string::npos);
+  // The largest request so far (1, unless another test in this process asked for more)
+  // replaced OpenBLAS's 2.
+  const auto at = text.find("(threads: ");
+  REQUIRE(at != std::string::npos);
+  const int applied = std::stoi(text.substr(at + 10));
+  CHECK(get_blas() == applied);
+  if (applied == 1) CHECK(text.rfind("intra_op=1 ", 0) == 0);
+
+  setenv("OPENBLAS_NUM_THREADS", "2", 1);
+  set_blas(2);  // what OpenBLAS would have read from that variable at start-up
+  const std::string kept = apply_cpu_threads(1);
+  CAPTURE(kept);
+  CHECK(get_blas() == 2);
+  CHECK(kept.find("OPENBLAS_NUM_THREADS from the environment") != std::string::npos);
+
+  unsetenv("OPENBLAS_NUM_THREADS");
+  for (const auto& [name, value] : saved) setenv(name.c_str(), value.c_str(), 1);
 }

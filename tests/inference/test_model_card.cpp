@@ -20,6 +20,8 @@ void check_same(const ModelCard& a, const ModelCard& b) {
   CHECK(a.scaler_scale == b.scaler_scale);
   CHECK(a.dropout == b.dropout);
   CHECK(a.mc_samples_default == b.mc_samples_default);
+  CHECK(a.mc_trunk == b.mc_trunk);
+  CHECK(a.mc_head == b.mc_head);
 }
 }  // namespace
 
@@ -41,10 +43,14 @@ TEST_CASE("model card: the shipped cards read the same with yaml-cpp and with th
   CHECK(normal.scaler_scale[19] == doctest::Approx(0.00915237068));
   CHECK(normal.dropout == doctest::Approx(0.1));
   CHECK(normal.file.ends_with("models/normal_day/lstm_normal_v2.1.pt"));
+  CHECK(normal.mc_trunk == "trunk");  // both shipped models declare the Monte-Carlo split
+  CHECK(normal.mc_head == "sample_head");
   ModelCard earnings = load_model_card(earnings_model());
   CHECK(earnings.name == "lstm_earnings_v2.1");
   CHECK(earnings.model_type == "earnings_day");
   CHECK(earnings.input_width == 37);
+  CHECK(earnings.has_mc_split());
+  CHECK_FALSE(load_model_card(python_tiny_model()).has_mc_split());  // no split declared: sample()
 }
 
 TEST_CASE("model card: the subset reader takes block maps, comments and quoted strings") {
@@ -72,6 +78,10 @@ TEST_CASE("model card: the subset reader takes block maps, comments and quoted s
   CHECK(c.dropout == 0.25);
   CHECK(c.mc_samples_default == 20);
   CHECK(c.file == (dir.path() / "m.pt").string());
+  CHECK_FALSE(c.has_mc_split());
+  ModelCard split = parse_model_card_lite(text + "monte_carlo:\n  trunk: body\n  head: draw\n", (dir.path() / "model.yaml").string());
+  CHECK(split.mc_trunk == "body");
+  CHECK(split.mc_head == "draw");
 }
 
 TEST_CASE("model card: clear errors for a missing folder, bad YAML, and inconsistent cards") {
@@ -98,6 +108,14 @@ TEST_CASE("model card: clear errors for a missing folder, bad YAML, and inconsis
   write_file(dir.path() / "model.yaml", "name: m\nfile: m.pt\ninput_width: two\n");
   CHECK_THROWS_WITH_AS(load_model_card(dir.str()), doctest::Contains("input_width"), std::runtime_error);
   CHECK_THROWS_WITH_AS(load_model_card_lite(dir.str()), doctest::Contains("input_width"), std::runtime_error);
+
+  // The Monte-Carlo split names both methods, or neither.
+  write_file(dir.path() / "model.yaml", "name: m\nfile: m.pt\ninput_width: 2\nmonte_carlo: {trunk: trunk}\n");
+  CHECK_THROWS_WITH_AS(load_model_card(dir.str()), doctest::Contains("both `trunk` and `head`"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_model_card_lite(dir.str()), doctest::Contains("both `trunk` and `head`"), std::runtime_error);
+  write_file(dir.path() / "model.yaml", "name: m\nfile: m.pt\ninput_width: 2\nmonte_carlo: [trunk, head]\n");
+  CHECK_THROWS_WITH_AS(load_model_card(dir.str()), doctest::Contains("`monte_carlo` must be a map"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_model_card_lite(dir.str()), doctest::Contains("`monte_carlo` must be a map"), std::runtime_error);
 
   // No scaler: identity.
   write_file(dir.path() / "model.yaml", "name: m\nfile: m.pt\ninput_width: 2\n");

@@ -38,6 +38,15 @@ def check(folder, device):
         draws = module.sample(x.repeat(card["mc_samples_default"], 1))
         assert draws.shape == (64 * card["mc_samples_default"],), "sample() must return [S*N]"
         assert not torch.equal(draws[:64], draws[64:128]), "sample() must be stochastic"
+        split = card.get("monte_carlo")
+        if split:  # sample(x) == head(trunk(x)) draw for draw, trunk deterministic
+            trunk, head = getattr(module, split["trunk"]), getattr(module, split["head"])
+            h = trunk(x)
+            assert torch.equal(h, trunk(x)), "monte_carlo trunk must be deterministic"
+            torch.manual_seed(7)
+            whole = module.sample(x)
+            torch.manual_seed(7)
+            assert torch.equal(whole, head(h)), "head(trunk(x)) must equal sample(x) under one seed"
         if device != "cpu":
             moved = torch.jit.load(path, map_location=device)
             moved.eval()
@@ -45,8 +54,9 @@ def check(folder, device):
             assert diff < 1e-5, "forward() on %s differs from cpu by %g" % (device, diff)
             draws = moved.sample(x.to(device).repeat(2, 1))
             assert draws.device.type == torch.device(device).type, "sample() left the device"
-    print("ok %-32s %-20s width %d, forward(zeros)[0] = %.6f%s"
+    print("ok %-32s %-20s width %d, forward(zeros)[0] = %.6f%s%s"
           % (folder, card["name"], width, module(torch.zeros(1, width))[0].item(),
+             ", monte_carlo split checked" if card.get("monte_carlo") else "",
              "" if device == "cpu" else ", same on " + device))
 
 

@@ -46,6 +46,9 @@ void write_model_yaml(const ModelCard& c, const std::string& path) {
     << "  scale: " << flow_list(c.scaler.scale) << "\n"
     << "dropout: " << num(c.dropout) << "                              # rate used in sample()\n"
     << "mc_samples_default: " << c.mc_samples << "\n"
+    << "# sample(x) == sample_head(trunk(x)), trunk deterministic: the runtime runs the LSTM\n"
+    << "# once per row and only the stochastic head per Monte-Carlo sample\n"
+    << "monte_carlo: {trunk: trunk, head: sample_head}\n"
     << "# loss: gaussian_nll (mean + noise heads); batch_size: " << c.batch_size
     << "; calibration_rows: " << c.calibration_rows
     << "; sample() noise_scale: " << num(c.noise_scale) << "\n"

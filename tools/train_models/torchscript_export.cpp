@@ -12,14 +12,21 @@ namespace {
 // (gate order i, f, g, o as in torch.nn.LSTM). W_hh is still stored so the file maps onto
 // an nn.LSTM state dict one to one. sample() draws dropout masks and a standard normal per
 // row; its mean over many draws is forward() up to dropout's small nonlinearity bias.
+//
+// trunk() and sample_head() split sample() for Monte-Carlo inference (docs/models.md):
+// trunk(x) is the deterministic LSTM step, sample_head(h) everything stochastic after it,
+// so sample(x) and sample_head(trunk(x)) draw from the same distribution and the runtime
+// computes the trunk once per row instead of once per sample.
 constexpr const char* kSource = R"JIT(
-def _net(self, x: Tensor, active: bool) -> Tuple[Tensor, Tensor]:
+def trunk(self, x: Tensor) -> Tensor:
     assert x.dim() == 2 and x.size(1) == self.input_width, (
         "LstmRegressor: expected x of shape [N, " + str(self.input_width) + "]")
     gates = torch.matmul(x, self.lstm_weight_ih.t()) + self.lstm_bias_ih + self.lstm_bias_hh
     i, f, g, o = gates.chunk(4, 1)
     c = torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
+    return torch.sigmoid(o) * torch.tanh(c)
+
+def _head(self, h: Tensor, active: bool) -> Tuple[Tensor, Tensor]:
     h = torch.dropout(h, self.dropout_p, active)
     z = torch.relu(torch.matmul(h, self.dense_weight.t()) + self.dense_bias)
     z = torch.dropout(z, self.dropout_p, active)
@@ -29,13 +36,16 @@ def _net(self, x: Tensor, active: bool) -> Tuple[Tensor, Tensor]:
     return mean, sigma
 
 def forward(self, x: Tensor) -> Tensor:
-    mean, sigma = self._net(x, False)
+    mean, sigma = self._head(self.trunk(x), False)
     return mean * self.target_scale
 
-def sample(self, x: Tensor) -> Tensor:
-    mean, sigma = self._net(x, True)
+def sample_head(self, h: Tensor) -> Tensor:
+    mean, sigma = self._head(h, True)
     noise = torch.randn_like(mean)
     return (mean + self.noise_scale * sigma * noise) * self.target_scale
+
+def sample(self, x: Tensor) -> Tensor:
+    return self.sample_head(self.trunk(x))
 )JIT";
 
 void add_tensor(torch::jit::Module& m, const std::string& name, const torch::Tensor& t) {
@@ -99,10 +109,31 @@ void verify_saved_module(const std::string& path, LstmRegressor& model, const to
   const auto b = sample({x}).toTensor();
   require(a.dim() == 1 && a.size(0) == x.size(0), "sample() shape is not [N]");
   require(max_abs_diff(a, b) > 0.0, "sample() is not stochastic");
+
+  // The Monte-Carlo split: trunk() is the training model's LSTM output, deterministic, and
+  // sample_head(trunk(x)) is sample(x) draw for draw (the same generator calls in the same
+  // order), so the runtime's trunk-once path samples the very same distribution.
+  auto trunk = loaded.get_method("trunk");
+  auto head = loaded.get_method("sample_head");
+  const auto h = trunk({x}).toTensor();
+  const auto lstm_h = std::get<0>(model->lstm->forward(x.unsqueeze(0))).squeeze(0);
+  const double trunk_diff = max_abs_diff(h, lstm_h);
+  require(h.dim() == 2 && h.size(0) == x.size(0), "trunk() shape is not [N, H]");
+  require(trunk_diff < 1e-5, "trunk() differs from the LSTM output by " + std::to_string(trunk_diff));
+  require(max_abs_diff(trunk({x}).toTensor(), h) == 0.0, "trunk() is not deterministic");
+  constexpr std::uint64_t kCheckSeed = 20261204;
+  torch::manual_seed(kCheckSeed);
+  const auto whole = sample({x}).toTensor();
+  torch::manual_seed(kCheckSeed);
+  const auto split = head({trunk({x}).toTensor()}).toTensor();
+  require(max_abs_diff(whole, split) == 0.0,
+          "sample_head(trunk(x)) differs from sample(x) under the same seed by " +
+              std::to_string(max_abs_diff(whole, split)));
   std::printf(
       "  export check: forward max |diff| vs training model %.3g, sample() stochastic "
-      "(two draws differ by up to %.3g)\n",
-      diff, max_abs_diff(a, b));
+      "(two draws differ by up to %.3g), trunk() vs LSTM %.3g, sample_head(trunk(x)) == "
+      "sample(x) under one seed\n",
+      diff, max_abs_diff(a, b), trunk_diff);
 }
 
 }  // namespace predflow::train

@@ -6,7 +6,7 @@
 //
 //   predflow_infer_bench [--model DIR] [--device cpu|cuda:0] [--batches 32,64,128,256]
 //                        [--samples 1,20] [--iterations 200] [--warmup 20] [--threads N]
-//                        [--json FILE] [--check] [--real-oom]
+//                        [--json FILE] [--check] [--real-oom] [--no-split]
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -41,10 +41,11 @@ struct Args {
   std::vector<int> samples = {1, 20};
   int iterations = 200;
   int warmup = 20;
-  int threads = 0;
+  int threads = 1;  // as the node's default (apply_cpu_threads); 0 = the libraries' defaults
   std::string json;
   bool check = false;
   bool real_oom = false;
+  bool no_split = false;  // ignore the card's monte_carlo split: sample() on S·N rows
 };
 
 std::vector<int> int_list(const std::string& s) {
@@ -72,6 +73,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--json") a.json = next();
     else if (k == "--check") a.check = true;
     else if (k == "--real-oom") a.real_oom = true;
+    else if (k == "--no-split") a.no_split = true;
     else throw std::runtime_error("unknown argument " + k);
   }
   return a;
@@ -123,7 +125,13 @@ Row measure(const Args& a, const ModelCard& card, int B, int S) {
   xs = ((xs - mean) / scale).to(device);
   auto xr = S == 1 ? xs : xs.repeat({S, 1}).contiguous();
   auto bare_call = [&] {
-    torch::Tensor y = S == 1 ? bare.forward({xr}).toTensor() : bare.run_method("sample", xr).toTensor();
+    torch::Tensor y;
+    if (S == 1)
+      y = bare.forward({xs}).toTensor();
+    else if (card.has_mc_split())  // the split the node uses: trunk once, head on S copies
+      y = bare.run_method(card.mc_head, bare.run_method(card.mc_trunk, xs).toTensor().repeat({S, 1})).toTensor();
+    else
+      y = bare.run_method("sample", xr).toTensor();
     if (device.is_cuda()) torch::cuda::synchronize(device.index());
     return y;
   };
@@ -228,11 +236,14 @@ void run_checks(const Args& a, const ModelCard& card) {
 int main(int argc, char** argv) {
   try {
     Args a = parse(argc, argv);
-    if (a.threads > 0) at::set_num_threads(a.threads);
+    const std::string threads = apply_cpu_threads(a.threads);
     ModelCard card = load_model_card_lite(a.model);
+    if (a.no_split) card.mc_trunk.clear(), card.mc_head.clear();
     a.device = resolve_device(a.device);
-    std::printf("model %s (%s), input_width %lld, device %s, libtorch intra-op threads %d, iterations %d\n", card.name.c_str(),
-                card.file.c_str(), static_cast<long long>(card.input_width), a.device.c_str(), at::get_num_threads(), a.iterations);
+    std::printf("model %s (%s), input_width %lld, device %s, cpu threads: %s, iterations %d, monte_carlo %s\n",
+                card.name.c_str(), card.file.c_str(), static_cast<long long>(card.input_width), a.device.c_str(),
+                threads.c_str(), a.iterations,
+                card.has_mc_split() ? (card.mc_trunk + " once + " + card.mc_head + " on S copies").c_str() : "sample() on S copies");
     std::printf("| batch | mc_samples | node p50 µs | node p99 µs | bare p50 µs | bare p99 µs | node/bare (p50) | stats p50 µs |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     std::ofstream json;
