@@ -1,11 +1,14 @@
 // One of the two files of the inference library that include libtorch (with script_module.cpp).
 #include "nodes/inference/mc_model.hpp"
 
+#include "nodes/inference/fast_dropout.hpp"
+
 #include <torch/cuda.h>
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include <dlfcn.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cctype>
@@ -88,6 +91,26 @@ std::string apply_cpu_threads(int threads) {
   return text + " blas=" + std::to_string(get_blas()) + (applied > 0 ? " (threads)" : " (OpenBLAS default)");
 }
 
+std::string apply_allocator_settings() {
+  static std::mutex mutex;
+  static std::string applied;
+  std::lock_guard lock(mutex);
+  if (!applied.empty()) return applied;
+  for (const char* name : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES"})
+    if (const char* v = std::getenv(name); v && *v) return applied = std::string("glibc defaults (") + name + " from the environment)";
+#if defined(__GLIBC__)
+  // Blocks up to 32 MiB (glibc's ceiling) come from the heap instead of fresh mmap()s, and
+  // up to 64 MiB of freed heap stays mapped: a 128 × 20 call allocates a few dozen
+  // tensors of 100-330 KiB, and with glibc's defaults each one was mmap()ed, page-faulted
+  // in and unmapped again, or trimmed away and faulted back, call after call.
+  const bool ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 64 << 20) == 1 &&
+                  mallopt(M_TOP_PAD, 16 << 20) == 1;
+  return applied = ok ? "mmap_threshold=32MiB trim_threshold=64MiB top_pad=16MiB" : "glibc defaults (mallopt refused)";
+#else
+  return applied = "not glibc: allocator untouched";
+#endif
+}
+
 std::string resolve_device(const std::string& requested) {
   if (requested == "cpu") return "cpu";
   if (requested == "auto") return torch::cuda::is_available() ? "cuda:0" : "cpu";
@@ -110,6 +133,7 @@ struct McModel::Impl {
   McModelOptions options;
   std::string device_name;
   std::string thread_settings;
+  std::string allocator_settings;
   torch::Device device{torch::kCPU};
   bool accelerator = false;  // CUDA, or emulated for tests
   torch::jit::Module module;
@@ -129,12 +153,15 @@ struct McModel::Impl {
       accelerator = device.is_cuda();
     }
     thread_settings = apply_cpu_threads(options.threads);
+    allocator_settings = options.tune_allocator ? apply_allocator_settings() : "untouched (tune_allocator off)";
     if (options.seed >= 0) at::manual_seed(static_cast<std::uint64_t>(options.seed));
     for (float s : card.scaler_scale) inv_scale.push_back(1.0f / s);
     module = load(device);
   }
 
   torch::jit::Module load(torch::Device on) {
+    // Models may call torch.ops.predflow.dropout; this reference keeps its registration in.
+    if (!fast_dropout_registered()) throw std::logic_error("predflow::dropout is not registered");
     torch::jit::Module m;
     try {
       m = torch::jit::load(card.file, on);
@@ -257,6 +284,7 @@ McModel::~McModel() = default;
 const ModelCard& McModel::card() const { return impl_->card; }
 const std::string& McModel::device() const { return impl_->device_name; }
 const std::string& McModel::thread_settings() const { return impl_->thread_settings; }
+const std::string& McModel::allocator_settings() const { return impl_->allocator_settings; }
 std::size_t McModel::batch_size() const { return impl_->batch_size; }
 bool McModel::on_accelerator() const { return impl_->accelerator; }
 

@@ -2,6 +2,8 @@
 
 #include <torch/script.h>
 
+#include "nodes/inference/ops_resolver.hpp"
+
 namespace predflow::inference {
 
 void save_script_module(const ScriptModuleSource& s, const std::string& path) {
@@ -10,7 +12,7 @@ void save_script_module(const ScriptModuleSource& s, const std::string& path) {
     m.register_attribute("training", c10::BoolType::get(), false);
     for (const auto& [name, value] : s.floats) m.register_attribute(name, c10::FloatType::get(), value);
     for (const auto& [name, value] : s.ints) m.register_attribute(name, c10::IntType::get(), static_cast<int64_t>(value));
-    m.define(s.source);
+    m.define(s.source, ops_resolver());  // ops.predflow.dropout and other custom operators
     m.save(path);
   } catch (const c10::Error& e) {
     throw std::runtime_error("save_script_module " + s.name + ": " + e.what_without_backtrace());

@@ -116,9 +116,9 @@ class TorchGpuInfer : public Processor {
     const auto& c = model_->card();
     spdlog::info(
         "msg=\"model loaded\" node={} model={} model_type={} file={} device={} input_width={} mc_samples={} batch_size={} "
-        "monte_carlo=\"{}\" cpu_threads=\"{}\" ready_after_ms={} inject_failures={} inject_oom={}",
+        "monte_carlo=\"{}\" cpu_threads=\"{}\" allocator=\"{}\" ready_after_ms={} inject_failures={} inject_oom={}",
         id_, c.name, c.model_type, c.file, model_->device(), c.input_width, samples_, batch_size_,
-        c.has_mc_split() ? c.mc_trunk + " once, " + c.mc_head + " per sample" : "sample() per sample", model_->thread_settings(),
+        c.has_mc_split() ? c.mc_trunk + " once, " + c.mc_head + " per sample" : "sample() per sample", model_->thread_settings(), model_->allocator_settings(),
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
         model_->pending_injected_failures(), model_->pending_injected_oom());
     start_gpu_monitor();

@@ -2,9 +2,12 @@
 """Checks from Python that model folders written by predflow_train_models (or by
 torch.jit.save) load with torch.jit.load and honour the interface of docs/models.md.
 
-    /usr/bin/python3 tools/train_models/check_models.py [--device cuda:0] [MODEL_DIR ...]
+    /usr/bin/python3 tools/train_models/check_models.py [--device cuda:0] [--ops LIB.so] [MODEL_DIR ...]
 
 Defaults to models/normal_day models/earnings_day models/testdata/python_tiny.
+Models that call predflow's operator (ops.predflow.dropout) need its shared library:
+--ops PATH, or $PREDFLOW_TORCH_OPS, or build/nodes/inference/libpredflow_torch_ops.so
+(target predflow_torch_ops), loaded with torch.ops.load_library.
 Needs Debian's python3-torch and python3-yaml (or any torch >= 1.13 with PyYAML). With
 --device the module is moved there and forward() is compared with the CPU result.
 Exits 1 on the first failure.
@@ -60,11 +63,26 @@ def check(folder, device):
              "" if device == "cpu" else ", same on " + device))
 
 
+def load_ops(path):
+    path = path or os.environ.get("PREDFLOW_TORCH_OPS") or "build/nodes/inference/libpredflow_torch_ops.so"
+    if os.path.exists(path):
+        torch.ops.load_library(path)
+        print("loaded predflow's operators from %s" % path)
+    else:
+        print("no %s: models calling ops.predflow.* will not load (build target predflow_torch_ops)" % path)
+
+
 def main():
     args = sys.argv[1:]
     device = "cpu"
-    if args[:1] == ["--device"]:
-        device, args = args[1], args[2:]
+    ops = None
+    while args[:1] in (["--device"], ["--ops"]):
+        if args[0] == "--device":
+            device = args[1]
+        else:
+            ops = args[1]
+        args = args[2:]
+    load_ops(ops)
     for folder in args or DEFAULT_DIRS:
         try:
             check(folder, device)

@@ -6,7 +6,7 @@
 //
 //   predflow_infer_bench [--model DIR] [--device cpu|cuda:0] [--batches 32,64,128,256]
 //                        [--samples 1,20] [--iterations 200] [--warmup 20] [--threads N]
-//                        [--json FILE] [--check] [--real-oom] [--no-split]
+//                        [--json FILE] [--check] [--real-oom] [--no-split] [--glibc-malloc]
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -46,6 +46,7 @@ struct Args {
   bool check = false;
   bool real_oom = false;
   bool no_split = false;  // ignore the card's monte_carlo split: sample() on S·N rows
+  bool glibc_malloc = false;  // leave glibc's malloc settings alone (the node tunes them)
 };
 
 std::vector<int> int_list(const std::string& s) {
@@ -74,6 +75,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--check") a.check = true;
     else if (k == "--real-oom") a.real_oom = true;
     else if (k == "--no-split") a.no_split = true;
+    else if (k == "--glibc-malloc") a.glibc_malloc = true;
     else throw std::runtime_error("unknown argument " + k);
   }
   return a;
@@ -110,6 +112,7 @@ Row measure(const Args& a, const ModelCard& card, int B, int S) {
   o.batch_size = static_cast<std::size_t>(B);
   o.warmup_samples = S;
   o.warmup_iterations = a.warmup;
+  o.tune_allocator = !a.glibc_malloc;
   McModel model(card, o);
   const auto W = static_cast<std::size_t>(card.input_width);
   auto x = random_features(card, static_cast<std::size_t>(B), 7);
@@ -237,12 +240,13 @@ int main(int argc, char** argv) {
   try {
     Args a = parse(argc, argv);
     const std::string threads = apply_cpu_threads(a.threads);
+    const std::string allocator = a.glibc_malloc ? "glibc defaults (--glibc-malloc)" : apply_allocator_settings();
     ModelCard card = load_model_card_lite(a.model);
     if (a.no_split) card.mc_trunk.clear(), card.mc_head.clear();
     a.device = resolve_device(a.device);
-    std::printf("model %s (%s), input_width %lld, device %s, cpu threads: %s, iterations %d, monte_carlo %s\n",
+    std::printf("model %s (%s), input_width %lld, device %s, cpu threads: %s, allocator: %s, iterations %d, monte_carlo %s\n",
                 card.name.c_str(), card.file.c_str(), static_cast<long long>(card.input_width), a.device.c_str(),
-                threads.c_str(), a.iterations,
+                threads.c_str(), allocator.c_str(), a.iterations,
                 card.has_mc_split() ? (card.mc_trunk + " once + " + card.mc_head + " on S copies").c_str() : "sample() on S copies");
     std::printf("| batch | mc_samples | node p50 µs | node p99 µs | bare p50 µs | bare p99 µs | node/bare (p50) | stats p50 µs |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
