@@ -29,8 +29,10 @@ NodeSpec torch_gpu_infer_spec() {
       .describe(
           "Loads the model once at start (a folder with model.yaml, docs/models.md), checks it with a test input of "
           "zeros and warms it up before the pipeline reports ready. Each batch's features are scaled with the model's "
-          "scaler, repeated mc_samples times and sent through the model's sample() in ONE call (mc_samples: 1 runs the "
-          "deterministic forward()); larger batches are split into calls of batch_size rows. On CUDA out-of-memory "
+          "scaler, repeated mc_samples times and sent through the model's sample() in ONE call, or, when model.yaml "
+          "declares the Monte-Carlo split (monte_carlo: {trunk, head}), through trunk() once per row and head() on the "
+          "mc_samples copies of its output (exact, and several times cheaper); mc_samples: 1 runs the deterministic "
+          "forward(); larger batches are split into calls of batch_size rows. On CUDA out-of-memory "
           "the call is retried with half the rows (and that size kept); on another CUDA failure the node loads a CPU "
           "copy of the model and carries on there. A circuit breaker opens after breaker_failures consecutive failed "
           "calls: rows then go to the `dead` port until a trial call after breaker_reset succeeds. Rows that cannot be "
@@ -50,8 +52,8 @@ NodeSpec torch_gpu_infer_spec() {
       .field(field::integer("threads").default_value("1").at_least(0).in_unit("threads")
                  .describe("CPU threads of libtorch's intra-op pool and of OpenBLAS, for the whole process (the largest value of "
                            "all model nodes wins; OPENBLAS_NUM_THREADS in the environment wins for OpenBLAS); 0 = the "
-                           "libraries' defaults, all cores each. 1 suits batches of this size: the model nodes and "
-                           "concurrency run in parallel instead"))
+                           "libraries' defaults, all cores each. 1 suits batches of this size: the model nodes run in "
+                           "parallel instead"))
       .field(field::integer("input_width").default_value("0").at_least(0).in_unit("features")
                  .describe("feature width the upstream delivers; checked against the model at start (0 = no check)"))
       .field(field::integer("breaker_failures").default_value("10").at_least(1).in_unit("calls")

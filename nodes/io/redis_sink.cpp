@@ -507,8 +507,10 @@ class RedisSink : public Processor {
       }
     }
     if (!refused.empty()) dead_letter(refused, "redis_rejected", "Redis rejected the SET: " + last_rejection_);
-    group.clear();  // releases the batches: their tokens complete once every other holder is done
+    // The gauge before the release: whoever sees a token complete must also see its rows
+    // counted (the gauge came after, and under TSan a test read it in between).
     fresh_gauge_.Set(static_cast<double>(fresh_.size()));
+    group.clear();  // releases the batches: their tokens complete once every other holder is done
   }
 
   // `rows` observations of one value, in one call.
