@@ -1,4 +1,5 @@
 #include "connectors/guarded_resource.hpp"
+#include "engine/thread_name.hpp"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -37,7 +38,10 @@ void GuardedResource::start() {
   std::lock_guard lock(loop_mutex_);
   if (!loop_.joinable()) {
     stopping_ = false;
-    loop_ = std::thread([this] { probe_loop(); });
+    loop_ = std::thread([this] {
+      name_this_thread(name_, ":probe");
+      probe_loop();
+    });
   }
 }
 

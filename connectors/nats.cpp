@@ -139,7 +139,7 @@ void NatsResource::flush() {
   if (s != NATS_OK) throw ConnectorError(prefix() + "flush: " + last_error(s));
 }
 
-bool NatsResource::ensure_stream(const std::string& stream, const std::vector<std::string>& subjects) {
+bool NatsResource::ensure_stream(const std::string& stream, const std::vector<std::string>& subjects, Duration max_age) {
   if (!connected()) throw ConnectorError(prefix() + "not connected; cannot check stream " + stream);
   auto fail = [&](natsStatus s, jsErrCode jerr, const std::string& what) {
     std::string message = prefix() + what + " " + stream + ": " + last_error(s);
@@ -172,6 +172,7 @@ bool NatsResource::ensure_stream(const std::string& stream, const std::vector<st
   cfg.Subjects = subject_ptrs.data();
   cfg.SubjectsLen = static_cast<int>(subject_ptrs.size());
   cfg.Storage = js_FileStorage;
+  if (max_age > Duration::zero()) cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(max_age).count();
   jerr = static_cast<jsErrCode>(0);
   s = js_AddStream(&info, js_, &cfg, nullptr, &jerr);
   if (s == NATS_OK) {

@@ -60,9 +60,10 @@ class NatsResource : public Resource {
   // A round trip to the server: everything published before was received by it.
   void flush();
   // Creates the stream (file storage) over `subjects` unless one of that name exists;
-  // returns true when it created it. Throws ConnectorError when JetStream cannot be
+  // returns true when it created it. `max_age` > 0 bounds how long it keeps a message (a
+  // stream that only grows fills the disk). Throws ConnectorError when JetStream cannot be
   // reached, CommandError when the server refuses (e.g. subjects already in another stream).
-  bool ensure_stream(const std::string& stream, const std::vector<std::string>& subjects);
+  bool ensure_stream(const std::string& stream, const std::vector<std::string>& subjects, Duration max_age = {});
 
   // For the source and sink nodes (null before start()). Owned by this resource.
   natsConnection* connection() const { return nc_; }

@@ -1,4 +1,5 @@
 #include "engine/http_server.hpp"
+#include "engine/thread_name.hpp"
 
 #include <utility>  // Boost 1.74 asio uses std::exchange without including it
 
@@ -143,7 +144,10 @@ void HttpServer::start() {
                              ": " + ec.message());
   bound_port_ = impl_->acceptor.local_endpoint().port();
   impl_->accept();
-  impl_->thread = std::thread([this] { impl_->io.run(); });
+  impl_->thread = std::thread([this] {
+    name_this_thread("http");
+    impl_->io.run();
+  });
 }
 
 void HttpServer::stop() {

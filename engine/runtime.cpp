@@ -1,4 +1,5 @@
 #include "engine/runtime.hpp"
+#include "engine/thread_name.hpp"
 
 #include <fcntl.h>
 #include <oneapi/tbb/flow_graph.h>
@@ -160,7 +161,10 @@ class TimerService {
 
   void start(std::vector<NodeRunner*> runners) {
     runners_ = std::move(runners);
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+      name_this_thread("timers");
+      loop();
+    });
   }
   void poke() {
     { std::lock_guard lock(mutex_); ++generation_; }
@@ -251,7 +255,10 @@ NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics
       }
       work_ready_.notify_one();
     });
-    for (int i = 0; i < std::max(1, plan.concurrency); ++i) workers_.emplace_back([this] { worker_loop(); });
+    for (int i = 0; i < std::max(1, plan.concurrency); ++i) workers_.emplace_back([this] {
+      name_this_thread(plan_.id);
+      worker_loop();
+    });
   }
 }
 
@@ -499,6 +506,7 @@ bool Runtime::run() {
     if (!r->source()) continue;
     impl.graph.reserve_wait();  // sources push from outside the graph: hold it open
     sources.emplace_back([&impl, runner = r.get()] {
+      name_this_thread(runner->plan().id);
       try {
         runner->run_source();
       } catch (const std::exception& e) {
@@ -551,6 +559,7 @@ void Runtime::stop_when_readable(int fd) {
   if (impl.stop_watcher.joinable()) throw std::logic_error("Runtime::stop_when_readable: already watching");
   if (::pipe2(impl.watcher_wake, O_CLOEXEC) != 0) throw std::runtime_error("cannot create the stop watcher's pipe");
   impl.stop_watcher = std::thread([this, fd, wake = impl.watcher_wake[0]] {
+    name_this_thread("stop_watch");
     pollfd fds[2] = {{wake, POLLIN, 0}, {fd, POLLIN, 0}};
     for (;;) {
       if (::poll(fds, 2, -1) < 0) {

@@ -175,6 +175,16 @@ struct McModel::Impl {
         if (!m.find_method(method))
           throw std::runtime_error("model " + card.file + ": model.yaml declares monte_carlo method " + method +
                                    "(), which the TorchScript file does not have");
+    if (options.freeze) {
+      std::vector<std::string> keep;
+      if (has_sample) keep.push_back("sample");
+      if (card.has_mc_split()) keep.insert(keep.end(), {card.mc_trunk, card.mc_head});
+      try {
+        m = torch::jit::freeze(m, keep);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("model " + card.file + ": torch::jit::freeze failed: " + error_text(e));
+      }
+    }
     return m;
   }
 
@@ -305,9 +315,9 @@ InferReport McModel::infer(std::span<const float> features, std::size_t width, i
     const std::size_t n = std::min(m.batch_size, rows - done);
     ++tries;
     try {
-      if (take_one(inject_oom_))
+      if (take_one(injection_->oom))
         C10_THROW_ERROR(OutOfMemoryError, "CUDA out of memory (injected by inject_oom / PREDFLOW_INJECT_OOM)");
-      if (take_one(inject_failures_))
+      if (take_one(injection_->failures))
         throw std::runtime_error("CUDA error: unspecified launch failure (injected by inject_failures / PREDFLOW_INJECT_FAILURES)");
       m.run(features.data() + done * width, n, samples, out.data() + done * static_cast<std::size_t>(samples));
       done += n;

@@ -25,6 +25,10 @@ struct McModelOptions {
   int warmup_samples = 20;      // S of the warm-up calls (the node passes its mc_samples)
   int warmup_iterations = 3;    // full-size calls before ready (the JIT optimises after the first runs)
   bool tune_allocator = true;   // apply_allocator_settings() (process-wide) when the model loads
+  // torch::jit::freeze the module after loading (parameters become constants, the
+  // Monte-Carlo methods are kept). Off by default: no gain measured on the shipped models
+  // (docs/performance.md); kept for models with more to fold.
+  bool freeze = false;
   long long seed = -1;          // >= 0: seed libtorch's generators (process-wide), for reproducible draws
   // Tests only: run on the CPU but treat the model as if it were on an accelerator, so that
   // a CUDA-like failure takes the fallback path (reload a CPU copy) on a machine without a
@@ -89,16 +93,22 @@ class McModel {
 
   // Failure injection: the next n model calls raise a CUDA-like error (not out of memory)
   // or a CUDA out-of-memory error. Out-of-memory injections are taken first.
-  void inject_failures(int n) { inject_failures_.store(n); }
-  void inject_oom(int n) { inject_oom_.store(n); }
-  int pending_injected_failures() const { return inject_failures_.load(); }
-  int pending_injected_oom() const { return inject_oom_.load(); }
+  void inject_failures(int n) { injection_->failures.store(n); }
+  void inject_oom(int n) { injection_->oom.store(n); }
+  int pending_injected_failures() const { return injection_->failures.load(); }
+  int pending_injected_oom() const { return injection_->oom.load(); }
+  // Replicas of one node (concurrency > 1) draw from one budget: "the next N calls" stays
+  // N calls of the node, whichever replica makes them.
+  void share_failure_injection(const McModel& with) { injection_ = with.injection_; }
 
  private:
   struct Impl;
+  struct FailureInjection {
+    std::atomic<int> failures{0};
+    std::atomic<int> oom{0};
+  };
   std::unique_ptr<Impl> impl_;
-  std::atomic<int> inject_failures_{0};
-  std::atomic<int> inject_oom_{0};
+  std::shared_ptr<FailureInjection> injection_ = std::make_shared<FailureInjection>();
 };
 
 // Sets libtorch's intra-op threads and OpenBLAS's pool to `threads` (0: leave both), for

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine/log.hpp"
+#include "engine/thread_name.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "engine/circuit_breaker.hpp"
@@ -36,8 +37,9 @@ NodeSpec torch_gpu_infer_spec() {
           "the call is retried with half the rows (and that size kept); on another CUDA failure the node loads a CPU "
           "copy of the model and carries on there. A circuit breaker opens after breaker_failures consecutive failed "
           "calls: rows then go to the `dead` port until a trial call after breaker_reset succeeds. Rows that cannot be "
-          "predicted always leave on `dead` with a failure record, never silently. Runs on its own thread. See "
-          "docs/inference.md.")
+          "predicted always leave on `dead` with a failure record, never silently. Runs on its own thread; with "
+          "concurrency: N, on N threads that each hold their own copy of the model, so that consecutive batches run in "
+          "parallel (their order downstream is then not kept). See docs/inference.md.")
       .input("in", kind::features, "symbols with prices and a feature matrix of the model's input_width")
       .output("out", kind::samples, "the same rows with mc_samples samples each, model_type, model_version and device")
       .output("dead", kind::dead_letters, "rows that could not be predicted, as failures (stage inference)")
@@ -65,6 +67,7 @@ NodeSpec torch_gpu_infer_spec() {
       .field(field::integer("inject_oom").default_value("0").at_least(0).in_unit("calls")
                  .describe("testing: the next N model calls raise CUDA out-of-memory (0 = read PREDFLOW_INJECT_OOM)"))
       .blocking_io()
+      .concurrency(1, 16)
       .show_in_label({"model", "device", "mc_samples"})
       .with_example(
           "type: torch_gpu_infer\nfrom: [fetch_normal]\nmodel: models/normal_day\ndevice: auto\nbatch_size: 128\n"
@@ -90,6 +93,7 @@ class TorchGpuInfer : public Processor {
         device_(ctx.config.get_string("device")),
         batch_size_(static_cast<std::size_t>(ctx.config.get_int("batch_size"))),
         samples_(static_cast<int>(ctx.config.get_int("mc_samples"))),
+        replicas_(static_cast<std::size_t>(std::max(1, ctx.concurrency))),
         threads_(static_cast<int>(ctx.config.get_int("threads"))),
         input_width_(ctx.config.get_int("input_width")),
         inject_failures_(ctx.config.get_int("inject_failures")),
@@ -112,14 +116,22 @@ class TorchGpuInfer : public Processor {
     options.threads = threads_;
     options.batch_size = batch_size_;
     options.warmup_samples = samples_;
-    model_ = std::make_unique<McModel>(std::move(card), options);
+    // One copy of the model per worker thread: a TorchScript module and McModel's staging
+    // buffers serve one call at a time, and the copies are small (the shipped models hold
+    // under 1 MiB of weights each).
+    for (std::size_t i = 0; i < replicas_; ++i) {
+      models_.push_back(std::make_unique<McModel>(card, options));
+      if (i > 0) models_.back()->share_failure_injection(*models_.front());
+      idle_.push_back(models_.back().get());
+    }
+    model_ = models_.front().get();
     model_->inject_failures(static_cast<int>(injection(inject_failures_, "PREDFLOW_INJECT_FAILURES")));
     model_->inject_oom(static_cast<int>(injection(inject_oom_, "PREDFLOW_INJECT_OOM")));
     const auto& c = model_->card();
     spdlog::info(
         "msg=\"model loaded\" node={} model={} model_type={} file={} device={} input_width={} mc_samples={} batch_size={} "
-        "monte_carlo=\"{}\" cpu_threads=\"{}\" allocator=\"{}\" ready_after_ms={} inject_failures={} inject_oom={}",
-        id_, c.name, c.model_type, c.file, model_->device(), c.input_width, samples_, batch_size_,
+        "replicas={} monte_carlo=\"{}\" cpu_threads=\"{}\" allocator=\"{}\" ready_after_ms={} inject_failures={} inject_oom={}",
+        id_, c.name, c.model_type, c.file, model_->device(), c.input_width, samples_, batch_size_, replicas_,
         c.has_mc_split() ? c.mc_trunk + " once, " + c.mc_head + " per sample" : "sample() per sample", model_->thread_settings(), model_->allocator_settings(),
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
         model_->pending_injected_failures(), model_->pending_injected_oom());
@@ -149,7 +161,8 @@ class TorchGpuInfer : public Processor {
     std::vector<Outcome> outcome(rows);
     const auto S = static_cast<std::size_t>(samples_);
     std::vector<float> samples(rows * S);
-    std::string device = model_->device();
+    Lease lease(*this);
+    std::string device = lease.model.device();
 
     const std::size_t width = batch->feature_width;
     if (width != static_cast<std::size_t>(card.input_width) || batch->features.size() != rows * width) {
@@ -165,7 +178,7 @@ class TorchGpuInfer : public Processor {
       count_error("width_mismatch");
       for (auto& o : outcome) o = {false, "width_mismatch", error, 0};
     } else {
-      run_chunks(*batch, outcome, samples, device);
+      run_chunks(lease.model, *batch, outcome, samples, device);
     }
 
     // A model that returns NaN or infinity for a row has no prediction for it.
@@ -182,6 +195,33 @@ class TorchGpuInfer : public Processor {
   }
 
  private:
+  // A model copy held for one batch: taken from idle_ and given back at the end. There are
+  // as many copies as worker threads, so a worker never waits for one.
+  struct Lease {
+    explicit Lease(TorchGpuInfer& node) : node(node), model(node.take_idle()) {}
+    ~Lease() { node.give_back(model); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    TorchGpuInfer& node;
+    McModel& model;
+  };
+
+  McModel& take_idle() {
+    std::unique_lock lock(idle_mutex_);
+    idle_cv_.wait(lock, [this] { return !idle_.empty(); });
+    McModel* m = idle_.back();
+    idle_.pop_back();
+    return *m;
+  }
+
+  void give_back(McModel& m) {
+    {
+      std::lock_guard lock(idle_mutex_);
+      idle_.push_back(&m);
+    }
+    idle_cv_.notify_one();
+  }
+
   struct Outcome {
     bool ok = false;
     std::string reason;
@@ -198,6 +238,7 @@ class TorchGpuInfer : public Processor {
   }
 
   prometheus::Histogram& latency(const std::string& device) {
+    std::lock_guard lock(latency_mutex_);
     auto it = latency_.find(device);
     if (it != latency_.end()) return *it->second;
     auto& h = metrics_.histogram("predflow_inference_latency_seconds", "Model call latency per batch",
@@ -208,10 +249,11 @@ class TorchGpuInfer : public Processor {
 
   // The rows go through the model in calls of at most batch_size rows; each call is one
   // try for the circuit breaker.
-  void run_chunks(const Batch& batch, std::vector<Outcome>& outcome, std::vector<float>& samples, std::string& device) {
+  void run_chunks(McModel& model, const Batch& batch, std::vector<Outcome>& outcome, std::vector<float>& samples,
+                  std::string& device) {
     const std::size_t rows = batch.size(), width = batch.feature_width, S = static_cast<std::size_t>(samples_);
     for (std::size_t begin = 0; begin < rows;) {
-      const std::size_t n = std::min(model_->batch_size(), rows - begin);
+      const std::size_t n = std::min(model.batch_size(), rows - begin);
       const bool was_open = (breaker_.state() != CircuitBreaker::State::Closed);
       if (!breaker_.allow()) {
         for (std::size_t r = begin; r < begin + n; ++r)
@@ -224,7 +266,7 @@ class TorchGpuInfer : public Processor {
       if (was_open) spdlog::info("msg=\"inference breaker half-open: trial call\" node={} rows={}", id_, n);
       const auto t0 = Clock::now();
       try {
-        auto report = model_->infer(std::span<const float>(batch.features.data() + begin * width, n * width), width, samples_,
+        auto report = model.infer(std::span<const float>(batch.features.data() + begin * width, n * width), width, samples_,
                                     std::span<float>(samples.data() + begin * S, n * S));
         latency(report.device).Observe(std::chrono::duration<double>(Clock::now() - t0).count());
         for (std::size_t c : report.call_rows) batch_size_histogram_.Observe(static_cast<double>(c));
@@ -240,7 +282,7 @@ class TorchGpuInfer : public Processor {
         const bool opened = breaker_.record_failure();
         spdlog::error("msg=\"inference failed\" node={} model={} device={} rows={} correlation_id={} consecutive_failures={} "
                       "error=\"{}\"",
-                      id_, model_->card().name, model_->device(), n, first_correlation(batch), breaker_.consecutive_failures(),
+                      id_, model.card().name, model.device(), n, first_correlation(batch), breaker_.consecutive_failures(),
                       e.what());
         if (opened)
           spdlog::error("msg=\"inference breaker open\" node={} consecutive_failures={} reset_after_ms={}", id_,
@@ -351,6 +393,7 @@ class TorchGpuInfer : public Processor {
     auto& used = metrics_.gauge("predflow_gpu_memory_used_bytes", "GPU memory in use (all processes) from NVML", {{"device", device}});
     auto& total = metrics_.gauge("predflow_gpu_memory_total_bytes", "GPU memory size from NVML", {{"device", device}});
     monitor_ = std::thread([this, nvml = std::move(nvml), index, &util, &used, &total] {
+      name_this_thread(id_, ":nvml");
       std::unique_lock lock(monitor_mutex_);
       do {
         if (auto r = nvml->read(index)) {
@@ -366,15 +409,22 @@ class TorchGpuInfer : public Processor {
   Metrics& metrics_;
   const std::string model_path_, device_;
   const std::size_t batch_size_;
-  const int samples_, threads_;
+  const int samples_;
+  const std::size_t replicas_;
+  const int threads_;
   const std::int64_t input_width_, inject_failures_, inject_oom_;
   CircuitBreaker breaker_;
   prometheus::Counter& oom_total_;
   prometheus::Counter& fallback_total_;
   prometheus::Gauge& breaker_gauge_;
   prometheus::Histogram& batch_size_histogram_;
+  std::mutex latency_mutex_;
   std::map<std::string, prometheus::Histogram*> latency_;
-  std::unique_ptr<McModel> model_;
+  std::vector<std::unique_ptr<McModel>> models_;  // one per worker thread (concurrency)
+  McModel* model_ = nullptr;                       // models_.front(): the card, the log, the GPU monitor
+  std::mutex idle_mutex_;
+  std::condition_variable idle_cv_;
+  std::vector<McModel*> idle_;
   std::atomic<bool> ready_{false};
   std::thread monitor_;
   std::mutex monitor_mutex_;

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "connectors/errors.hpp"
+#include "engine/thread_name.hpp"
 #include "connectors/postgres.hpp"
 #include "connectors/redis.hpp"
 #include "engine/metrics.hpp"
@@ -162,7 +163,10 @@ class CalendarRouter : public Processor {
     if (!db_) return;
     // The first load before any batch; a failure is logged and retried in the background.
     last_load_ok_ = load(mk::to_new_york(as_of_now()).date);
-    refresher_ = std::thread([this] { refresh_loop(); });
+    refresher_ = std::thread([this] {
+      name_this_thread(id_, ":cal");
+      refresh_loop();
+    });
   }
 
   void stop() override {

@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include "connectors/dead_letter.hpp"
+#include "engine/thread_name.hpp"
 #include "connectors/errors.hpp"
 #include "connectors/nats.hpp"
+#include "connectors/nats_stream_publisher.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "nodes/io/input_limits.hpp"
@@ -32,8 +34,9 @@ NodeSpec dead_letter_sink_spec() {
           "symbol, reason, error, correlation_id, attempts, ts, payload; payload_encoding base64 for input that is "
           "not UTF-8). A payload longer than `max_payload` (at most 4 KiB) is cut there and the record says "
           "\"payload_truncated\": true and \"payload_bytes\": the input's size, so that a 1 MiB junk message still makes "
-          "a small record. Records are flushed to the server before the "
-          "failed rows' acknowledgement completes. While NATS is down the records are appended to `spool_file` "
+          "a small record. Records go into the JetStream stream PREDFLOW_DLQ (created when missing, so that dead letters "
+          "are kept even when nobody listens), and the failed rows' acknowledgement completes only once the stream "
+          "acknowledged storing them. While NATS is down the records are appended to `spool_file` "
           "(fsync'd; at most `spool_max` bytes) and the rows count as handled; a background thread republishes the "
           "spool when NATS is back, then empties it. When neither works (spool full) the rows are negatively "
           "acknowledged so that their source redelivers them — never dropped. Counted in "
@@ -41,6 +44,9 @@ NodeSpec dead_letter_sink_spec() {
       .input("in", kind::dead_letters)
       .field(field::resource("nats", "nats").require().describe("the NATS connection"))
       .field(field::string("subject").default_value("dlq.predflow").describe("dead-letter subject"))
+      .field(field::string("stream").default_value("auto").describe(
+          "JetStream stream that stores the records: auto = PREDFLOW_DLQ for dlq.predflow (none for another "
+          "subject); none = a plain publish, flushed; any other name = that stream over `subject`, created when missing"))
       .field(field::string("spool_file").default_value("${PREDFLOW_DATA_DIR:-/tmp/predflow}/dead_letters.jsonl")
                  .describe("where records wait while NATS is down (one JSON record per line)"))
       .field(field::size("spool_max").default_value("256MiB").at_least(1024).describe("largest the spool file may grow"))
@@ -65,6 +71,7 @@ class DeadLetterSink : public Processor {
         max_payload_(ctx.config.get_size("max_payload")),
         replay_every_(ctx.config.get_duration("replay_every")),
         nats_(ctx.resource<connectors::NatsResource>("nats")),
+        stream_(nats_, connectors::stream_target(ctx.config.get_string("stream"), subject_)),
         metrics_(ctx.metrics),
         spooled_(ctx.metrics.counter("predflow_dead_letters_spooled_total",
                                      "Dead-letter records written to the local spool while NATS was down", {{"node", id_}})),
@@ -87,7 +94,10 @@ class DeadLetterSink : public Processor {
       spdlog::warn("msg=\"dead-letter spool holds records from an earlier run; republishing when NATS is up\" node={} "
                    "file={} bytes={}",
                    id_, spool_path_.string(), spool_size_);
-    replayer_ = std::thread([this] { replay_loop(); });
+    replayer_ = std::thread([this] {
+      name_this_thread(id_, ":spool");
+      replay_loop();
+    });
   }
 
   void stop() override {
@@ -157,19 +167,26 @@ class DeadLetterSink : public Processor {
     return record.dump();
   }
 
-  // With mutex_ held. Throws ConnectorError when NATS is down. A record NATS refuses for
-  // good (CommandError) is logged and counted, not retried: it must not block the rest.
+  // With mutex_ held. Throws ConnectorError when NATS is down or the stream did not store
+  // the records. A record NATS refuses for good (CommandError) is logged and counted, not
+  // retried: it must not block the rest.
   void publish_all(const std::vector<std::string>& records) {
-    for (const auto& r : records) {
-      try {
-        nats_->publish(subject_, r);
-      } catch (const connectors::CommandError& e) {
-        failed_.Increment();
-        spdlog::error("msg=\"NATS refused a dead-letter record; logged here instead\" node={} error=\"{}\" record=\"{}\"",
-                      id_, e.what(), r.substr(0, 512));
+    std::vector<connectors::StreamPublisher::Message> messages;
+    messages.reserve(records.size());
+    for (const auto& r : records) messages.push_back({subject_, r, ""});
+    try {
+      stream_.publish(messages);
+    } catch (const connectors::CommandError&) {
+      for (const auto& m : messages) {
+        try {
+          stream_.publish({&m, 1});
+        } catch (const connectors::CommandError& e) {
+          failed_.Increment();
+          spdlog::error("msg=\"NATS refused a dead-letter record; logged here instead\" node={} error=\"{}\" record=\"{}\"",
+                        id_, e.what(), std::string(m.data.substr(0, 512)));
+        }
       }
     }
-    nats_->flush();
   }
 
   // With mutex_ held: appends one line per record and fsyncs; false when it would pass
@@ -224,6 +241,7 @@ class DeadLetterSink : public Processor {
   const std::uint64_t spool_max_, max_payload_;
   const Duration replay_every_;
   std::shared_ptr<connectors::NatsResource> nats_;
+  connectors::StreamPublisher stream_;  // with mutex_ held
   Metrics& metrics_;
   prometheus::Counter &spooled_, &replayed_, &failed_;
   prometheus::Gauge& spool_bytes_;

@@ -23,7 +23,9 @@ NodeSpec nats_sink_spec() {
           "`Nats-Msg-Id: {correlation_id}:{symbol}` so that a JetStream stream drops redelivered duplicates. "
           "format job: one `{\"correlation_id\", \"route\", \"symbols\", \"ts\"}` message per correlation id and route "
           "of each batch, on `subject` with `{route}` replaced. Messages are published from a thread of the node's own "
-          "and flushed (the server has them) before the batch's acknowledgement completes. While NATS is down they are "
+          "into their JetStream stream (`stream`; created when missing, so that nothing is lost before a consumer ever "
+          "ran), and the batch's acknowledgement completes only once the stream acknowledged storing every message. "
+          "While NATS is down they are "
           "held in memory, up to `max_pending` messages, and retried with backoff; a batch that does not fit leaves on "
           "`dead` as failures (reason nats_unavailable) instead — nothing is dropped silently. At shutdown the held "
           "messages get up to `stop_timeout`; the rest are negatively acknowledged, so the source redelivers them.")
@@ -35,6 +37,10 @@ NodeSpec nats_sink_spec() {
       .field(field::string("subject").default_value("").describe(
           "subject; {route} is replaced by the batch's route. Empty = event.prediction.updated (prediction) or "
           "job.predict.{route} (job)"))
+      .field(field::string("stream").default_value("auto").describe(
+          "JetStream stream that stores the messages: auto = the contract's (PREDFLOW_PREDICTIONS for "
+          "event.prediction.updated, PREDFLOW_JOBS over job.predict.>), or none for another subject; none = a plain "
+          "publish, flushed; any other name = that stream over `subject` ({route} as *), created when missing"))
       .field(field::integer("max_pending").default_value("100000").at_least(1).in_unit("messages").describe(
           "messages held in memory while NATS is down; beyond it, rows go to `dead`"))
       .field(field::duration("backoff_initial").default_value("100ms").at_least(0).describe(
@@ -63,6 +69,7 @@ class NatsSink : public Processor {
     o.backoff.initial = ctx.config.get_duration("backoff_initial");
     o.backoff.max = ctx.config.get_duration("backoff_max");
     o.stop_timeout = ctx.config.get_duration("stop_timeout");
+    o.target = connectors::stream_target(ctx.config.get_string("stream"), subject_);
     publisher_ = std::make_unique<QueuedPublisher>(nats_, o, ctx.metrics, ctx.id);
   }
 

@@ -7,6 +7,7 @@
 
 #include "connectors/backoff.hpp"
 #include "connectors/nats.hpp"
+#include "connectors/nats_stream_publisher.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "nodes/io/input_limits.hpp"
@@ -118,13 +119,11 @@ class NatsSource : public Source {
     o.stream = ctx.config.get_string("stream");
     if (o.stream.empty()) o.stream = format_ == Format::Job ? "PREDFLOW_JOBS" : "PREDFLOW_FEATURES";
     o.stream_subjects = ctx.config.get_strings("stream_subjects");
-    if (o.stream_subjects.empty()) {
-      // The contract's subjects of its streams; another stream gets the subject consumed.
-      if (o.stream == "PREDFLOW_FEATURES") o.stream_subjects = {"data.features.ready"};
-      else if (o.stream == "PREDFLOW_JOBS") o.stream_subjects = {"job.predict.>"};
-      else if (o.stream == "PREDFLOW_PREDICTIONS") o.stream_subjects = {"event.prediction.updated"};
-      else o.stream_subjects = {o.subject};
-    }
+    // The contract's streams have their subjects and retention (connectors/nats_stream_publisher.hpp);
+    // another stream gets the subject consumed, kept a day.
+    const auto contract = connectors::contract_stream_named(o.stream);
+    if (o.stream_subjects.empty()) o.stream_subjects = contract ? contract->subjects : std::vector<std::string>{o.subject};
+    o.stream_max_age = contract ? contract->max_age : std::chrono::hours(24);
     o.durable = ctx.config.get_string("durable");
     if (o.durable.empty()) o.durable = "predflow_" + ctx.id;
     if (o.durable.find_first_of(". *>") != std::string::npos)

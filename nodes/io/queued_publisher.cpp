@@ -1,4 +1,5 @@
 #include "nodes/io/queued_publisher.hpp"
+#include "engine/thread_name.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -11,8 +12,10 @@ QueuedPublisher::QueuedPublisher(std::shared_ptr<connectors::NatsResource> nats,
                                  Metrics& metrics, const std::string& node_id)
     : nats_(std::move(nats)),
       options_(options),
+      stream_(nats_, options_.target),
       node_id_(node_id),
-      published_(metrics.counter("predflow_nats_published_total", "Messages a sink published to NATS (flushed)",
+      published_(metrics.counter("predflow_nats_published_total",
+                                 "Messages a sink published to NATS (stored by their stream, or flushed without one)",
                                  {{"node", node_id}})),
       retries_(metrics.counter("predflow_nats_publish_retries_total",
                                "Publish attempts that failed and were retried (NATS down or refusing)", {{"node", node_id}})),
@@ -21,7 +24,10 @@ QueuedPublisher::QueuedPublisher(std::shared_ptr<connectors::NatsResource> nats,
                                  {{"node", node_id}})),
       pending_gauge_(metrics.gauge("predflow_nats_pending_messages", "Messages a sink holds for NATS",
                                    {{"node", node_id}})) {
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    name_this_thread(node_id_, ":w");
+    loop();
+  });
 }
 
 QueuedPublisher::~QueuedPublisher() { stop(); }
@@ -45,14 +51,10 @@ std::size_t QueuedPublisher::pending() const {
 }
 
 void QueuedPublisher::publish(const Entry& entry) {
-  for (const auto& m : entry.messages) {
-    if (m.msg_id.empty()) {
-      nats_->publish(m.subject, m.data);
-    } else {
-      nats_->publish(m.subject, m.data, {{"Nats-Msg-Id", m.msg_id}});
-    }
-  }
-  nats_->flush();  // the server has them all
+  std::vector<connectors::StreamPublisher::Message> messages;
+  messages.reserve(entry.messages.size());
+  for (const auto& m : entry.messages) messages.push_back({m.subject, m.data, m.msg_id});
+  stream_.publish(messages);
 }
 
 void QueuedPublisher::loop() {

@@ -2,7 +2,8 @@
 // the network: batches of messages wait in a bounded queue (in memory) while NATS is down
 // and go out, in order, when it is back — retried with backoff, never dropped. Each entry
 // keeps the batch it came from alive, so the batch's acknowledgement tokens complete only
-// once its messages were published and flushed (the server has them).
+// once its messages are stored: acknowledged by their JetStream stream (created when
+// missing), or, with no stream, published and flushed (the server has them).
 #pragma once
 
 #include <condition_variable>
@@ -15,6 +16,7 @@
 
 #include "connectors/backoff.hpp"
 #include "connectors/nats.hpp"
+#include "connectors/nats_stream_publisher.hpp"
 #include "engine/batch.hpp"
 
 namespace prometheus {
@@ -36,6 +38,7 @@ struct QueuedPublisherOptions {
   std::size_t max_pending = 100000;       // messages held at most (the bound while NATS is down)
   connectors::BackoffOptions backoff{std::chrono::milliseconds(100), std::chrono::seconds(5), 2.0};
   Duration stop_timeout = std::chrono::seconds(10);  // at stop, how long to keep trying
+  connectors::StreamTarget target;        // the stream that stores the messages; empty name: core publish
 };
 
 class QueuedPublisher {
@@ -63,6 +66,7 @@ class QueuedPublisher {
 
   std::shared_ptr<connectors::NatsResource> nats_;
   const QueuedPublisherOptions options_;
+  connectors::StreamPublisher stream_;  // used by the publishing thread only
   const std::string node_id_;
   prometheus::Counter &published_, &retries_, &abandoned_;
   prometheus::Gauge& pending_gauge_;

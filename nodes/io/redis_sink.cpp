@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "connectors/backoff.hpp"
+#include "engine/thread_name.hpp"
 #include "connectors/errors.hpp"
 #include "connectors/redis.hpp"
 #include "engine/metrics.hpp"
@@ -155,7 +156,10 @@ class RedisSink : public Processor {
     if (!redis_)
       throw std::runtime_error("redis_sink " + id_ + ": resource '" + ctx.config.get_string("redis") +
                                "' is not a redis resource");
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+      name_this_thread(id_, ":w");
+      loop();
+    });
   }
 
   ~RedisSink() override { stop(); }

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "connectors/backoff.hpp"
+#include "engine/thread_name.hpp"
 #include "connectors/errors.hpp"
 #include "connectors/postgres.hpp"
 #include "engine/metrics.hpp"
@@ -137,7 +138,10 @@ class TimescaleSink : public Processor {
       throw std::runtime_error("timescale_sink " + id_ + ": cannot create the tables: " + e.what());
     }
     std::lock_guard lock(mutex_);
-    if (!thread_.joinable() && !stopping_) thread_ = std::thread([this] { loop(); });
+    if (!thread_.joinable() && !stopping_) thread_ = std::thread([this] {
+      name_this_thread(id_, ":w");
+      loop();
+    });
   }
 
   void stop() override {

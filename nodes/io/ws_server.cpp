@@ -1,4 +1,5 @@
 #include "nodes/io/ws_server.hpp"
+#include "engine/thread_name.hpp"
 
 #include <utility>  // Boost 1.74 asio uses std::exchange without including it
 
@@ -671,6 +672,7 @@ void Server::start() {
   hub.schedule_sweep();
   for (int i = 0; i < std::max(1, o.io_threads); ++i) {
     hub.threads.emplace_back([&hub] {
+      name_this_thread("ws");
       for (;;) {
         try {
           hub.io.run();

@@ -331,4 +331,48 @@ TEST_CASE("split deployment: routing, two predictors and the persister give the 
   }
 }
 
+TEST_CASE("split deployment: routing runs alone first, predictors started later still predict every job") {
+  // Producers create the streams they publish into (docs/messaging.md): the jobs routing
+  // publishes before any predictor ever ran are stored in PREDFLOW_JOBS, not lost.
+  ServerStack servers;
+  servers.start();
+  TempDir dir;
+  Clients clients(servers);
+  auto expect = seed(clients, 200);
+  NatsTestClient nats(servers.nats.url());
+  nats.collect("event.prediction.updated");
+  nats.collect("dlq.predflow");
+  auto env = contract_env(servers, dir);
+  auto start = [&](const char* name) {
+    auto service_env = env;
+    const int port = free_loopback_port();
+    service_env["PREDFLOW_HTTP_PORT"] = std::to_string(port);
+    auto p = std::make_unique<PredflowProcess>(PREDFLOW_BINARY, kSource + "/pipelines/split/" + name + ".yaml",
+                                               (dir.path / (std::string(name) + ".log")).string(), service_env);
+    REQUIRE_MESSAGE(eventually([&] { return http_get(port, "/readyz").first == 200; }, 120s),
+                    name << " did not become ready; logs in " << dir.path);
+    return p;
+  };
+  std::vector<std::unique_ptr<PredflowProcess>> services;
+  services.push_back(start("routing"));
+
+  announce(nats, expect, "e2e-late");
+  // Routing has done its part: the announcements are acknowledged and the jobs stored.
+  CHECK(eventually([&] { return nats.stream_messages("PREDFLOW_JOBS") > 0; }, 60s));
+  CHECK(eventually([&] {
+    auto c = nats.consumer("PREDFLOW_FEATURES", "predflow_routing");
+    return c.exists && c.ack_pending == 0 && c.pending == 0;
+  }, 60s));
+  std::this_thread::sleep_for(3s);  // nobody consumes jobs yet
+
+  for (const char* name : {"persister", "predict_normal", "predict_earnings"}) services.push_back(start(name));
+  const bool stored = eventually([&] { return all_stored(clients, expect, "e2e-late"); }, 120s);
+  CHECK_MESSAGE(stored, "logs in " << dir.path);
+  for (auto& s : services) {
+    REQUIRE(s->signal(SIGTERM));
+    CHECK(s->wait_exit(60000ms));
+    CHECK(s->exit_code() == 0);
+  }
+}
+
 }  // TEST_SUITE

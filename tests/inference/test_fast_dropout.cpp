@@ -127,7 +127,7 @@ TEST_CASE("predflow::dropout: the two halves of a draw, samples of a row and suc
   CHECK(std::abs(z_share(same_calls, n, agree)) <= 5.0);
 }
 
-TEST_CASE("predflow::dropout: the same seed gives the same masks; train=False, p = 0 and p = 1 are exact") {
+TEST_CASE("predflow::dropout: the same seed gives the same masks, train=False, p = 0 and p = 1 are exact") {
   TempDir dir;
   const std::string folder = write_model(dir, kScaled, 1, {{"p", 0.4}});
   const std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8};

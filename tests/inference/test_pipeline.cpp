@@ -93,3 +93,48 @@ nodes:
   CHECK(Recorder::instance().sink("sink").rows == 92);
   check_acked_once(Recorder::instance().acks("src"), 5);
 }
+
+TEST_CASE("pipeline: torch_gpu_infer with concurrency 2 runs two model copies, every row is predicted once, acks fire once") {
+  Recorder::instance().reset();
+  CHECK(run_pipeline(R"(
+nodes:
+  src: {type: test_source, messages: 40, rows: 30, feature_width: 20}
+  infer: {type: torch_gpu_infer, from: [src], model: ")" + normal_model() + R"(", device: cpu, batch_size: 16, mc_samples: 20,
+          concurrency: 2}
+  stats: {type: mc_dropout, from: [infer.out]}
+  sink: {type: test_sink, from: [stats], keep: true}
+  dead: {type: test_sink, from: [infer.dead], keep: true}
+)"));
+  auto sink = Recorder::instance().sink("sink");
+  CHECK(sink.rows == 1200);
+  CHECK(Recorder::instance().sink("dead").failures == 0);
+  std::size_t rows = 0;
+  for (const auto& b : sink.batches) {
+    REQUIRE(b->stats.size() == b->size());
+    for (const auto& s : b->stats) {
+      CHECK(s.samples == 20);
+      CHECK(std::isfinite(s.mean));
+      CHECK(s.std > 0);
+    }
+    rows += b->size();
+  }
+  CHECK(rows == 1200);
+  check_acked_once(Recorder::instance().acks("src"), 40);
+}
+
+TEST_CASE("pipeline: the copies of a concurrent torch_gpu_infer share one failure-injection budget") {
+  Recorder::instance().reset();
+  // inject_failures: 3 means three failed calls of the node, not three per copy.
+  CHECK(run_pipeline(R"(
+nodes:
+  src: {type: test_source, messages: 12, rows: 4, feature_width: 20}
+  infer: {type: torch_gpu_infer, from: [src], model: ")" + normal_model() + R"(", device: cpu, mc_samples: 5,
+          inject_failures: 3, breaker_failures: 100, concurrency: 3}
+  stats: {type: mc_dropout, from: [infer.out]}
+  sink: {type: test_sink, from: [stats]}
+  dead: {type: test_sink, from: [infer.dead], keep: true}
+)"));
+  CHECK(Recorder::instance().sink("dead").failures == 12);  // 3 messages of 4 rows
+  CHECK(Recorder::instance().sink("sink").rows == 36);
+  check_acked_once(Recorder::instance().acks("src"), 12);
+}

@@ -284,3 +284,13 @@ TEST_CASE("the spec examples of torch_gpu_infer and mc_dropout validate in a pip
                                    "kinds.yaml", env_of({})),
                     doctest::Contains("samples"));
 }
+
+TEST_CASE("torch_gpu_infer: concurrency is 1 to 16 copies of the model") {
+  auto plan = [](const std::string& concurrency) {
+    return "settings: {http_port: 0}\nnodes:\n  src: {type: test_source, feature_width: 20}\n"
+           "  infer: {type: torch_gpu_infer, from: [src], model: models/normal_day, concurrency: " + concurrency + "}\n";
+  };
+  CHECK_NOTHROW(load_plan_text(plan("2"), "c.yaml", env_of({})));
+  CHECK_NOTHROW(load_plan_text(plan("16"), "c.yaml", env_of({})));
+  CHECK_THROWS_WITH(load_plan_text(plan("17"), "c.yaml", env_of({})), doctest::Contains("at most 16"));
+}

@@ -91,6 +91,16 @@ class NatsTestClient {
     return n;
   }
 
+  // The stream's configured MaxAge in nanoseconds (0: forever; -1: no such stream).
+  long long stream_max_age(const std::string& stream) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr) != NATS_OK) return -1;
+    long long age = si->Config ? static_cast<long long>(si->Config->MaxAge) : 0;
+    jsStreamInfo_Destroy(si);
+    return age;
+  }
+
   natsConnection* connection() { return nc_; }
 
  private:

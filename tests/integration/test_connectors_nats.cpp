@@ -50,7 +50,7 @@ std::string text_of(natsMsg* m) { return std::string(natsMsg_GetData(m), static_
 
 TEST_SUITE("integration.connectors.nats") {
 
-TEST_CASE("nats: publish with a header reaches a subscriber; ensure_stream is idempotent and stores a core publish") {
+TEST_CASE("nats: publish with a header reaches a subscriber, ensure_stream is idempotent and stores a core publish") {
   NatsServer server;
   server.start();
   Metrics metrics;
@@ -101,7 +101,7 @@ TEST_CASE("nats: publish with a header reaches a subscriber; ensure_stream is id
   CHECK_THROWS_AS(nats.publish("data.features.ready", "{}"), ConnectorError);
 }
 
-TEST_CASE("nats: start() with the server down, then connects; reconnects after a crash and the subscription resumes") {
+TEST_CASE("nats: start() with the server down, then connects, reconnects after a crash and the subscription resumes") {
   ServerOptions so;
   so.port = free_loopback_port();
   NatsServer server(so);

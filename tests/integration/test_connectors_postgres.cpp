@@ -35,7 +35,7 @@ PostgresOptions options_for(const std::string& url, int breaker_failures = 3, Du
 
 TEST_SUITE("integration.connectors.postgres") {
 
-TEST_CASE("postgres: exec, query and copy_in round trip on a temp table; SQL errors keep the connection") {
+TEST_CASE("postgres: exec, query and copy_in round trip on a temp table, SQL errors keep the connection") {
   PostgresServer server;
   server.start();
   Metrics metrics;

@@ -41,7 +41,7 @@ bool has_line(const std::string& text, const std::string& line) { return text.fi
 
 TEST_SUITE("integration.connectors.redis") {
 
-TEST_CASE("redis: mget of present and missing keys across chunk boundaries in one round trip; set_with_ttl; pipeline") {
+TEST_CASE("redis: mget of present and missing keys across chunk boundaries in one round trip, set_with_ttl, pipeline") {
   RedisServer server;
   server.start();
   Metrics metrics;
@@ -216,7 +216,7 @@ TEST_CASE("redis: a restart costs no failed call, and the pool serves several th
   CHECK(has_line(metrics.serialize(), "predflow_connector_failures_total{resource=\"cache\",type=\"redis\"} 0"));
 }
 
-TEST_CASE("redis: start() with the server down does not throw; ready() follows the server without traffic") {
+TEST_CASE("redis: start() with the server down does not throw, ready() follows the server without traffic") {
   ServerOptions so;
   so.port = free_loopback_port();
   RedisServer server(RedisServer::Options{so, false});
@@ -242,7 +242,7 @@ TEST_CASE("redis: start() with the server down does not throw; ready() follows t
   redis.stop();
 }
 
-TEST_CASE("redis: AUTH and SELECT from the URL; a wrong password is a clear error without the password") {
+TEST_CASE("redis: AUTH and SELECT from the URL, a wrong password is a clear error without the password") {
   RedisServer server;
   server.start();
   Metrics metrics;

@@ -12,6 +12,7 @@
 #include "engine/runtime.hpp"
 #include "integration/nats_test_client.hpp"
 #include "connectors/nats.hpp"
+#include "connectors/nats_stream_publisher.hpp"
 #include "nodes/io/nats_inbox.hpp"
 #include "nodes/io/prediction_json.hpp"
 #include "support/eventually.hpp"
@@ -274,6 +275,61 @@ TEST_CASE("nats_sink: one message per prediction with Nats-Msg-Id, acknowledged 
   CHECK(metric_value(h.metrics_text(), "predflow_nats_published_total{node=\"subject\"}") == 2);
 }
 
+TEST_CASE("stream targets: the contract's stream per subject, none, or a named stream over the node's subject") {
+  using connectors::stream_target;
+  CHECK(stream_target("auto", "event.prediction.updated").stream == "PREDFLOW_PREDICTIONS");
+  CHECK(stream_target("auto", "dlq.predflow").stream == "PREDFLOW_DLQ");
+  CHECK(stream_target("auto", "job.predict.{route}").stream == "PREDFLOW_JOBS");
+  CHECK(stream_target("auto", "job.predict.{route}").subjects == std::vector<std::string>{"job.predict.>"});
+  CHECK(stream_target("auto", "my.subject").stream.empty());  // not the contract's: a plain publish
+  CHECK(stream_target("none", "dlq.predflow").stream.empty());
+  CHECK(stream_target("MINE", "jobs.{route}").subjects == std::vector<std::string>{"jobs.*"});
+}
+
+TEST_CASE("nats_sink: creates PREDFLOW_PREDICTIONS when missing, and a batch settles only once the stream stored it") {
+  NatsServer server;
+  server.start();
+  NatsTestClient client(server.url());
+  CHECK(client.stream_messages("PREDFLOW_PREDICTIONS") == -1);  // nobody created it: no consumer ever ran
+  NodeHarness h("nats_sink", "nats: bus", nats_resource(server));
+  h.start();
+  std::atomic<int> done{0}, failed{0};
+  h.process(predictions({"AAPL", "MSFT", "IBM"}, "c-9", {counting_token(done, failed)}));
+  REQUIRE(eventually([&] { return done == 1; }, 10s));
+  CHECK(client.stream_messages("PREDFLOW_PREDICTIONS") == 3);  // stored before the token completed
+  CHECK(client.stream_max_age("PREDFLOW_PREDICTIONS") == 24LL * 3600 * 1000000000LL);  // bounded: a day
+  // Redelivered predictions carry the same Nats-Msg-Id: the stream drops them.
+  h.process(predictions({"AAPL", "MSFT", "IBM"}, "c-9", {counting_token(done, failed)}));
+  REQUIRE(eventually([&] { return done == 2; }, 10s));
+  CHECK(client.stream_messages("PREDFLOW_PREDICTIONS") == 3);
+
+  // Deleted while running (an operator, a server that lost its store): created again.
+  {
+    jsCtx* js = nullptr;
+    REQUIRE(natsConnection_JetStream(&js, client.connection(), nullptr) == NATS_OK);
+    REQUIRE(js_DeleteStream(js, "PREDFLOW_PREDICTIONS", nullptr, nullptr) == NATS_OK);
+    jsCtx_Destroy(js);
+  }
+  h.process(predictions({"NVDA"}, "c-10", {counting_token(done, failed)}));
+  REQUIRE(eventually([&] { return done == 3; }, 20s));
+  CHECK(client.stream_messages("PREDFLOW_PREDICTIONS") == 1);
+  CHECK(failed == 0);
+  CHECK(metric_value(h.metrics_text(), "predflow_nats_published_total{node=\"subject\"}") == 7);
+}
+
+TEST_CASE("nats_sink: stream none publishes without a stream, flushed") {
+  NatsServer server;
+  server.start();
+  NatsTestClient client(server.url());
+  client.collect("event.prediction.updated");
+  NodeHarness h("nats_sink", "nats: bus, stream: none", nats_resource(server));
+  h.start();
+  std::atomic<int> done{0}, failed{0};
+  h.process(predictions({"AAPL"}, "c-1", {counting_token(done, failed)}));
+  REQUIRE(eventually([&] { return client.received_count() == 1 && done == 1; }, 10s));
+  CHECK(client.stream_messages("PREDFLOW_PREDICTIONS") == -1);
+}
+
 TEST_CASE("nats_sink: jobs per route and correlation id on job.predict.{route}") {
   NatsServer server;
   server.start();
@@ -296,6 +352,9 @@ TEST_CASE("nats_sink: jobs per route and correlation id on job.predict.{route}")
   CHECK(by_correlation["w-1"]["route"] == "earnings");
   CHECK(by_correlation["w-2"]["symbols"] == json{"IBM"});
   CHECK(by_correlation["w-2"]["ts"].is_string());
+  // Stored in PREDFLOW_JOBS, which the sink created: the predictors find them even if they
+  // start later.
+  CHECK(client.stream_messages("PREDFLOW_JOBS") == 2);
 }
 
 TEST_CASE("nats_sink: holds messages while NATS is down, publishes them when it is back, reports what does not fit") {
@@ -390,6 +449,29 @@ TEST_CASE("dead_letter_sink: spools while NATS is down, republishes and empties 
   CHECK(eventually([&] { return !std::filesystem::exists(spool); }, 10s));
   CHECK(metric_value(h.metrics_text(), "predflow_dead_letters_replayed_total{node=\"subject\"}") == 2);
   CHECK(metric_value(h.metrics_text(), "predflow_dead_letters_total{reason=\"missing_features\",stage=\"feature_fetch\"}") == 2);
+  CHECK(failed == 0);
+}
+
+TEST_CASE("dead_letter_sink: records are kept in PREDFLOW_DLQ, created by the sink, when nobody listens") {
+  NatsServer server;
+  server.start();
+  TempDir dir;
+  NatsTestClient client(server.url());
+  NodeHarness h("dead_letter_sink", "nats: bus, spool_file: '" + (dir.path / "dl.jsonl").string() + "'",
+                nats_resource(server));
+  h.start();
+  std::atomic<int> done{0}, failed{0};
+  {
+    auto b = make_batch();
+    for (int i = 0; i < 3; ++i)
+      b->failures.push_back(RowFailure{"feature_fetch", "S" + std::to_string(i), "missing_features", "no key", "c-1", 1, "p"});
+    b->shared_acks.push_back(counting_token(done, failed));
+    h.process(std::move(b));
+  }
+  CHECK(done == 1);
+  CHECK(client.stream_messages("PREDFLOW_DLQ") == 3);  // stored before the rows were settled
+  CHECK(client.stream_max_age("PREDFLOW_DLQ") == 7LL * 24 * 3600 * 1000000000LL);  // bounded: a week
+  CHECK(!std::filesystem::exists(dir.path / "dl.jsonl"));
   CHECK(failed == 0);
 }
 

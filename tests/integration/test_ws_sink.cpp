@@ -354,7 +354,7 @@ TEST_CASE("bad frames get error frames and the connection stays — an oversized
   CHECK(eventually([&] { return metric(h, "predflow_ws_disconnects_total{reason=\"oversized\"}") == 1; }, 2s));
 }
 
-TEST_CASE("a frame nested 32,000 deep is answered with a short error frame; the client and the server go on") {
+TEST_CASE("a frame nested 32,000 deep is answered with a short error frame, the client and the server go on") {
   NodeHarness h("ws_sink", "port: 0");
   h.start();
   WsClient client(port_of(h)), other(port_of(h));
@@ -385,7 +385,7 @@ TEST_CASE("a frame nested 32,000 deep is answered with a short error frame; the 
   CHECK(metric(h, "predflow_ws_frames_sent_total{type=\"error\"}") == 4);
 }
 
-TEST_CASE("past max_connections an upgrade is refused with 503 and counted; connected clients are not touched") {
+TEST_CASE("past max_connections an upgrade is refused with 503 and counted, connected clients are not touched") {
   NodeHarness h("ws_sink", "port: 0, max_connections: 3");
   h.start();
   const int port = port_of(h);
@@ -422,7 +422,7 @@ TEST_CASE("past max_connections an upgrade is refused with 503 and counted; conn
   CHECK(metric(h, "predflow_ws_disconnects_total{reason=\"closed\"}") == 1);
 }
 
-TEST_CASE("subscribed replies stay small for a large set; past max_subscribed_symbols a subscribe is an error") {
+TEST_CASE("subscribed replies stay small for a large set, past max_subscribed_symbols a subscribe is an error") {
   NodeHarness h("ws_sink", "port: 0, max_subscribed_symbols: 6000");
   h.start();
   WsClient client(port_of(h));
@@ -453,7 +453,7 @@ TEST_CASE("subscribed replies stay small for a large set; past max_subscribed_sy
   CHECK(frame_symbols(frame) == std::set<std::string>{"S04999"});
 }
 
-TEST_CASE("a client that sends without reading is cut off past max_queued_bytes (1008); a reading client never notices") {
+TEST_CASE("a client that sends without reading is cut off past max_queued_bytes (1008), a reading client never notices") {
   // A high frame limit: the reader's delay below is the flooder's doing, not the limit's.
   NodeHarness h("ws_sink", "port: 0, max_queued_bytes: 64KiB, max_frames_per_second: 1000");
   h.start();

@@ -9,7 +9,7 @@
 
 using namespace predflow;
 
-TEST_CASE("fail_token_on_error: a throw fails the token; success leaves it done") {
+TEST_CASE("fail_token_on_error: a throw fails the token, success leaves it done") {
   std::optional<AckOutcome> outcome;
   {
     auto token = std::make_shared<AckToken>([&](AckOutcome o) { outcome = o; });

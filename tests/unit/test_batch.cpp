@@ -75,7 +75,7 @@ TEST_CASE("select keeps every column aligned and only the tokens of the chosen r
   CHECK(b.done == 1);
 }
 
-TEST_CASE("slice splits a batch; each piece holds the tokens its rows need") {
+TEST_CASE("slice splits a batch, each piece holds the tokens its rows need") {
   AckCounter a, b;
   Batch merged = rows_of({"A", "B", "C"}, a.token());
   merged.append(rows_of({"D", "E"}, b.token()));

@@ -12,7 +12,7 @@
 using namespace predflow;
 using namespace std::chrono_literals;
 
-TEST_CASE("breaker: closed → open after N consecutive failures; a success in between resets the count") {
+TEST_CASE("breaker: closed → open after N consecutive failures, a success in between resets the count") {
   CircuitBreaker b({3, 30s});
   auto t = CircuitBreaker::Clock::now();
   CHECK(b.acquire(t) == CircuitBreaker::Permit::Allowed);
@@ -30,7 +30,7 @@ TEST_CASE("breaker: closed → open after N consecutive failures; a success in b
   CHECK(b.retry_in(t + 40s) == Duration::zero());
 }
 
-TEST_CASE("breaker: half-open lets one trial through; success closes, failure re-opens for another reset") {
+TEST_CASE("breaker: half-open lets one trial through, success closes, failure re-opens for another reset") {
   CircuitBreaker b({2, 200ms});
   auto t = CircuitBreaker::Clock::now();
   b.record_failure(t);

@@ -151,7 +151,7 @@ TEST_CASE("cli: version prints a version and exits 0") {
   CHECK(std::regex_search(r.output, std::regex("^predflow [0-9]+\\.[0-9]+")));
 }
 
-TEST_CASE("cli: no subcommand is a usage error; --help is not") {
+TEST_CASE("cli: no subcommand is a usage error, --help is not") {
   CHECK(run_cli("").code != 0);
   Result help = run_cli("--help");
   CHECK(help.code == 0);

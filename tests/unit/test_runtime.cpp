@@ -127,7 +127,7 @@ nodes:
   for (const auto& [m, times] : acks.done) CHECK(acks.failed.count(m) == 0);
 }
 
-TEST_CASE("stop drains every in-flight batch through the sinks; nothing is lost") {
+TEST_CASE("stop drains every in-flight batch through the sinks, nothing is lost") {
   Recorder::instance().reset();
   CHECK(run_pipeline(R"(
 nodes:

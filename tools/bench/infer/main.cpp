@@ -6,7 +6,7 @@
 //
 //   predflow_infer_bench [--model DIR] [--device cpu|cuda:0] [--batches 32,64,128,256]
 //                        [--samples 1,20] [--iterations 200] [--warmup 20] [--threads N]
-//                        [--json FILE] [--check] [--real-oom] [--no-split] [--glibc-malloc]
+//                        [--json FILE] [--check] [--real-oom] [--no-split] [--glibc-malloc] [--freeze]
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -47,6 +47,7 @@ struct Args {
   bool real_oom = false;
   bool no_split = false;  // ignore the card's monte_carlo split: sample() on S·N rows
   bool glibc_malloc = false;  // leave glibc's malloc settings alone (the node tunes them)
+  bool freeze = false;        // torch::jit::freeze both the node's module and the bare one
 };
 
 std::vector<int> int_list(const std::string& s) {
@@ -76,6 +77,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--real-oom") a.real_oom = true;
     else if (k == "--no-split") a.no_split = true;
     else if (k == "--glibc-malloc") a.glibc_malloc = true;
+    else if (k == "--freeze") a.freeze = true;
     else throw std::runtime_error("unknown argument " + k);
   }
   return a;
@@ -113,6 +115,7 @@ Row measure(const Args& a, const ModelCard& card, int B, int S) {
   o.warmup_samples = S;
   o.warmup_iterations = a.warmup;
   o.tune_allocator = !a.glibc_malloc;
+  o.freeze = a.freeze;
   McModel model(card, o);
   const auto W = static_cast<std::size_t>(card.input_width);
   auto x = random_features(card, static_cast<std::size_t>(B), 7);
@@ -121,6 +124,11 @@ Row measure(const Args& a, const ModelCard& card, int B, int S) {
   const torch::Device device(model.device());
   torch::jit::Module bare = torch::jit::load(card.file, device);
   bare.eval();
+  if (a.freeze) {
+    std::vector<std::string> keep = {"sample"};
+    if (card.has_mc_split()) keep.insert(keep.end(), {card.mc_trunk, card.mc_head});
+    bare = torch::jit::freeze(bare, keep);
+  }
   c10::InferenceMode guard;
   auto xs = torch::from_blob(x.data(), {B, card.input_width}, torch::kFloat32).clone();
   auto mean = torch::from_blob(const_cast<float*>(card.scaler_mean.data()), {card.input_width}, torch::kFloat32);

@@ -1,0 +1,87 @@
+// Publishing into a JetStream stream with acknowledgements: publish() returns only once the
+// server answered that the stream stored every message (a PubAck per message), so a caller
+// can settle the source messages behind them (docs/interface.md §Delivery). The stream is
+// created when missing, as the producer's job, so that nothing published before its
+// consumer ever ran is lost.
+//
+//   StreamPublisher dlq(nats, contract_stream_for("dlq.predflow"));
+//   dlq.publish({{"dlq.predflow", record, ""}});   // throws: retry later, the records are not stored
+//
+// One StreamPublisher serves one thread at a time (it owns a JetStream context and the
+// state of its acknowledgements).
+#pragma once
+
+#include <nats/nats.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "connectors/nats.hpp"
+
+namespace predflow::connectors {
+
+struct StreamTarget {
+  std::string stream;                 // empty: no stream, a core publish and a flush (the server has them)
+  std::vector<std::string> subjects;  // what the stream covers when it has to be created
+  Duration max_age{};                 // how long a stream created here keeps a message (0: forever)
+};
+
+// The contract's streams: event.prediction.updated → PREDFLOW_PREDICTIONS, job.predict.* →
+// PREDFLOW_JOBS (job.predict.>), dlq.predflow → PREDFLOW_DLQ, data.features.ready →
+// PREDFLOW_FEATURES. Another subject: nullopt. Retention of the streams predflow creates:
+// 24 hours, and 7 days for dead letters (docs/messaging.md).
+std::optional<StreamTarget> contract_stream_for(const std::string& subject);
+// The same by stream name (PREDFLOW_FEATURES, …); another name: nullopt.
+std::optional<StreamTarget> contract_stream_named(const std::string& stream);
+
+// A node's `stream` field: "auto" = contract_stream_for(subject), else a core publish; "none"
+// = a core publish; any other name = that stream over `subject` ({route} read as `*`).
+StreamTarget stream_target(const std::string& field, const std::string& subject);
+
+class StreamPublisher {
+ public:
+  struct Message {
+    std::string_view subject;
+    std::string_view data;
+    std::string_view msg_id;  // Nats-Msg-Id header (the stream drops duplicates); empty = none
+  };
+
+  StreamPublisher(std::shared_ptr<NatsResource> nats, StreamTarget target);
+  ~StreamPublisher();
+  StreamPublisher(const StreamPublisher&) = delete;
+  StreamPublisher& operator=(const StreamPublisher&) = delete;
+
+  // All or nothing, as far as the caller knows: returns when every message is stored;
+  // throws ConnectorError when NATS is down, the stream did not answer in time or refused
+  // (retry: messages stored by a try that failed part-way are stored again, and a
+  // Nats-Msg-Id makes the stream drop them), CommandError when a message can never be sent
+  // (a subject or payload NATS rejects).
+  void publish(std::span<const Message> messages);
+
+  const StreamTarget& target() const { return target_; }
+
+ private:
+  struct AckErrors {
+    std::mutex mutex;
+    int count = 0;
+    natsStatus status = NATS_OK;
+    int code = 0;
+    std::string text;
+  };
+  static void on_ack_error(jsCtx* js, jsPubAckErr* error, void* self);
+  void ensure_stream();
+  void publish_core(std::span<const Message> messages);
+
+  std::shared_ptr<NatsResource> nats_;
+  const StreamTarget target_;
+  jsCtx* js_ = nullptr;
+  bool stream_ready_ = false;  // ensured since the last "no stream answered"
+  AckErrors errors_;
+};
+
+}  // namespace predflow::connectors

@@ -1,0 +1,28 @@
+// Names for the threads predflow starts, so that `top -H`, `ps -L`, perf and gdb say whose
+// thread is busy: "pf:" + the node or resource id + a role suffix. Linux keeps 15 bytes of a
+// thread name; the id is cut to fit, the suffix is kept.
+#pragma once
+
+#include <pthread.h>
+
+#include <string>
+#include <string_view>
+
+namespace predflow {
+
+inline std::string thread_label(std::string_view id, std::string_view suffix = {}) {
+  constexpr std::size_t kMax = 15;  // bytes, without the terminating NUL
+  const std::string_view prefix = "pf:";
+  const std::size_t room = kMax - prefix.size() - std::min(suffix.size(), kMax - prefix.size());
+  std::string label(prefix);
+  label += id.substr(0, room);
+  label += suffix.substr(0, kMax - label.size());
+  return label;
+}
+
+// Names the calling thread (best effort: a failure changes nothing but the label).
+inline void name_this_thread(std::string_view id, std::string_view suffix = {}) {
+  pthread_setname_np(pthread_self(), thread_label(id, suffix).c_str());
+}
+
+}  // namespace predflow

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# End to end: pipelines/m5.yaml on the devstack against tools/loadgen, as docs/performance.md
+# (## End to end) reports it. Starts the devstack when it is not running, seeds N symbols,
+# starts predflow with the window closed by count, runs the measured cycles and stops
+# predflow again (the devstack keeps running).
+#
+#   tools/bench/m5_e2e.sh N [CYCLES] [-- extra predflow arguments, e.g. --set nodes.normal_model.concurrency=2]
+#
+# Environment: BUILD (default build), MODELS (default models), WARMUP (default 1),
+# LOADGEN_ARGS (more loadgen flags, e.g. --json), PREDFLOW_LOG (default /tmp/predflow-e2e.log).
+# Nothing sets OPENBLAS_NUM_THREADS: the model nodes set their threads themselves.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ $# -ge 1 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+symbols=$1
+cycles=${2:-3}
+shift $(( $# >= 2 ? 2 : 1 ))
+[ "${1:-}" = "--" ] && shift
+build=${BUILD:-build}
+log=${PREDFLOW_LOG:-/tmp/predflow-e2e.log}
+
+tools/devstack start >/dev/null
+eval "$(tools/devstack env)"
+"$build/tools/loadgen/predflow_loadgen" --symbols "$symbols" --seed-only >/dev/null
+
+PREDFLOW_MODELS=${MODELS:-models} PREDFLOW_WINDOW=2s PREDFLOW_WINDOW_MAX_SYMBOLS=$symbols \
+  "$build/predflow" run pipelines/m5.yaml "$@" >"$log" 2>&1 &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  curl -fs "http://127.0.0.1:${PREDFLOW_HTTP_PORT:-9464}/readyz" >/dev/null 2>&1 && break
+  kill -0 $pid 2>/dev/null || { echo "predflow exited; its log: $log" >&2; tail -20 "$log" >&2; exit 1; }
+  sleep 0.5
+done
+"$build/tools/loadgen/predflow_loadgen" --symbols "$symbols" --no-seed --cycles "$cycles" --warmup "${WARMUP:-1}" \
+  --pid $pid ${LOADGEN_ARGS:-}
