@@ -48,6 +48,11 @@ bool NatsInboxMessage::term() {
   return natsMsg_Term(msg_, nullptr) == NATS_OK;
 }
 
+bool NatsInboxMessage::in_progress() {
+  if (!natsMsg_GetReply(msg_)) return true;
+  return natsMsg_InProgress(msg_, nullptr) == NATS_OK;
+}
+
 NatsInbox::NatsInbox(std::shared_ptr<connectors::NatsResource> nats, NatsInboxOptions options, std::string node_id)
     : nats_(std::move(nats)), options_(std::move(options)), node_id_(std::move(node_id)) {}
 

@@ -68,6 +68,8 @@ class NatsInboxMessage {
   bool nak(Duration delay);
   // Tells the server never to deliver it again (after it was dead-lettered).
   bool term();
+  // Tells the server the message is still being worked on: its ack_wait starts again.
+  bool in_progress();
 
  private:
   std::shared_ptr<const NatsSubscriptionHandle> subscription_;  // outlives msg_ (destroyed after it)

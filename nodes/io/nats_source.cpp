@@ -42,6 +42,10 @@ NodeSpec& common_fields(NodeSpec& spec) {
       .field(field::duration("nak_delay").default_value("1s").at_least(0).describe(
           "a message that failed downstream is redelivered after this delay, doubled at each further delivery "
           "(1s, 2s, 4s, 8s by default: a 15 s outage is ridden out before max_deliver), at most ack_wait"))
+      .field(field::duration("max_hold").default_value("10m").at_least(0).describe(
+          "JetStream: while a fetched group is not settled (a sink holds its rows through an outage), the source "
+          "sends in-progress acknowledgements every ack_wait/3 so that the server does not deliver it again; after "
+          "max_hold it stops, and the server redelivers (0 = never keep a group past ack_wait)"))
       .field(field::string_list("stream_subjects").default_value("").describe(
           "subjects of the stream when it has to be created; empty = the contract's subjects for the stream"));
 }
@@ -52,7 +56,8 @@ const char* kDeliveryDoc =
     "the messages are acknowledged once every row derived from them has reached every sink or the dead-letter "
     "subject, and negatively acknowledged (redelivered after `nak_delay`, doubling per delivery) when a node could do "
     "neither, or when the source itself failed on the group. A process killed before that loses nothing: the server "
-    "redelivers after `ack_wait`. A message delivered `max_deliver` times is not processed again: it is dead-lettered "
+    "redelivers after `ack_wait`. A group that sinks still hold after ack_wait/3 (an outage they ride out) gets "
+    "in-progress acknowledgements, up to `max_hold`, so that it is not delivered again meanwhile. A message delivered `max_deliver` times is not processed again: it is dead-lettered "
     "whole (reason max_deliveries, attempts = its deliveries) and then terminated, so that a poisoned message ends. The consumer's max_ack_pending and the "
     "pipeline's max_in_flight bound what is taken in (back-pressure). While NATS is down the source waits and "
     "resubscribes; ready only while subscribed. Mode core is a plain subscription: nothing is stored or "
@@ -112,7 +117,9 @@ class NatsSource : public Source {
         fetch_batch_(static_cast<int>(ctx.config.get_int("fetch_batch"))),
         fetch_wait_(ctx.config.get_duration("fetch_wait")),
         nak_delay_(ctx.config.get_duration("nak_delay")),
-        metrics_(ctx.metrics) {
+        metrics_(ctx.metrics),
+        ack_wait_(ctx.config.get_duration("ack_wait")),
+        max_hold_(ctx.config.get_duration("max_hold")) {
     NatsInboxOptions o;
     o.jetstream = ctx.config.get_string("mode") == "jetstream";
     o.subject = ctx.config.get_string("subject");
@@ -150,6 +157,9 @@ class NatsSource : public Source {
                                          {{"node", id_}});
     settler_ = std::make_shared<Settler>(Settler{nak_delay_, ctx.config.get_duration("ack_wait"), naks_, ack_failures_});
     subscribed_ = &metrics_.gauge("predflow_source_subscribed", "1 while the source is subscribed", {{"node", id_}});
+    in_progress_ = &metrics_.counter("predflow_source_in_progress_total",
+                                     "In-progress acknowledgements sent for messages still held downstream past ack_wait/3",
+                                     {{"node", id_}});
   }
 
   bool ready() const override { return nats_->connected() && inbox_->is_open(); }
@@ -173,6 +183,7 @@ class NatsSource : public Source {
         }
         auto messages = inbox_->fetch(fetch_batch_, fetch_wait_);
         if (!messages.empty()) take(ctx, std::move(messages));
+        keep_held_groups();
       } catch (const std::exception& e) {
         subscribed_->Set(0);
         // Log the first failure and every change of reason, not every retry.
@@ -192,8 +203,10 @@ class NatsSource : public Source {
   // A fetched group: its messages, and which of them were dead-lettered for having been
   // delivered max_deliver times (terminated, never acknowledged, once that is done).
   struct Group {
+    std::mutex mutex;  // settle() and keep_held_groups() may run at once, on different threads
     Messages messages;
     std::vector<char> terminal;
+    Clock::time_point taken = Clock::now();
   };
 
   // Settles a fetched group once its token completes: ACK when every row was done (TERM
@@ -209,6 +222,7 @@ class NatsSource : public Source {
       return std::min(delay, ack_wait);
     }
     void settle(Group& group, AckOutcome outcome) const {
+      std::lock_guard lock(group.mutex);
       if (outcome == AckOutcome::Failed) naks->Increment(static_cast<double>(group.messages.size()));
       for (std::size_t i = 0; i < group.messages.size(); ++i) {
         auto& m = group.messages[i];
@@ -237,6 +251,7 @@ class NatsSource : public Source {
       settler_->settle(*group, AckOutcome::Failed);
       return;
     }
+    if (inbox_->options().jetstream) held_.push_back(group);
     // From here on the token exists: whatever goes wrong must NAK the group (the server
     // redelivers it), never let the token complete as if every row had been done.
     const std::string error = fail_token_on_error(token, [&] { route_group(ctx, *group, token); });
@@ -340,6 +355,36 @@ class NatsSource : public Source {
     b.earnings.push_back(std::move(p.earnings));
   }
 
+  // Groups taken but not settled yet get an in-progress acknowledgement every ack_wait/3
+  // once they are that old, so that the server does not deliver them again while a sink
+  // holds their rows (e.g. through a database outage: redelivery made duplicate rows).
+  // Up to max_hold: a group held longer than that is left to the server's redelivery.
+  // Runs on the source's thread between fetches (every fetch_wait at most).
+  void keep_held_groups() {
+    const auto now = Clock::now();
+    if (held_.empty() || now < next_keep_) return;
+    const Duration period = ack_wait_ / 3;
+    next_keep_ = now + period;
+    std::erase_if(held_, [&](const std::weak_ptr<Group>& weak) {
+      auto group = weak.lock();
+      if (!group) return true;  // settled and released
+      std::lock_guard lock(group->mutex);
+      if (group->messages.empty()) return true;  // settled
+      const Duration age = now - group->taken;
+      if (age < period) return false;
+      if (age >= max_hold_) {
+        spdlog::warn("msg=\"group held past max_hold: no more in-progress acknowledgements, the server will redeliver\" "
+                     "node={} messages={} held_ms={}",
+                     id_, group->messages.size(), std::chrono::duration_cast<std::chrono::milliseconds>(age).count());
+        return true;
+      }
+      for (auto& m : group->messages)
+        if (!m->in_progress()) ack_failures_->Increment();
+      in_progress_->Increment(static_cast<double>(group->messages.size()));
+      return false;
+    });
+  }
+
   prometheus::Counter& rejected(const std::string& reason) {
     return metrics_.counter("predflow_source_rejected_total", "Messages or symbols a source rejected (dead-lettered)",
                             {{"node", id_}, {"reason", reason}});
@@ -354,7 +399,11 @@ class NatsSource : public Source {
   std::unique_ptr<NatsInbox> inbox_;
   prometheus::Counter *received_, *redelivered_, *ack_failures_, *naks_, *source_failures_;
   prometheus::Gauge* subscribed_;
+  prometheus::Counter* in_progress_;
   std::shared_ptr<const Settler> settler_;
+  const Duration ack_wait_, max_hold_;
+  std::vector<std::weak_ptr<Group>> held_;  // taken, maybe not settled yet (source thread only)
+  Clock::time_point next_keep_{};
 };
 
 PREDFLOW_REGISTER_NODE(nats_source_spec(), [](const NodeContext& ctx) { return std::make_unique<NatsSource>(ctx); });

@@ -177,6 +177,55 @@ TEST_CASE("nats_source: a NATS restart mid-stream, the source resubscribes and n
   CHECK(second);
 }
 
+TEST_CASE("nats_source: a message a sink holds past ack_wait is kept with in-progress acks, not redelivered") {
+  // A sink that holds rows through an outage (timescale_sink while PostgreSQL is down)
+  // must not see JetStream deliver the same message again after ack_wait: that made
+  // duplicate history rows.
+  NatsServer server;
+  server.start();
+  Recorder::instance().reset();
+  const std::string yaml = "settings: {http_port: 0}\nresources: {" + nats_resource(server) + "}\n" +
+                           "nodes:\n"
+                           "  nats_in: {type: nats_source, nats: bus, fetch_wait: 50ms, ack_wait: 1s}\n"
+                           "  sink: {type: test_sink, from: [nats_in.out], keep: true, delay: 3500ms}\n";
+  NatsTestClient client(server.url());
+  NatsTestClient::ConsumerState consumer;
+  bool settled = false;
+  CHECK(run_pipeline(yaml, [&](Runtime& runtime) {
+    REQUIRE(eventually([&] { return runtime.ready(); }, 15s));
+    client.publish("data.features.ready", R"({"symbols": ["AAPL"], "correlation_id": "held"})");
+    client.flush();
+    settled = eventually([&] {
+      consumer = client.consumer("PREDFLOW_FEATURES", "predflow_nats_in");
+      return Recorder::instance().sink("sink").rows >= 1 && consumer.exists && consumer.ack_pending == 0 &&
+             consumer.pending == 0;
+    }, 20s);
+    std::this_thread::sleep_for(500ms);  // a redelivery would have arrived by now
+    runtime.request_stop();
+  }));
+  REQUIRE(settled);
+  CHECK(Recorder::instance().sink("sink").rows == 1);
+  CHECK(client.consumer("PREDFLOW_FEATURES", "predflow_nats_in").redelivered == 0);
+}
+
+TEST_CASE("nats_source: max_hold bounds the in-progress acknowledgements, after it the server redelivers") {
+  NatsServer server;
+  server.start();
+  Recorder::instance().reset();
+  const std::string yaml = "settings: {http_port: 0}\nresources: {" + nats_resource(server) + "}\n" +
+                           "nodes:\n"
+                           "  nats_in: {type: nats_source, nats: bus, fetch_wait: 50ms, ack_wait: 1s, max_hold: 0s}\n"
+                           "  sink: {type: test_sink, from: [nats_in.out], keep: true, delay: 2500ms}\n";
+  NatsTestClient client(server.url());
+  CHECK(run_pipeline(yaml, [&](Runtime& runtime) {
+    REQUIRE(eventually([&] { return runtime.ready(); }, 15s));
+    client.publish("data.features.ready", R"({"symbols": ["AAPL"], "correlation_id": "unheld"})");
+    client.flush();
+    CHECK(eventually([&] { return client.consumer("PREDFLOW_FEATURES", "predflow_nats_in").redelivered >= 1; }, 20s));
+    runtime.request_stop();
+  }));
+}
+
 TEST_CASE("nats_source: core mode reads a plain subscription") {
   NatsServer server;
   server.start();
