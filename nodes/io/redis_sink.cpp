@@ -67,8 +67,10 @@ NodeSpec redis_sink_spec() {
           "most SETs in one pipelined round trip; a larger batch is written in several"))
       .field(field::integer("max_pending").default_value("100000").at_least(1).in_unit("rows").describe(
           "rows held in memory while Redis is down; a batch that does not fit leaves on `dead` at once"))
-      .field(field::duration("retry_for").default_value("10s").at_least(0).describe(
-          "how long a row is retried before it is dead-lettered (keep it under the source's ack_wait)"))
+      .field(field::duration("retry_for").default_value("45s").at_least(0).describe(
+          "how long a row is retried before it is dead-lettered; never less than the Redis resource's breaker_reset "
+          "+ backoff_max + 1s (raised to that, with a log line), so that an outage shorter than the breaker's open "
+          "time dead-letters nothing"))
       .field(field::duration("backoff_initial").default_value("100ms").at_least(0).describe(
           "first wait before retrying a failed write; doubles per failure (full jitter)"))
       .field(field::duration("backoff_max").default_value("2s").at_least(0).describe("longest wait between retries"))
@@ -78,7 +80,7 @@ NodeSpec redis_sink_spec() {
           "age under which a written prediction counts in predflow_fresh_predictions"))
       .blocking_io()
       .show_in_label({"redis", "ttl"})
-      .with_example("type: redis_sink\nfrom: [stats]\nredis: cache\nttl: 120s\nretry_for: 10s\n");
+      .with_example("type: redis_sink\nfrom: [stats]\nredis: cache\nttl: 120s\nretry_for: 45s\n");
 }
 
 // Buckets for "event in to prediction stored": the window alone is seconds long.
@@ -111,6 +113,24 @@ struct Entry {
   int attempts = 0;
 };
 
+// The breaker of the Redis resource stays open for breaker_reset after an outage, whatever
+// Redis does meanwhile: rows given less time than that were dead-lettered after a 5-second
+// restart although Redis was back long before the breaker let a write through. retry_for
+// is therefore at least the breaker's open time plus one backoff and a second.
+Duration breaker_aware_retry_for(const NodeContext& ctx) {
+  const Duration configured = ctx.config.get_duration("retry_for");
+  auto redis = ctx.resource<connectors::RedisResource>("redis");
+  if (!redis) return configured;  // the constructor reports the wrong resource type
+  const Duration floor = redis->breaker().options().reset + ctx.config.get_duration("backoff_max") + std::chrono::seconds(1);
+  if (configured >= floor) return configured;
+  spdlog::info("msg=\"retry_for raised above the Redis breaker's open time\" node={} retry_for_ms={} raised_to_ms={} "
+               "breaker_reset_ms={}",
+               ctx.id, std::chrono::duration_cast<std::chrono::milliseconds>(configured).count(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(floor).count(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(redis->breaker().options().reset).count());
+  return floor;
+}
+
 class RedisSink : public Processor {
  public:
   explicit RedisSink(const NodeContext& ctx)
@@ -120,7 +140,7 @@ class RedisSink : public Processor {
         ttl_(ctx.config.get_duration("ttl")),
         batch_size_(static_cast<std::size_t>(ctx.config.get_int("batch_size"))),
         max_pending_(static_cast<std::size_t>(ctx.config.get_int("max_pending"))),
-        retry_for_(ctx.config.get_duration("retry_for")),
+        retry_for_(breaker_aware_retry_for(ctx)),
         stop_timeout_(ctx.config.get_duration("stop_timeout")),
         fresh_for_(ctx.config.get_duration("fresh_for")),
         backoff_(connectors::BackoffOptions{ctx.config.get_duration("backoff_initial"),

@@ -63,6 +63,12 @@ struct AckCounter {
   }
 };
 
+std::vector<std::string> symbols_with_prefix(const std::vector<std::string>& symbols) {
+  std::vector<std::string> keys;
+  for (const auto& s : symbols) keys.push_back("pred:" + s);
+  return keys;
+}
+
 std::string redis_resource(const RedisServer& server) {
   return "cache: {type: redis, url: '" + server.url() +
          "', timeout: 500ms, backoff_initial: 10ms, backoff_max: 50ms, breaker_reset: 100ms}";
@@ -279,6 +285,48 @@ TEST_CASE("redis_sink: Redis stopped, rows are dead-lettered after retry_for wit
   fx.h().tick();
   CHECK(fx.h().output.port(0).empty());
   CHECK(acks.failed == 0);
+}
+
+TEST_CASE("redis_sink: Redis restarted while the breaker is open dead-letters nothing, retry_for outlasts the breaker") {
+  // The breaker stays open breaker_reset (here 2 s) after the outage began, even though
+  // Redis is back after 1 s; rows given a shorter retry_for (500ms, as configured) used to
+  // be dead-lettered although nothing was wrong any more by then.
+  RedisServer server;
+  server.start();
+  const std::string resource = "cache: {type: redis, url: '" + server.url() +
+                               "', timeout: 200ms, backoff_initial: 10ms, backoff_max: 50ms, breaker_failures: 2, "
+                               "breaker_reset: 2s}";
+  NodeHarness h("redis_sink", "redis: cache, retry_for: 500ms, backoff_initial: 20ms, backoff_max: 100ms", resource);
+  h.start();
+  AckCounter acks;
+  server.stop();
+  const auto down = Clock::now();
+  std::vector<std::string> symbols;
+  for (int i = 0; Clock::now() - down < 1s; ++i) {
+    symbols.push_back("S" + std::to_string(i));
+    h.process(predictions({symbols.back()}, "c-" + std::to_string(i), {acks.token()}));
+    std::this_thread::sleep_for(50ms);
+  }
+  server.start();  // back after 1 s; the breaker opened meanwhile and stays open until its trial
+  std::size_t dead = 0;
+  const bool all_done = eventually([&] {
+    h.tick();
+    dead = 0;
+    for (const auto& b : h.output.port(0)) dead += b->failures.size();
+    return acks.done == static_cast<int>(symbols.size()) || dead > 0;
+  }, 20s);
+  CHECK(all_done);
+  dead = 0;
+  for (const auto& b : h.output.port(0)) dead += b->failures.size();
+  CHECK(dead == 0);
+  CHECK(acks.failed == 0);
+  auto& redis = *h.resource<RedisResource>("cache");
+  const auto values = redis.mget(symbols_with_prefix(symbols));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    CAPTURE(symbols[i]);
+    CHECK(values[i].has_value());
+  }
+  CHECK(metric_value(h.metrics_text(), "predflow_redis_sink_dead_lettered_total{node=\"subject\",reason=\"redis_unavailable\"}") == 0);
 }
 
 TEST_CASE("redis_sink: a batch over max_pending leaves on dead at once") {
