@@ -58,6 +58,11 @@ NodeSpec torch_gpu_infer_spec() {
                            "parallel instead"))
       .field(field::integer("input_width").default_value("0").at_least(0).in_unit("features")
                  .describe("feature width the upstream delivers; checked against the model at start (0 = no check)"))
+      .field(field::integer("retries").default_value("2").at_least(0).at_most(10).in_unit("calls").describe(
+          "a failed model call (not width or shape problems of the data) is tried again this many times, after "
+          "retry_delay doubling, before its rows are dead-lettered; each try counts for the breaker"))
+      .field(field::duration("retry_delay").default_value("100ms").at_least(0).describe(
+          "wait before the first retry of a failed call; doubles per retry"))
       .field(field::integer("breaker_failures").default_value("10").at_least(1).in_unit("calls")
                  .describe("consecutive failed model calls that open the circuit breaker"))
       .field(field::duration("breaker_reset").default_value("30s")
@@ -96,12 +101,17 @@ class TorchGpuInfer : public Processor {
         replicas_(static_cast<std::size_t>(std::max(1, ctx.concurrency))),
         threads_(static_cast<int>(ctx.config.get_int("threads"))),
         input_width_(ctx.config.get_int("input_width")),
+        retries_(static_cast<int>(ctx.config.get_int("retries"))),
+        retry_delay_(ctx.config.get_duration("retry_delay")),
         inject_failures_(ctx.config.get_int("inject_failures")),
         inject_oom_(ctx.config.get_int("inject_oom")),
         breaker_(BreakerOptions{static_cast<int>(ctx.config.get_int("breaker_failures")), ctx.config.get_duration("breaker_reset")}),
         oom_total_(ctx.metrics.counter("predflow_inference_oom_total", "CUDA out-of-memory errors that halved the batch", {{"node", ctx.id}})),
         fallback_total_(ctx.metrics.counter("predflow_inference_fallback_total", "Fallbacks from the GPU to the CPU", {{"node", ctx.id}})),
         breaker_gauge_(ctx.metrics.gauge("predflow_inference_breaker_open", "1 while the inference circuit breaker is open or half-open", {{"node", ctx.id}})),
+        retries_total_(ctx.metrics.counter("predflow_inference_retries_total",
+                                           "Failed model calls tried again before their rows were dead-lettered",
+                                           {{"node", ctx.id}})),
         batch_size_histogram_(ctx.metrics.histogram("predflow_inference_batch_size", "Rows per model call", {{"node", ctx.id}},
                                                     {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096})) {}
 
@@ -264,31 +274,45 @@ class TorchGpuInfer : public Processor {
         continue;
       }
       if (was_open) spdlog::info("msg=\"inference breaker half-open: trial call\" node={} rows={}", id_, n);
-      const auto t0 = Clock::now();
-      try {
-        auto report = model.infer(std::span<const float>(batch.features.data() + begin * width, n * width), width, samples_,
+      int attempts = 0;  // model calls made for these rows, over the node's retries
+      for (int retry = 0;; ++retry) {
+        const auto t0 = Clock::now();
+        try {
+          auto report = model.infer(std::span<const float>(batch.features.data() + begin * width, n * width), width, samples_,
                                     std::span<float>(samples.data() + begin * S, n * S));
-        latency(report.device).Observe(std::chrono::duration<double>(Clock::now() - t0).count());
-        for (std::size_t c : report.call_rows) batch_size_histogram_.Observe(static_cast<double>(c));
-        handle_events(report.events, batch);
-        device = report.device;
-        if (was_open) spdlog::info("msg=\"inference breaker closed\" node={}", id_);
-        breaker_.record_success();
-        for (std::size_t r = begin; r < begin + n; ++r) outcome[r] = {true, "", "", 1};
-      } catch (const std::exception& e) {
-        const auto* failure = dynamic_cast<const inference::InferenceError*>(&e);
-        if (failure) handle_events(failure->events, batch);
-        count_error(failure && failure->out_of_memory ? "oom" : "inference");
-        const bool opened = breaker_.record_failure();
-        spdlog::error("msg=\"inference failed\" node={} model={} device={} rows={} correlation_id={} consecutive_failures={} "
-                      "error=\"{}\"",
-                      id_, model.card().name, model.device(), n, first_correlation(batch), breaker_.consecutive_failures(),
-                      e.what());
-        if (opened)
-          spdlog::error("msg=\"inference breaker open\" node={} consecutive_failures={} reset_after_ms={}", id_,
-                        breaker_.consecutive_failures(),
-                        std::chrono::duration_cast<std::chrono::milliseconds>(breaker_reset()).count());
-        for (std::size_t r = begin; r < begin + n; ++r) outcome[r] = {false, "inference_failed", e.what(), failure ? failure->attempts : 1};
+          latency(report.device).Observe(std::chrono::duration<double>(Clock::now() - t0).count());
+          for (std::size_t c : report.call_rows) batch_size_histogram_.Observe(static_cast<double>(c));
+          handle_events(report.events, batch);
+          device = report.device;
+          if (was_open) spdlog::info("msg=\"inference breaker closed\" node={}", id_);
+          if (retry > 0) spdlog::info("msg=\"inference call succeeded after retries\" node={} retries={}", id_, retry);
+          breaker_.record_success();
+          for (std::size_t r = begin; r < begin + n; ++r) outcome[r] = {true, "", "", 1};
+          break;
+        } catch (const std::exception& e) {
+          const auto* failure = dynamic_cast<const inference::InferenceError*>(&e);
+          if (failure) handle_events(failure->events, batch);
+          attempts += failure ? failure->attempts : 1;
+          count_error(failure && failure->out_of_memory ? "oom" : "inference");
+          const bool opened = breaker_.record_failure();
+          // Retried while the breaker lets calls through: a failure that repeats opens it
+          // after breaker_failures tries, whatever the retries.
+          const bool retry_again = retry < retries_ && !opened && breaker_.state() == CircuitBreaker::State::Closed;
+          spdlog::error("msg=\"inference failed\" node={} model={} device={} rows={} correlation_id={} consecutive_failures={} "
+                        "retry={} of={} error=\"{}\"",
+                        id_, model.card().name, model.device(), n, first_correlation(batch), breaker_.consecutive_failures(),
+                        retry, retries_, e.what());
+          if (opened)
+            spdlog::error("msg=\"inference breaker open\" node={} consecutive_failures={} reset_after_ms={}", id_,
+                          breaker_.consecutive_failures(),
+                          std::chrono::duration_cast<std::chrono::milliseconds>(breaker_reset()).count());
+          if (!retry_again) {
+            for (std::size_t r = begin; r < begin + n; ++r) outcome[r] = {false, "inference_failed", e.what(), attempts};
+            break;
+          }
+          retries_total_.Increment();
+          std::this_thread::sleep_for(retry_delay_ * (1 << retry));
+        }
       }
       breaker_gauge_.Set((breaker_.state() != CircuitBreaker::State::Closed) ? 1 : 0);
       begin += n;
@@ -412,11 +436,15 @@ class TorchGpuInfer : public Processor {
   const int samples_;
   const std::size_t replicas_;
   const int threads_;
-  const std::int64_t input_width_, inject_failures_, inject_oom_;
+  const std::int64_t input_width_;
+  const int retries_;
+  const Duration retry_delay_;
+  const std::int64_t inject_failures_, inject_oom_;
   CircuitBreaker breaker_;
   prometheus::Counter& oom_total_;
   prometheus::Counter& fallback_total_;
   prometheus::Gauge& breaker_gauge_;
+  prometheus::Counter& retries_total_;
   prometheus::Histogram& batch_size_histogram_;
   std::mutex latency_mutex_;
   std::map<std::string, prometheus::Histogram*> latency_;

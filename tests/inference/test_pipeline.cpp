@@ -61,7 +61,7 @@ TEST_CASE("pipeline: with the breaker open every row reaches the dead-letter sin
   CHECK(run_pipeline(R"(
 nodes:
   src: {type: test_source, messages: 8, rows: 3, feature_width: 20}
-  infer: {type: torch_gpu_infer, from: [src], model: ")" + normal_model() + R"(", device: cpu, inject_failures: 1000,
+  infer: {type: torch_gpu_infer, from: [src], model: ")" + normal_model() + R"(", device: cpu, inject_failures: 1000, retries: 0,
           breaker_failures: 2, breaker_reset: 1h}
   stats: {type: mc_dropout, from: [infer.out]}
   sink: {type: test_sink, from: [stats]}
@@ -82,7 +82,7 @@ TEST_CASE("pipeline: an out-of-memory and a failed call part-way loses no row: p
 nodes:
   src: {type: test_source, messages: 5, rows: 20, feature_width: 20}
   infer: {type: torch_gpu_infer, from: [src], model: ")" + normal_model() + R"(", device: cpu, batch_size: 8,
-          mc_samples: 5, inject_oom: 1, inject_failures: 1}
+          mc_samples: 5, inject_oom: 1, inject_failures: 1, retries: 0}
   stats: {type: mc_dropout, from: [infer.out]}
   sink: {type: test_sink, from: [stats]}
   dead: {type: test_sink, from: [infer.dead]}
@@ -129,7 +129,7 @@ TEST_CASE("pipeline: the copies of a concurrent torch_gpu_infer share one failur
 nodes:
   src: {type: test_source, messages: 12, rows: 4, feature_width: 20}
   infer: {type: torch_gpu_infer, from: [src], model: ")" + normal_model() + R"(", device: cpu, mc_samples: 5,
-          inject_failures: 3, breaker_failures: 100, concurrency: 3}
+          inject_failures: 3, breaker_failures: 100, concurrency: 3, retries: 0}
   stats: {type: mc_dropout, from: [infer.out]}
   sink: {type: test_sink, from: [stats]}
   dead: {type: test_sink, from: [infer.dead], keep: true}

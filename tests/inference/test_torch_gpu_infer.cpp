@@ -137,7 +137,7 @@ TEST_CASE("torch_gpu_infer: a batch of the wrong width is dead-lettered with an 
 }
 
 TEST_CASE("torch_gpu_infer: a failed inference dead-letters its rows, N consecutive failures open the breaker") {
-  NodeHarness h("torch_gpu_infer", normal("inject_failures: 100, breaker_failures: 3, breaker_reset: 1h"));
+  NodeHarness h("torch_gpu_infer", normal("inject_failures: 100, breaker_failures: 3, breaker_reset: 1h, retries: 0"));
   h.start();
   for (int i = 0; i < 5; ++i) h.process(feature_batch(4, 20, varied));
   CHECK(h.output.out().empty());
@@ -158,7 +158,7 @@ TEST_CASE("torch_gpu_infer: a failed inference dead-letters its rows, N consecut
 }
 
 TEST_CASE("torch_gpu_infer: the breaker half-opens after breaker_reset, a good trial closes it") {
-  NodeHarness h("torch_gpu_infer", normal("inject_failures: 3, breaker_failures: 3, breaker_reset: 200ms"));
+  NodeHarness h("torch_gpu_infer", normal("inject_failures: 3, breaker_failures: 3, breaker_reset: 200ms, retries: 0"));
   h.start();
   for (int i = 0; i < 4; ++i) h.process(feature_batch(2, 20, varied));
   auto reasons = failure_reasons(h.output.dead());
@@ -176,7 +176,7 @@ TEST_CASE("torch_gpu_infer: the breaker half-opens after breaker_reset, a good t
 }
 
 TEST_CASE("torch_gpu_infer: a failed trial re-opens the breaker for another breaker_reset") {
-  NodeHarness h("torch_gpu_infer", normal("inject_failures: 4, breaker_failures: 3, breaker_reset: 200ms"));
+  NodeHarness h("torch_gpu_infer", normal("inject_failures: 4, breaker_failures: 3, breaker_reset: 200ms, retries: 0"));
   h.start();
   for (int i = 0; i < 3; ++i) h.process(feature_batch(1, 20, varied));
   std::this_thread::sleep_for(250ms);
@@ -192,7 +192,7 @@ TEST_CASE("torch_gpu_infer: a failed trial re-opens the breaker for another brea
 
 TEST_CASE("torch_gpu_infer: a big batch splits into calls, a failure in one call dead-letters only its rows") {
   // batch_size 16, 40 rows: calls of 16, 16, 8. Injected: the first call fails.
-  NodeHarness h("torch_gpu_infer", normal("inject_failures: 1"));
+  NodeHarness h("torch_gpu_infer", normal("inject_failures: 1, retries: 0"));
   h.start();
   auto batch = feature_batch(40, 20, varied);
   batch->failures.push_back(RowFailure{"feature_fetch", std::string("XYZ"), "missing_features", "no key", std::nullopt, 1, ""});
@@ -231,7 +231,7 @@ TEST_CASE("torch_gpu_infer: injected out-of-memory halves the batch, keeps the s
 TEST_CASE("torch_gpu_infer: PREDFLOW_INJECT_FAILURES and PREDFLOW_INJECT_OOM are read at start when the fields are 0") {
   ::setenv("PREDFLOW_INJECT_FAILURES", "2", 1);
   ::setenv("PREDFLOW_INJECT_OOM", "1", 1);
-  NodeHarness h("torch_gpu_infer", normal());
+  NodeHarness h("torch_gpu_infer", normal("retries: 0"));
   h.start();
   ::unsetenv("PREDFLOW_INJECT_FAILURES");
   ::unsetenv("PREDFLOW_INJECT_OOM");
@@ -293,4 +293,44 @@ TEST_CASE("torch_gpu_infer: concurrency is 1 to 16 copies of the model") {
   CHECK_NOTHROW(load_plan_text(plan("2"), "c.yaml", env_of({})));
   CHECK_NOTHROW(load_plan_text(plan("16"), "c.yaml", env_of({})));
   CHECK_THROWS_WITH(load_plan_text(plan("17"), "c.yaml", env_of({})), doctest::Contains("at most 16"));
+}
+
+TEST_CASE("torch_gpu_infer: a failed call is retried (retries, retry_delay doubling) before its rows are dead-lettered") {
+  {
+    // Two transient failures, two retries: every row is predicted, nothing dead-lettered.
+    NodeHarness h("torch_gpu_infer", normal("inject_failures: 2, retries: 2, retry_delay: 10ms"));
+    h.start();
+    const auto t0 = Clock::now();
+    h.process(feature_batch(5, 20, varied));
+    CHECK(Clock::now() - t0 >= std::chrono::milliseconds(30));  // 10 ms, then 20 ms
+    REQUIRE(h.output.out().size() == 1);
+    CHECK(h.output.out()[0]->size() == 5);
+    CHECK(h.output.dead().empty());
+    const std::string m = h.metrics_text();
+    CHECK(metric_value(m, "predflow_inference_retries_total{node=\"subject\"}") == 2);
+    CHECK(metric_value(m, "predflow_prediction_errors_total{type=\"inference\"}") == 2);
+  }
+  {
+    // Three failures outlast two retries: the rows are dead-lettered, attempts = 3 calls.
+    NodeHarness h("torch_gpu_infer", normal("inject_failures: 3, retries: 2, retry_delay: 1ms"));
+    h.start();
+    h.process(feature_batch(4, 20, varied));
+    REQUIRE(h.output.dead().size() == 1);
+    const auto& failures = h.output.dead()[0]->failures;
+    REQUIRE(failures.size() == 4);
+    for (const auto& f : failures) {
+      CHECK(f.reason == "inference_failed");
+      CHECK(f.attempts == 3);
+    }
+  }
+  {
+    // The breaker still opens after breaker_failures tries, retries or not; then no more retries.
+    NodeHarness h("torch_gpu_infer", normal("inject_failures: 100, retries: 5, retry_delay: 1ms, breaker_failures: 2, "
+                                            "breaker_reset: 1h"));
+    h.start();
+    h.process(feature_batch(3, 20, varied));
+    CHECK(metric_value(h.metrics_text(), "predflow_inference_retries_total{node=\"subject\"}") == 1);
+    CHECK(metric_value(h.metrics_text(), "predflow_inference_breaker_open{node=\"subject\"}") == 1);
+    CHECK(failure_reasons(h.output.dead())["inference_failed"] == 3);
+  }
 }
