@@ -24,6 +24,7 @@
 #include "nodes/io/market_calendar.hpp"
 #include "support/eventually.hpp"
 #include "support/http_get.hpp"
+#include "support/node_harness.hpp"
 #include "support/predflow_process.hpp"
 #include "support/servers.hpp"
 #include "support/temp_dir.hpp"
@@ -372,6 +373,63 @@ TEST_CASE("split deployment: routing runs alone first, predictors started later 
     REQUIRE(s->signal(SIGTERM));
     CHECK(s->wait_exit(60000ms));
     CHECK(s->exit_code() == 0);
+  }
+}
+
+TEST_CASE("scale-out: three m5.yaml processes share one durable consumer, one killed with SIGKILL mid-run, every symbol stored") {
+  // Scaling out is JetStream's work: processes of the same pipeline bind the same durable
+  // consumer and the server hands each fetch to one of them. A process killed with work in
+  // hand never acknowledged it; after ack_wait the server gives it to the others.
+  ServerStack servers;
+  servers.start();
+  TempDir dir;
+  Clients clients(servers);
+  auto expect = seed(clients, 600);
+  NatsTestClient nats(servers.nats.url());
+  std::vector<std::unique_ptr<PredflowProcess>> processes;
+  std::vector<int> http_ports;
+  for (int i = 0; i < 3; ++i) {
+    auto env = contract_env(servers, dir);  // each its own HTTP and WebSocket port
+    env["PREDFLOW_WINDOW"] = "2s";          // work stays in hand, unacknowledged, for 2 s
+    env["PREDFLOW_DATA_DIR"] = (dir.path / ("replica" + std::to_string(i))).string();
+    http_ports.push_back(std::stoi(env["PREDFLOW_HTTP_PORT"]));
+    processes.push_back(std::make_unique<PredflowProcess>(
+        PREDFLOW_BINARY, kSource + "/pipelines/m5.yaml", (dir.path / ("replica" + std::to_string(i) + ".log")).string(), env,
+        std::vector<std::string>{"--set", "nodes.announcements.ack_wait=3s", "--set", "nodes.announcements.fetch_batch=2"}));
+  }
+  for (int port : http_ports)
+    REQUIRE_MESSAGE(eventually([&] { return http_get(port, "/readyz").first == 200; }, 120s),
+                    "a replica did not become ready; logs in " << dir.path);
+
+  for (std::size_t i = 0; i < expect.good.size(); i += 10) {
+    std::vector<std::string> part(expect.good.begin() + i, expect.good.begin() + std::min(expect.good.size(), i + 10));
+    nats.publish("data.features.ready", demo::features_ready_json(part, "scale-out"));
+  }
+  nats.flush();
+  std::this_thread::sleep_for(700ms);  // every replica has fetched; no window has closed yet
+  REQUIRE(processes[0]->signal(SIGKILL));
+  CHECK(processes[0]->wait_exit(10000ms));
+
+  const bool stored = eventually([&] { return all_stored(clients, expect, "scale-out"); }, 120s);
+  CHECK_MESSAGE(stored, "logs in " << dir.path);
+  NatsTestClient::ConsumerState consumer;
+  CHECK(eventually([&] {
+    consumer = nats.consumer("PREDFLOW_FEATURES", "predflow_m5");
+    return consumer.ack_pending == 0 && consumer.pending == 0;
+  }, 60s));
+  // The killed replica had work in hand, which the server gave to the others.
+  double redelivered = 0;
+  for (std::size_t i = 1; i < processes.size(); ++i)
+    redelivered += metric_value(http_get(http_ports[i], "/metrics").second,
+                                "predflow_source_redelivered_total{node=\"announcements\"}");
+  CHECK(redelivered > 0);
+  const auto rows = clients.db.query(
+      "SELECT count(DISTINCT symbol) FROM predictions WHERE correlation_id = $1", {std::string("scale-out")});
+  CHECK(std::stoul(*rows[0][0]) == expect.good.size());
+  for (std::size_t i = 1; i < processes.size(); ++i) {
+    REQUIRE(processes[i]->signal(SIGTERM));
+    CHECK(processes[i]->wait_exit(60000ms));
+    CHECK(processes[i]->exit_code() == 0);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <vector>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -21,8 +22,14 @@ class PredflowProcess {
  public:
   // `env` is added to (or overrides) the test's environment; PREDFLOW_HTTP_PORT is unset
   // unless given, so that the pipeline file's own setting holds.
+  // `extra` goes after `run FILE` (e.g. --set path=value).
   PredflowProcess(const std::string& binary, const std::string& file, const std::string& log,
-                  const std::map<std::string, std::string>& env = {}) {
+                  const std::map<std::string, std::string>& env = {}, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"predflow", "--log-level", "info", "run", file};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     pid_ = fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
@@ -38,7 +45,7 @@ class PredflowProcess {
       dup2(fd, 2);
       unsetenv("PREDFLOW_HTTP_PORT");
       for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-      execl(binary.c_str(), "predflow", "--log-level", "info", "run", file.c_str(), static_cast<char*>(nullptr));
+      execv(binary.c_str(), argv.data());
       _exit(127);
     }
   }
