@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <set>
 #include <sstream>
 
 namespace predflow {
@@ -32,6 +33,11 @@ prometheus::Histogram& Metrics::histogram(const std::string& name, const std::st
   return family->Add(labels, prometheus::Histogram::BucketBoundaries(buckets));
 }
 
+void Metrics::declare(const std::string& name, const std::string& help, prometheus::MetricType type) {
+  std::lock_guard lock(mutex_);
+  declared_.try_emplace(name, help, type);
+}
+
 void Metrics::add_collectable(std::shared_ptr<prometheus::Collectable> collectable) {
   std::lock_guard lock(mutex_);
   collectables_.push_back(std::move(collectable));
@@ -45,6 +51,18 @@ std::string Metrics::serialize() const {
       auto more = c->Collect();
       families.insert(families.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }
+  }
+  {
+    std::lock_guard lock(mutex_);
+    std::set<std::string> present;
+    for (const auto& f : families)
+      if (!f.metric.empty()) present.insert(f.name);
+    for (const auto& [name, what] : declared_)
+      if (!present.count(name)) {
+        // An empty family, once: drop one prometheus-cpp may have kept without samples.
+        std::erase_if(families, [&](const prometheus::MetricFamily& f) { return f.name == name; });
+        families.push_back(prometheus::MetricFamily{name, what.first, what.second, {}});
+      }
   }
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, families);

@@ -7,6 +7,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
+#include <prometheus/metric_type.h>
 #include <prometheus/registry.h>
 
 #include <map>
@@ -28,6 +29,11 @@ class Metrics {
                                    const prometheus::Labels& labels = {},
                                    const std::vector<double>& buckets = latency_buckets());
 
+  // A family that must appear in every scrape, with HELP and TYPE, even before it has a
+  // sample (e.g. the GPU gauge on a machine without a GPU, predictions before the first
+  // one): dashboards and alerts then see an empty family, not "no data".
+  void declare(const std::string& name, const std::string& help, prometheus::MetricType type);
+
   // Adds metrics kept outside the registry (the engine's per-node stats); kept alive here.
   void add_collectable(std::shared_ptr<prometheus::Collectable> collectable);
 
@@ -45,6 +51,7 @@ class Metrics {
   std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauges_;
   std::map<std::string, prometheus::Family<prometheus::Histogram>*> histograms_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
+  std::map<std::string, std::pair<std::string, prometheus::MetricType>> declared_;  // name → help, type
 };
 
 }  // namespace predflow

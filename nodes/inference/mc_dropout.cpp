@@ -25,7 +25,9 @@ NodeSpec mc_dropout_spec() {
 
 class McDropout : public Processor {
  public:
-  explicit McDropout(const NodeContext& ctx) : metrics_(ctx.metrics) {}
+  explicit McDropout(const NodeContext& ctx) : metrics_(ctx.metrics) {
+    metrics_.declare("predflow_predictions_total", "Predictions made", prometheus::MetricType::Counter);
+  }
 
   void process(BatchPtr in, Output& out) override {
     const std::size_t rows = in->size();

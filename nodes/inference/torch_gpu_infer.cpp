@@ -113,7 +113,14 @@ class TorchGpuInfer : public Processor {
                                            "Failed model calls tried again before their rows were dead-lettered",
                                            {{"node", ctx.id}})),
         batch_size_histogram_(ctx.metrics.histogram("predflow_inference_batch_size", "Rows per model call", {{"node", ctx.id}},
-                                                    {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096})) {}
+                                                    {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096})) {
+    // Contract families, in every scrape from the start: before the first call, and on a
+    // machine without a GPU (the gauge then has no sample).
+    ctx.metrics.declare("predflow_inference_latency_seconds", "Model call latency per batch",
+                        prometheus::MetricType::Histogram);
+    ctx.metrics.declare("predflow_gpu_utilization_ratio", "GPU utilisation (0..1) from NVML", prometheus::MetricType::Gauge);
+    ctx.metrics.declare("predflow_prediction_errors_total", "Prediction errors by type", prometheus::MetricType::Counter);
+  }
 
   void start() override {
     const auto started = Clock::now();

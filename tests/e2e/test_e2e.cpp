@@ -261,6 +261,21 @@ TEST_CASE("m5.yaml: every symbol routed, predicted, stored, published and broadc
   PredflowProcess predflow(PREDFLOW_BINARY, kSource + "/pipelines/m5.yaml", log, env);
   const bool ready = eventually([&] { return http_get(http, "/readyz").first == 200; }, 120s);
   REQUIRE_MESSAGE(ready, "predflow did not become ready; log: " << log);
+  {
+    // Every contract family is in the first scrape, before any traffic, with its TYPE
+    // (the GPU gauge too, on this machine without a GPU).
+    const std::string first = http_get(http, "/metrics").second;
+    for (const char* family : {"predflow_symbols_routed_total counter", "predflow_routing_latency_seconds histogram",
+                               "predflow_routing_pending_symbols gauge", "predflow_predictions_total counter",
+                               "predflow_inference_latency_seconds histogram", "predflow_pipeline_latency_seconds histogram",
+                               "predflow_fresh_predictions gauge", "predflow_gpu_utilization_ratio gauge",
+                               "predflow_prediction_errors_total counter", "predflow_symbols_skipped_total counter",
+                               "predflow_node_messages_total counter", "predflow_node_busy_seconds histogram",
+                               "predflow_ws_updates_dropped_total counter"}) {
+      CAPTURE(family);
+      CHECK(first.find(std::string("# TYPE ") + family + "\n") != std::string::npos);
+    }
+  }
   LiveClient live(ws);
   REQUIRE(live.open());
   std::this_thread::sleep_for(200ms);  // the subscription is registered
