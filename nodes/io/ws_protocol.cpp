@@ -184,8 +184,15 @@ RateLimiter::RateLimiter(std::size_t limit, Clock::duration span)
     : sends_(std::max<std::size_t>(1, limit)), span_(span) {}
 
 Clock::time_point RateLimiter::next_allowed() const {
-  if (count_ < sends_.size()) return Clock::time_point::min();
-  return sends_[next_] + span_;  // the oldest of the last `limit` sends must leave the span
+  if (count_ == 0) return Clock::time_point::min();
+  // Paced: at least span / limit after the last send, so that a burst of updates is
+  // spread over frames that coalesce what arrived meanwhile, instead of `limit` frames at
+  // once and then a wait for the rest of the span (the last update of a 5,000-symbol
+  // burst reached a client about 1 s after it was stored).
+  const auto last = sends_[(next_ + sends_.size() - 1) % sends_.size()];
+  const auto paced = last + span_ / static_cast<Clock::duration::rep>(sends_.size());
+  if (count_ < sends_.size()) return paced;
+  return std::max(paced, sends_[next_] + span_);  // and the oldest of the last `limit` sends must leave the span
 }
 
 void RateLimiter::record(Clock::time_point now) {
