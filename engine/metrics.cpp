@@ -57,12 +57,13 @@ std::string Metrics::serialize() const {
     std::set<std::string> present;
     for (const auto& f : families)
       if (!f.metric.empty()) present.insert(f.name);
-    for (const auto& [name, what] : declared_)
-      if (!present.count(name)) {
-        // An empty family, once: drop one prometheus-cpp may have kept without samples.
-        std::erase_if(families, [&](const prometheus::MetricFamily& f) { return f.name == name; });
-        families.push_back(prometheus::MetricFamily{name, what.first, what.second, {}});
-      }
+    for (const auto& declared : declared_) {
+      const std::string& name = declared.first;  // not a structured binding: clang 14 cannot capture those
+      if (present.count(name)) continue;
+      // An empty family, once: drop one prometheus-cpp may have kept without samples.
+      std::erase_if(families, [&name](const prometheus::MetricFamily& f) { return f.name == name; });
+      families.push_back(prometheus::MetricFamily{name, declared.second.first, declared.second.second, {}});
+    }
   }
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, families);
