@@ -12,6 +12,7 @@
 
 #include "connectors/postgres.hpp"
 #include "connectors/redis.hpp"
+#include "integration/log_capture.hpp"
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"
@@ -176,6 +177,23 @@ TEST_CASE("calendar_router: a valid flag overrides the calendar both ways and in
   CHECK(out["AAPL"].route == "earnings");
   CHECK(out["AAPL"].report_date == "2026-11-26");
   CHECK(out["MSFT"].route == "normal");
+}
+
+TEST_CASE("calendar_router: each decision is a debug line with its reason, each window an info summary") {
+  reset_shared({{"MSFT", "2026-11-26", "DMH"}});
+  auto h = router("2026-11-26T14:30:00Z");
+  h->start();
+  set_flags(*h, {{"NVDA", "1"}, {"AMZN", "yes"}});
+  LogCapture log;
+  auto out = route(*h, {"NVDA", "MSFT", "AMZN", "ORCL"});
+  REQUIRE(out.size() == 4);
+  const std::string text = log.text();
+  CHECK(text.find("msg=\"routed\" node=subject symbol=NVDA route=earnings reason=flag") != std::string::npos);
+  CHECK(text.find("symbol=MSFT route=earnings reason=calendar_row report_date=2026-11-26 timing=DMH") != std::string::npos);
+  CHECK(text.find("symbol=AMZN route=normal reason=invalid_flag_no_row") != std::string::npos);
+  CHECK(text.find("symbol=ORCL route=normal reason=no_flag_no_row") != std::string::npos);
+  CHECK(text.find("level=info msg=\"window routed\" node=subject symbols=4 normal=2 earnings=2 earnings_by_flag=1 "
+                  "earnings_by_calendar=1 invalid_flags=1") != std::string::npos);
 }
 
 TEST_CASE("calendar_router: the calendar rules at PREDFLOW_AS_OF: Friday AMC routes Monday, AMC on D from 16:00") {
