@@ -400,7 +400,9 @@ TEST_CASE("persister with Redis stopped: the pipeline goes on, the database gets
   fx.redis_server.stop();  // from the main thread, like every start and stop here
   const std::string yaml =
       "settings: {http_port: 0}\nresources:\n"
-      "  cache: {type: redis, url: '" + fx.redis_server.url() + "', timeout: 500ms, backoff_initial: 10ms, backoff_max: 50ms}\n"
+      // A short breaker_reset: redis_sink's retry_for is never under the breaker's open time.
+      "  cache: {type: redis, url: '" + fx.redis_server.url() + "', timeout: 500ms, backoff_initial: 10ms, backoff_max: 50ms, "
+      "breaker_reset: 200ms}\n"
       "  db: {type: postgres, url: '" + fx.pg_server.url() + "'}\n"
       "  bus: {type: nats, url: '" + nats.url() + "', backoff_initial: 20ms, backoff_max: 200ms}\n"
       "nodes:\n"
