@@ -242,6 +242,15 @@ bool all_stored(Clients& clients, const Expectation& e, const std::string& cid) 
   }
 }
 
+// SIGTERM to each process from `first` on: each drains and exits 0 within a minute.
+void stop_gracefully(std::vector<std::unique_ptr<PredflowProcess>>& processes, std::size_t first = 0) {
+  for (std::size_t i = first; i < processes.size(); ++i) {
+    REQUIRE(processes[i]->signal(SIGTERM));
+    CHECK(processes[i]->wait_exit(60000ms));
+    CHECK(processes[i]->exit_code() == 0);
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("e2e") {
@@ -340,11 +349,7 @@ TEST_CASE("split deployment: routing, two predictors and the persister give the 
   CHECK_MESSAGE(stored, "logs in " << dir.path);
   eventually([&] { return nats.received_count() >= expect.good.size() + 6; }, 20s);
   check_outcome(expect, observe(clients, expect, nats, "e2e-split"));
-  for (auto& s : services) {
-    REQUIRE(s->signal(SIGTERM));
-    CHECK(s->wait_exit(60000ms));
-    CHECK(s->exit_code() == 0);
-  }
+  stop_gracefully(services);
 }
 
 TEST_CASE("split deployment: routing runs alone first, predictors started later still predict every job") {
@@ -384,11 +389,7 @@ TEST_CASE("split deployment: routing runs alone first, predictors started later 
   for (const char* name : {"persister", "predict_normal", "predict_earnings"}) services.push_back(start(name));
   const bool stored = eventually([&] { return all_stored(clients, expect, "e2e-late"); }, 120s);
   CHECK_MESSAGE(stored, "logs in " << dir.path);
-  for (auto& s : services) {
-    REQUIRE(s->signal(SIGTERM));
-    CHECK(s->wait_exit(60000ms));
-    CHECK(s->exit_code() == 0);
-  }
+  stop_gracefully(services);
 }
 
 TEST_CASE("scale-out: three m5.yaml processes share one durable consumer, one killed with SIGKILL mid-run, every symbol stored") {
@@ -441,11 +442,7 @@ TEST_CASE("scale-out: three m5.yaml processes share one durable consumer, one ki
   const auto rows = clients.db.query(
       "SELECT count(DISTINCT symbol) FROM predictions WHERE correlation_id = $1", {std::string("scale-out")});
   CHECK(std::stoul(*rows[0][0]) == expect.good.size());
-  for (std::size_t i = 1; i < processes.size(); ++i) {
-    REQUIRE(processes[i]->signal(SIGTERM));
-    CHECK(processes[i]->wait_exit(60000ms));
-    CHECK(processes[i]->exit_code() == 0);
-  }
+  stop_gracefully(processes, 1);  // the survivors
 }
 
 }  // TEST_SUITE
