@@ -168,6 +168,10 @@ class RedisSink : public Processor {
         degraded_gauge_(ctx.metrics.gauge("predflow_redis_sink_degraded",
                                           "1 while a Redis sink's writes fail (rows held, then dead-lettered)",
                                           {{"node", ctx.id}})),
+        newest_gauge_(ctx.metrics.gauge("predflow_newest_prediction_timestamp_seconds",
+                                        "Prediction time (Unix seconds) of the newest prediction Redis confirmed; "
+                                        "time() minus it is the age of what clients read",
+                                        {{"node", ctx.id}})),
         fresh_gauge_(ctx.metrics.gauge("predflow_fresh_predictions",
                                        "Symbols whose latest prediction in Redis is under 2 minutes old")),
         latency_(ctx.metrics.histogram("predflow_pipeline_latency_seconds",
@@ -520,6 +524,7 @@ class RedisSink : public Processor {
         } else {
           auto& latest = fresh_[e.keep_alive->symbols[r]];
           latest = std::max(latest, e.predicted_at);
+          newest_ = std::max(newest_, e.predicted_at);
         }
       }
       const std::size_t ok_rows = e.rows.size() - dead.rows.size();
@@ -534,6 +539,8 @@ class RedisSink : public Processor {
     // The gauge before the release: whoever sees a token complete must also see its rows
     // counted (the gauge came after, and under TSan a test read it in between).
     fresh_gauge_.Set(static_cast<double>(fresh_.size()));
+    if (newest_ != SystemClock::time_point{})
+      newest_gauge_.Set(std::chrono::duration<double>(newest_.time_since_epoch()).count());
     group.clear();  // releases the batches: their tokens complete once every other holder is done
   }
 
@@ -568,7 +575,8 @@ class RedisSink : public Processor {
   connectors::Backoff backoff_;  // writer thread only
   prometheus::Counter &written_, &failures_, &dead_unavailable_, &dead_rejected_, &abandoned_;
   prometheus::Counter &errors_unavailable_, &errors_rejected_;
-  prometheus::Gauge &pending_gauge_, &degraded_gauge_, &fresh_gauge_;
+  prometheus::Gauge &pending_gauge_, &degraded_gauge_, &newest_gauge_, &fresh_gauge_;
+  SystemClock::time_point newest_{};  // the newest prediction time Redis confirmed (writer thread)
   prometheus::Histogram& latency_;
 
   std::atomic<Output*> output_{nullptr};  // where dead letters go (for wake_at from the writer)

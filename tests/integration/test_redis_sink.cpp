@@ -126,6 +126,7 @@ TEST_CASE("redis_sink: pred:{symbol} holds the prediction JSON exactly, with the
   Fixture fx;
   AckCounter acks;
   auto b = predictions({"AAPL", "MSFT", "BRK.B"}, "c-1", {acks.token()});
+  const double predicted_at = std::chrono::duration<double>(b->predicted_at.time_since_epoch()).count();
   const std::vector<std::string> expected = {prediction_json(*b, 0).dump(), prediction_json(*b, 1).dump(),
                                              prediction_json(*b, 2).dump()};
   const auto before = fx.redis().stats();
@@ -153,6 +154,8 @@ TEST_CASE("redis_sink: pred:{symbol} holds the prediction JSON exactly, with the
   CHECK(fx.h().output.port(0).empty());  // no dead letters
   CHECK(fx.metric("predflow_redis_sink_written_total{node=\"subject\"}") == 3);
   CHECK(fx.metric("predflow_fresh_predictions") == 3);
+  // The age of what clients read, for the freshness alert: time() minus this.
+  CHECK(fx.metric("predflow_newest_prediction_timestamp_seconds{node=\"subject\"}") == doctest::Approx(predicted_at).epsilon(1e-12));
   CHECK(fx.metric("predflow_pipeline_latency_seconds_count") == 3);
   CHECK(fx.metric("predflow_pipeline_latency_seconds_sum") >= 3 * 0.05);
   CHECK(fx.metric("predflow_redis_sink_pending_rows{node=\"subject\"}") == 0);
