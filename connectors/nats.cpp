@@ -139,7 +139,8 @@ void NatsResource::flush() {
   if (s != NATS_OK) throw ConnectorError(prefix() + "flush: " + last_error(s));
 }
 
-bool NatsResource::ensure_stream(const std::string& stream, const std::vector<std::string>& subjects, Duration max_age) {
+bool NatsResource::ensure_stream(const std::string& stream, const std::vector<std::string>& subjects, Duration max_age,
+                                 std::int64_t max_bytes) {
   if (!connected()) throw ConnectorError(prefix() + "not connected; cannot check stream " + stream);
   auto fail = [&](natsStatus s, jsErrCode jerr, const std::string& what) {
     std::string message = prefix() + what + " " + stream + ": " + last_error(s);
@@ -173,11 +174,13 @@ bool NatsResource::ensure_stream(const std::string& stream, const std::vector<st
   cfg.SubjectsLen = static_cast<int>(subject_ptrs.size());
   cfg.Storage = js_FileStorage;
   if (max_age > Duration::zero()) cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(max_age).count();
+  if (max_bytes > 0) cfg.MaxBytes = max_bytes;  // beyond it the oldest messages go (Discard: old, JetStream's default)
   jerr = static_cast<jsErrCode>(0);
   s = js_AddStream(&info, js_, &cfg, nullptr, &jerr);
   if (s == NATS_OK) {
     jsStreamInfo_Destroy(info);
-    spdlog::info("msg=\"created JetStream stream\" resource={} stream={} subjects={}", name_, stream, subjects.size());
+    spdlog::info("msg=\"created JetStream stream\" resource={} stream={} subjects={} max_age_s={} max_bytes={}", name_, stream,
+                 subjects.size(), std::chrono::duration_cast<std::chrono::seconds>(max_age).count(), max_bytes);
     return true;
   }
   if (jerr == JSStreamNameExistErr) return false;  // another process created it just now

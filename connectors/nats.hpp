@@ -63,7 +63,8 @@ class NatsResource : public Resource {
   // returns true when it created it. `max_age` > 0 bounds how long it keeps a message (a
   // stream that only grows fills the disk). Throws ConnectorError when JetStream cannot be
   // reached, CommandError when the server refuses (e.g. subjects already in another stream).
-  bool ensure_stream(const std::string& stream, const std::vector<std::string>& subjects, Duration max_age = {});
+  bool ensure_stream(const std::string& stream, const std::vector<std::string>& subjects, Duration max_age = {},
+                     std::int64_t max_bytes = 0);
 
   // For the source and sink nodes (null before start()). Owned by this resource.
   natsConnection* connection() const { return nc_; }

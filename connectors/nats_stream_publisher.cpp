@@ -23,10 +23,10 @@ bool request_error(natsStatus s) { return s == NATS_INVALID_SUBJECT || s == NATS
 const std::vector<StreamTarget>& contract_streams() {
   using std::chrono::hours;
   static const std::vector<StreamTarget> streams = {
-      {"PREDFLOW_FEATURES", {"data.features.ready"}, hours(24)},
-      {"PREDFLOW_JOBS", {"job.predict.>"}, hours(24)},
-      {"PREDFLOW_PREDICTIONS", {"event.prediction.updated"}, hours(24)},
-      {"PREDFLOW_DLQ", {"dlq.predflow"}, hours(24 * 7)},
+      {"PREDFLOW_FEATURES", {"data.features.ready"}, hours(24), kDefaultStreamMaxBytes},
+      {"PREDFLOW_JOBS", {"job.predict.>"}, hours(24), kDefaultStreamMaxBytes},
+      {"PREDFLOW_PREDICTIONS", {"event.prediction.updated"}, hours(24), kDefaultStreamMaxBytes},
+      {"PREDFLOW_DLQ", {"dlq.predflow"}, hours(24 * 7), kDefaultDlqMaxBytes},
   };
   return streams;
 }
@@ -51,7 +51,8 @@ StreamTarget stream_target(const std::string& field, const std::string& subject)
   std::string covered = subject;
   if (auto at = covered.find("{route}"); at != std::string::npos) covered.replace(at, 7, "*");
   // Retention as the contract's stream of the subject, else a day.
-  return StreamTarget{field, {covered}, contract_stream_for(subject).value_or(StreamTarget{{}, {}, std::chrono::hours(24)}).max_age};
+  auto limits = contract_stream_for(subject).value_or(StreamTarget{{}, {}, std::chrono::hours(24), kDefaultStreamMaxBytes});
+  return StreamTarget{field, {covered}, limits.max_age, limits.max_bytes};
 }
 
 StreamPublisher::StreamPublisher(std::shared_ptr<NatsResource> nats, StreamTarget target)
@@ -74,7 +75,7 @@ void StreamPublisher::on_ack_error(jsCtx*, jsPubAckErr* error, void* self) {
 void StreamPublisher::ensure_stream() {
   if (stream_ready_) return;
   try {
-    nats_->ensure_stream(target_.stream, target_.subjects, target_.max_age);
+    nats_->ensure_stream(target_.stream, target_.subjects, target_.max_age, target_.max_bytes);
   } catch (const CommandError& e) {
     // The server refused to create it (e.g. another stream covers the subject already):
     // publish anyway; the PubAcks tell whether some stream stores the messages.

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,16 +26,22 @@
 
 namespace predflow::connectors {
 
+// Default limits of the streams predflow creates (node fields stream_max_bytes override them).
+inline constexpr std::int64_t kDefaultStreamMaxBytes = 4LL << 30;  // 4 GiB
+inline constexpr std::int64_t kDefaultDlqMaxBytes = 1LL << 30;     // 1 GiB
+
 struct StreamTarget {
   std::string stream;                 // empty: no stream, a core publish and a flush (the server has them)
   std::vector<std::string> subjects;  // what the stream covers when it has to be created
   Duration max_age{};                 // how long a stream created here keeps a message (0: forever)
+  std::int64_t max_bytes = 0;         // the most it stores; the oldest messages go beyond (0: no bound)
 };
 
 // The contract's streams: event.prediction.updated → PREDFLOW_PREDICTIONS, job.predict.* →
 // PREDFLOW_JOBS (job.predict.>), dlq.predflow → PREDFLOW_DLQ, data.features.ready →
 // PREDFLOW_FEATURES. Another subject: nullopt. Retention of the streams predflow creates:
-// 24 hours, and 7 days for dead letters (docs/messaging.md).
+// 24 hours and 4 GiB, and 7 days and 1 GiB for dead letters (docs/messaging.md); the nodes'
+// stream_max_age and stream_max_bytes fields set them.
 std::optional<StreamTarget> contract_stream_for(const std::string& subject);
 // The same by stream name (PREDFLOW_FEATURES, …); another name: nullopt.
 std::optional<StreamTarget> contract_stream_named(const std::string& stream);

@@ -13,6 +13,7 @@
 #include "engine/describe.hpp"
 #include "engine/log.hpp"
 #include "engine/plan.hpp"
+#include "engine/process_metrics.hpp"
 #include "engine/runtime.hpp"
 #include "engine/units.hpp"
 #include "nodes/io/consistency.hpp"
@@ -70,6 +71,8 @@ int run_command(const std::string& file, const std::vector<std::string>& overrid
   auto plan = load_or_report(file, overrides);
   if (!plan) return 1;
   Metrics metrics;
+  metrics.add_collectable(std::make_shared<ProcessMetrics>());
+  metrics.add_collectable(build_info(PREDFLOW_VERSION, plan->name));
   std::unique_ptr<Runtime> runtime;
   try {
     runtime = std::make_unique<Runtime>(*plan, metrics);

@@ -119,6 +119,8 @@ class TorchGpuInfer : public Processor {
     ctx.metrics.declare("predflow_inference_latency_seconds", "Model call latency per batch",
                         prometheus::MetricType::Histogram);
     ctx.metrics.declare("predflow_gpu_utilization_ratio", "GPU utilisation (0..1) from NVML", prometheus::MetricType::Gauge);
+    ctx.metrics.declare("predflow_gpu_memory_used_bytes", "GPU memory in use (all processes) from NVML", prometheus::MetricType::Gauge);
+    ctx.metrics.declare("predflow_gpu_memory_total_bytes", "GPU memory size from NVML", prometheus::MetricType::Gauge);
     ctx.metrics.declare("predflow_prediction_errors_total", "Prediction errors by type", prometheus::MetricType::Counter);
   }
 
@@ -152,6 +154,7 @@ class TorchGpuInfer : public Processor {
         c.has_mc_split() ? c.mc_trunk + " once, " + c.mc_head + " per sample" : "sample() per sample", model_->thread_settings(), model_->allocator_settings(),
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
         model_->pending_injected_failures(), model_->pending_injected_oom());
+    model_info(model_->device()).Set(1);
     start_gpu_monitor();
     ready_ = true;
   }
@@ -326,6 +329,13 @@ class TorchGpuInfer : public Processor {
     }
   }
 
+  // predflow_model_info{node,model_type,model_version,device} 1: what serves this node now.
+  prometheus::Gauge& model_info(const std::string& device) {
+    const auto& c = model_->card();
+    return metrics_.gauge("predflow_model_info", "The model a node serves, and on which device (1 while it serves there)",
+                          {{"node", id_}, {"model_type", c.model_type}, {"model_version", c.name}, {"device", device}});
+  }
+
   Duration breaker_reset() const { return breaker_.options().reset; }
 
   void handle_events(const std::vector<inference::InferenceEvent>& events, const Batch& batch) {
@@ -338,6 +348,8 @@ class TorchGpuInfer : public Processor {
       } else {
         fallback_total_.Increment();
         count_error("fallback");
+        model_info(e.device).Set(0);  // the rest of the batches run on the CPU
+        model_info("cpu").Set(1);
         spdlog::error("msg=\"GPU failure: falling back to the CPU\" node={} model={} device={} correlation_id={} error=\"{}\"", id_,
                       model_->card().name, e.device, first_correlation(batch), e.error);
       }

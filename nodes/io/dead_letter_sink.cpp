@@ -47,6 +47,10 @@ NodeSpec dead_letter_sink_spec() {
       .field(field::string("stream").default_value("auto").describe(
           "JetStream stream that stores the records: auto = PREDFLOW_DLQ for dlq.predflow (none for another "
           "subject); none = a plain publish, flushed; any other name = that stream over `subject`, created when missing"))
+      .field(field::duration("stream_max_age").default_value("168h").at_least(0).describe(
+          "when the sink creates its stream: how long it keeps a record (0 = forever); a week, for replay"))
+      .field(field::size("stream_max_bytes").default_value("1GiB").at_least(0).describe(
+          "when the sink creates its stream: the most it stores; beyond it the oldest records are dropped (0 = no bound)"))
       .field(field::string("spool_file").default_value("${PREDFLOW_DATA_DIR:-/tmp/predflow}/dead_letters.jsonl")
                  .describe("where records wait while NATS is down (one JSON record per line)"))
       .field(field::size("spool_max").default_value("256MiB").at_least(1024).describe("largest the spool file may grow"))
@@ -61,6 +65,14 @@ NodeSpec dead_letter_sink_spec() {
       .with_example("type: dead_letter_sink\nfrom: [nats_in.dead, fetch.dead, infer.dead]\nnats: bus\n");
 }
 
+// The node's stream, with the limits its fields give when the node has to create it.
+connectors::StreamTarget stream_target(const NodeContext& ctx, const std::string& subject) {
+  auto target = connectors::stream_target(ctx.config.get_string("stream"), subject);
+  target.max_age = ctx.config.get_duration("stream_max_age");
+  target.max_bytes = static_cast<std::int64_t>(ctx.config.get_size("stream_max_bytes"));
+  return target;
+}
+
 class DeadLetterSink : public Processor {
  public:
   explicit DeadLetterSink(const NodeContext& ctx)
@@ -71,7 +83,7 @@ class DeadLetterSink : public Processor {
         max_payload_(ctx.config.get_size("max_payload")),
         replay_every_(ctx.config.get_duration("replay_every")),
         nats_(ctx.resource<connectors::NatsResource>("nats")),
-        stream_(nats_, connectors::stream_target(ctx.config.get_string("stream"), subject_)),
+        stream_(nats_, stream_target(ctx, subject_)),
         metrics_(ctx.metrics),
         spooled_(ctx.metrics.counter("predflow_dead_letters_spooled_total",
                                      "Dead-letter records written to the local spool while NATS was down", {{"node", id_}})),
@@ -81,7 +93,11 @@ class DeadLetterSink : public Processor {
                                     "Dead letters neither published nor spooled (their source messages are redelivered)",
                                     {{"node", id_}})),
         spool_bytes_(ctx.metrics.gauge("predflow_dead_letters_spool_bytes", "Bytes waiting in the dead-letter spool",
-                                       {{"node", id_}})) {}
+                                       {{"node", id_}})) {
+    // In every scrape, so that a dashboard shows "none" rather than "no data" before the first.
+    ctx.metrics.declare("predflow_dead_letters_total", "Dead-letter records, by stage and reason",
+                        prometheus::MetricType::Counter);
+  }
 
   void start() override {
     std::error_code ec;

@@ -98,6 +98,13 @@ class FeatureFetch : public Processor {
     for (SkipReason r : features::all_skip_reasons())
       skipped_total_[static_cast<std::size_t>(r)] = &ctx.metrics.counter(
           "predflow_symbols_skipped_total", "Symbols skipped (not predicted) by reason", {{"reason", features::skip_label(r)}});
+    for (const char* key : {"features", "earnings"}) {
+      if (std::string_view(key) == "earnings" && !earnings_) continue;
+      for (const char* result : {"hit", "miss"})
+        lookups_[std::string_view(key) == "earnings"][std::string_view(result) == "miss"] = &ctx.metrics.counter(
+            "predflow_feature_lookups_total", "Feature keys read from Redis, by key kind and whether the key was there",
+            {{"node", id_}, {"key", key}, {"result", result}});
+    }
   }
 
   void process(BatchPtr in, Output& out) override {
@@ -116,6 +123,7 @@ class FeatureFetch : public Processor {
 
     auto values = fetch(b, std::span<const std::string>(keys_.data(), key_count));
     if (!values) return;
+    count_lookups(*values, n);
     parse_and_emit(std::move(in), *values, out);
   }
 
@@ -273,6 +281,18 @@ class FeatureFetch : public Processor {
     out.emit(1, std::move(dead));
   }
 
+  // The Redis feature store's hit rate: a key that is there (valid or not) is a hit.
+  void count_lookups(const std::vector<std::optional<std::string>>& values, std::size_t n) {
+    std::size_t hits[2] = {0, 0};
+    for (std::size_t i = 0; i < values.size(); ++i)
+      if (values[i]) ++hits[i >= n];
+    for (std::size_t kind = 0; kind < (earnings_ ? 2u : 1u); ++kind) {
+      const std::size_t asked = kind == 0 ? n : values.size() - n;
+      lookups_[kind][0]->Increment(static_cast<double>(hits[kind]));
+      lookups_[kind][1]->Increment(static_cast<double>(asked - hits[kind]));
+    }
+  }
+
   // A batch for failures: no rows; the tokens the batch as a whole holds.
   static std::shared_ptr<Batch> dead_batch(const Batch& b) {
     auto dead = make_batch();
@@ -320,6 +340,7 @@ class FeatureFetch : public Processor {
   const Duration retry_backoff_;
   prometheus::Counter& unavailable_total_;
   std::array<prometheus::Counter*, features::kSkipReasonCount> skipped_total_{};
+  prometheus::Counter* lookups_[2][2] = {};  // [features, earnings][hit, miss]
 
   FeatureJsonParser parser_;
   std::vector<std::string> keys_;  // reused: the strings keep their capacity between batches

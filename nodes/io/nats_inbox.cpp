@@ -130,7 +130,7 @@ void NatsInbox::open() {
     sub_ = std::move(handle);
     return;
   }
-  nats_->ensure_stream(options_.stream, options_.stream_subjects, options_.stream_max_age);
+  nats_->ensure_stream(options_.stream, options_.stream_subjects, options_.stream_max_age, options_.stream_max_bytes);
   ensure_consumer();
   jsSubOptions so;
   jsSubOptions_Init(&so);

@@ -22,6 +22,7 @@ struct NatsInboxOptions {
   std::string stream;                         // JetStream: the stream (created when missing) ...
   std::vector<std::string> stream_subjects;   // ... over these subjects
   Duration stream_max_age{};                  // ... keeping a message this long (0: forever)
+  std::int64_t stream_max_bytes = 0;          // ... and at most this much (0: no bound)
   std::string durable;                        // JetStream: the durable consumer's name
   Duration ack_wait = std::chrono::seconds(60);
   std::int64_t max_ack_pending = 10000;

@@ -41,6 +41,11 @@ NodeSpec nats_sink_spec() {
           "JetStream stream that stores the messages: auto = the contract's (PREDFLOW_PREDICTIONS for "
           "event.prediction.updated, PREDFLOW_JOBS over job.predict.>), or none for another subject; none = a plain "
           "publish, flushed; any other name = that stream over `subject` ({route} as *), created when missing"))
+      .field(field::duration("stream_max_age").default_value("24h").at_least(0).describe(
+          "when the sink creates its stream: how long it keeps a message (0 = forever)"))
+      .field(field::size("stream_max_bytes").default_value("4GiB").at_least(0).describe(
+          "when the sink creates its stream: the most it stores; beyond it the oldest messages are dropped, "
+          "consumed or not (0 = no bound)"))
       .field(field::integer("max_pending").default_value("100000").at_least(1).in_unit("messages").describe(
           "messages held in memory while NATS is down; beyond it, rows go to `dead`"))
       .field(field::duration("backoff_initial").default_value("100ms").at_least(0).describe(
@@ -70,6 +75,8 @@ class NatsSink : public Processor {
     o.backoff.max = ctx.config.get_duration("backoff_max");
     o.stop_timeout = ctx.config.get_duration("stop_timeout");
     o.target = connectors::stream_target(ctx.config.get_string("stream"), subject_);
+    o.target.max_age = ctx.config.get_duration("stream_max_age");
+    o.target.max_bytes = static_cast<std::int64_t>(ctx.config.get_size("stream_max_bytes"));
     publisher_ = std::make_unique<QueuedPublisher>(nats_, o, ctx.metrics, ctx.id);
   }
 

@@ -47,7 +47,12 @@ NodeSpec& common_fields(NodeSpec& spec) {
           "sends in-progress acknowledgements every ack_wait/3 so that the server does not deliver it again; after "
           "max_hold it stops, and the server redelivers (0 = never keep a group past ack_wait)"))
       .field(field::string_list("stream_subjects").default_value("").describe(
-          "subjects of the stream when it has to be created; empty = the contract's subjects for the stream"));
+          "subjects of the stream when it has to be created; empty = the contract's subjects for the stream"))
+      .field(field::duration("stream_max_age").default_value("24h").at_least(0).describe(
+          "when the source creates its stream: how long it keeps a message (0 = forever)"))
+      .field(field::size("stream_max_bytes").default_value("4GiB").at_least(0).describe(
+          "when the source creates its stream: the most it stores; beyond it the oldest messages are dropped, "
+          "consumed or not (0 = no bound)"));
 }
 
 const char* kDeliveryDoc =
@@ -120,6 +125,8 @@ class NatsSource : public Source {
         metrics_(ctx.metrics),
         ack_wait_(ctx.config.get_duration("ack_wait")),
         max_hold_(ctx.config.get_duration("max_hold")) {
+    ctx.metrics.declare("predflow_source_rejected_total", "Messages or symbols a source rejected (dead-lettered)",
+                        prometheus::MetricType::Counter);
     NatsInboxOptions o;
     o.jetstream = ctx.config.get_string("mode") == "jetstream";
     o.subject = ctx.config.get_string("subject");
@@ -130,7 +137,8 @@ class NatsSource : public Source {
     // another stream gets the subject consumed, kept a day.
     const auto contract = connectors::contract_stream_named(o.stream);
     if (o.stream_subjects.empty()) o.stream_subjects = contract ? contract->subjects : std::vector<std::string>{o.subject};
-    o.stream_max_age = contract ? contract->max_age : std::chrono::hours(24);
+    o.stream_max_age = ctx.config.get_duration("stream_max_age");
+    o.stream_max_bytes = static_cast<std::int64_t>(ctx.config.get_size("stream_max_bytes"));
     o.durable = ctx.config.get_string("durable");
     if (o.durable.empty()) o.durable = "predflow_" + ctx.id;
     if (o.durable.find_first_of(". *>") != std::string::npos)

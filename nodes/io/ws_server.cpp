@@ -104,7 +104,10 @@ class Hub {
                           "WebSocket updates dropped because a client's held set was full (oldest first)")),
         refused_unauthorized(m.counter("predflow_ws_connections_refused_total", kRefusedHelp, {{"reason", "unauthorized"}})),
         refused_full(m.counter("predflow_ws_connections_refused_total", kRefusedHelp, {{"reason", "max_connections"}})),
-        metrics(m) {}
+        metrics(m) {
+    // Every reason at 0 from the start: a dashboard's increase() over them has series to show.
+    for (const char* reason : {"closed", "stalled", "oversized", "backlog", "shutdown"}) disconnects(reason);
+  }
 
   static constexpr const char* kRefusedHelp =
       "WebSocket upgrades refused, by reason (unauthorized: 401, missing or wrong token; max_connections: 503)";

@@ -101,6 +101,16 @@ class NatsTestClient {
     return age;
   }
 
+  // The stream's configured MaxBytes (-1 in JetStream: no bound; -2 here: no such stream).
+  long long stream_max_bytes(const std::string& stream) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr) != NATS_OK) return -2;
+    long long bytes = si->Config ? static_cast<long long>(si->Config->MaxBytes) : -1;
+    jsStreamInfo_Destroy(si);
+    return bytes;
+  }
+
   natsConnection* connection() { return nc_; }
 
  private:

@@ -347,6 +347,7 @@ TEST_CASE("nats_sink: creates PREDFLOW_PREDICTIONS when missing, and a batch set
   REQUIRE(eventually([&] { return done == 1; }, 10s));
   CHECK(client.stream_messages("PREDFLOW_PREDICTIONS") == 3);  // stored before the token completed
   CHECK(client.stream_max_age("PREDFLOW_PREDICTIONS") == 24LL * 3600 * 1000000000LL);  // bounded: a day
+  CHECK(client.stream_max_bytes("PREDFLOW_PREDICTIONS") == 4LL << 30);                 // and 4 GiB
   // Redelivered predictions carry the same Nats-Msg-Id: the stream drops them.
   h.process(predictions({"AAPL", "MSFT", "IBM"}, "c-9", {counting_token(done, failed)}));
   REQUIRE(eventually([&] { return done == 2; }, 10s));
@@ -377,6 +378,38 @@ TEST_CASE("nats_sink: stream none publishes without a stream, flushed") {
   h.process(predictions({"AAPL"}, "c-1", {counting_token(done, failed)}));
   REQUIRE(eventually([&] { return client.received_count() == 1 && done == 1; }, 10s));
   CHECK(client.stream_messages("PREDFLOW_PREDICTIONS") == -1);
+}
+
+TEST_CASE("stream limits: stream_max_age and stream_max_bytes set the streams a sink and a source create") {
+  NatsServer server;
+  server.start();
+  NatsTestClient client(server.url());
+  NodeHarness sink("nats_sink", "nats: bus, stream_max_age: 2h, stream_max_bytes: 64MiB", nats_resource(server));
+  sink.start();
+  std::atomic<int> done{0}, failed{0};
+  sink.process(predictions({"AAPL"}, "c-1", {counting_token(done, failed)}));
+  REQUIRE(eventually([&] { return done == 1; }, 10s));
+  CHECK(client.stream_max_age("PREDFLOW_PREDICTIONS") == 2LL * 3600 * 1000000000LL);
+  CHECK(client.stream_max_bytes("PREDFLOW_PREDICTIONS") == 64LL << 20);
+
+  // A source creates its stream with its fields' limits; an existing stream keeps its own.
+  auto run_source = [&](const std::string& fields) {
+    const std::string yaml = "settings: {http_port: 0}\nresources: {" + nats_resource(server) + "}\n" +
+                             "nodes:\n"
+                             "  nats_in: {type: nats_source, nats: bus, fetch_wait: 50ms, " + fields + "}\n"
+                             "  sink: {type: test_sink, from: [nats_in.out]}\n";
+    bool ready = false;
+    CHECK(run_pipeline(yaml, [&](Runtime& runtime) {
+      ready = eventually([&] { return runtime.ready(); }, 15s);
+      runtime.request_stop();
+    }));
+    CHECK(ready);
+  };
+  run_source("stream_max_age: 0s, stream_max_bytes: 10MB");
+  CHECK(client.stream_max_age("PREDFLOW_FEATURES") == 0);  // 0: kept for ever
+  CHECK(client.stream_max_bytes("PREDFLOW_FEATURES") == 10000000);
+  run_source("stream_max_bytes: 1GiB, durable: other");
+  CHECK(client.stream_max_bytes("PREDFLOW_FEATURES") == 10000000);
 }
 
 TEST_CASE("nats_sink: jobs per route and correlation id on job.predict.{route}") {
@@ -520,6 +553,7 @@ TEST_CASE("dead_letter_sink: records are kept in PREDFLOW_DLQ, created by the si
   CHECK(done == 1);
   CHECK(client.stream_messages("PREDFLOW_DLQ") == 3);  // stored before the rows were settled
   CHECK(client.stream_max_age("PREDFLOW_DLQ") == 7LL * 24 * 3600 * 1000000000LL);  // bounded: a week
+  CHECK(client.stream_max_bytes("PREDFLOW_DLQ") == 1LL << 30);                     // and 1 GiB
   CHECK(!std::filesystem::exists(dir.path / "dl.jsonl"));
   CHECK(failed == 0);
 }

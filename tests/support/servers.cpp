@@ -624,6 +624,57 @@ void ServerStack::stop() {
   redis.stop();
 }
 
+// ---------------------------------------------------------------------------------------
+// Prometheus
+
+PrometheusServer::PrometheusServer(Options options)
+    : ServerProcess(options, "prometheus"),
+      scrape_ports_(std::move(options.scrape_ports)),
+      rule_files_(std::move(options.rule_files)),
+      interval_(options.interval),
+      binary_(find_server_binary("prometheus")) {}
+
+PrometheusServer::~PrometheusServer() {
+  try {
+    stop();
+  } catch (...) {
+  }
+}
+
+bool PrometheusServer::available() { return !find_server_binary("prometheus").empty(); }
+
+std::string PrometheusServer::url() const { return "http://127.0.0.1:" + std::to_string(port()); }
+
+void PrometheusServer::prepare() {
+  if (binary_.empty()) fail("prometheus not found on PATH or in /usr/bin (apt-get install prometheus)");
+  const std::string every = std::to_string(interval_.count()) + "ms";
+  std::ofstream config(dir_ / "prometheus.yml");
+  config << "global:\n  scrape_interval: " << every << "\n  evaluation_interval: " << every << "\n"
+         << "rule_files:\n";
+  for (const auto& f : rule_files_) config << "  - " << f.string() << "\n";
+  config << "scrape_configs:\n  - job_name: predflow\n    static_configs:\n      - targets: [";
+  for (std::size_t i = 0; i < scrape_ports_.size(); ++i)
+    config << (i ? ", " : "") << "\"127.0.0.1:" << scrape_ports_[i] << "\"";
+  config << "]\n";
+  if (!config) fail("cannot write prometheus.yml");
+  fs::create_directories(dir_ / "data");
+}
+
+std::vector<std::string> PrometheusServer::command() const {
+  return {binary_, "--config.file=" + (dir_ / "prometheus.yml").string(), "--storage.tsdb.path=" + (dir_ / "data").string(),
+          "--web.listen-address=127.0.0.1:" + std::to_string(port())};
+}
+
+bool PrometheusServer::probe() const {
+  int fd = connect_loopback(port(), 200ms);
+  if (fd < 0) return false;
+  const std::string request = "GET /-/ready HTTP/1.0\r\n\r\n";
+  bool sent = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size());
+  std::string answer = sent ? read_until(fd, 500ms, [](const std::string& s) { return s.find("\r\n") != std::string::npos; }) : "";
+  ::close(fd);
+  return answer.rfind("HTTP/1.", 0) == 0 && answer.find(" 200 ") != std::string::npos;
+}
+
 std::map<std::string, std::string> ServerStack::environment() const {
   return {{"REDIS_URL", redis.url()}, {"NATS_URL", nats.url()}, {"DATABASE_URL", postgres.url()}};
 }

@@ -188,6 +188,33 @@ class PostgresServer : public ServerProcess {
   std::string bindir_;
 };
 
+// Prometheus (Debian's `prometheus`), scraping predflow processes on loopback and
+// evaluating alert rules: the dashboard and alert checks query it through its HTTP API.
+class PrometheusServer : public ServerProcess {
+ public:
+  struct Options : ServerOptions {
+    std::vector<int> scrape_ports;                    // 127.0.0.1:P/metrics, job "predflow"
+    std::vector<std::filesystem::path> rule_files;    // absolute paths
+    std::chrono::milliseconds interval{1000};         // scrape and rule evaluation interval
+  };
+  explicit PrometheusServer(Options options);
+  ~PrometheusServer() override;
+  std::string url() const override;  // http://127.0.0.1:P
+  std::string name() const override { return "prometheus"; }
+  static bool available();
+
+ protected:
+  std::vector<std::string> command() const override;
+  void prepare() override;       // writes prometheus.yml into the temp dir
+  bool probe() const override;   // GET /-/ready answers 200
+
+ private:
+  std::vector<int> scrape_ports_;
+  std::vector<std::filesystem::path> rule_files_;
+  std::chrono::milliseconds interval_;
+  std::string binary_;
+};
+
 // The three servers together, started side by side (about as long as the slowest one).
 struct ServerStack {
   RedisServer redis;
