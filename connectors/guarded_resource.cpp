@@ -59,11 +59,20 @@ bool GuardedResource::ready() const {
 }
 
 void GuardedResource::probe_loop() {
+  // While the breaker is open the probe tries the server on a backoff of its own (100ms
+  // doubling to backoff_max, with jitter) and, when that comes due before breaker_reset has
+  // passed, runs the half-open trial early: callers still fail fast while the server is
+  // down, but a server that is back closes the breaker within about backoff_max, not
+  // breaker_reset. Work that waits on the server (sources redelivering with a limited
+  // number of deliveries, sinks retrying rows) then resumes long before it gives up.
+  Backoff early_trials(backoff_.options());
+  auto next_early_trial = Clock::now();
   std::unique_lock lock(loop_mutex_);
   while (!stopping_) {
     Duration wait = std::chrono::seconds(1);
     bool connected = connected_once_.load();
     auto state = breaker_.state();
+    if (state != CircuitBreaker::State::Open) early_trials.reset(), next_early_trial = Clock::now();
     if (!connected || state == CircuitBreaker::State::Open) {
       auto now = Clock::now();
       Duration gate;
@@ -71,8 +80,17 @@ void GuardedResource::probe_loop() {
         std::lock_guard gate_lock(gate_mutex_);
         gate = std::max(Duration::zero(), std::chrono::duration_cast<Duration>(next_connect_ - now));
       }
-      // Open: wait for the trial; not yet connected: for the reconnect backoff.
-      Duration due = state == CircuitBreaker::State::Open ? breaker_.retry_in(now) : gate;
+      // Open: the trial (due after breaker_reset, or early on the probe's own backoff); not
+      // yet connected: the reconnect backoff.
+      Duration due = gate;
+      if (state == CircuitBreaker::State::Open) {
+        const auto early = std::max(Duration::zero(), std::chrono::duration_cast<Duration>(next_early_trial - now));
+        due = std::min(breaker_.retry_in(now), std::max(early, gate));
+        if (due <= Duration::zero() && breaker_.retry_in(now) > Duration::zero()) {
+          breaker_.expedite_trial(now);
+          next_early_trial = now + early_trials.next();
+        }
+      }
       if (due <= Duration::zero()) {
         lock.unlock();
         try {

@@ -37,6 +37,11 @@ CircuitBreaker::Permit CircuitBreaker::acquire(Clock::time_point now) {
   return Permit::Denied;
 }
 
+void CircuitBreaker::expedite_trial(Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  if (state_ == State::Open) opened_at_ = now - options_.reset;
+}
+
 void CircuitBreaker::record_success() {
   std::lock_guard lock(mutex_);
   consecutive_ = 0;

@@ -42,6 +42,11 @@ class CircuitBreaker {
   Permit acquire(Clock::time_point now = Clock::now());
   bool allow(Clock::time_point now = Clock::now()) { return acquire(now) != Permit::Denied; }
 
+  // While open: makes the half-open trial due now, before `reset` has passed. For a caller
+  // that has reason to think the dependency is back (a background probe on its own backoff),
+  // so that recovery is noticed within that probe's interval rather than after `reset`.
+  void expedite_trial(Clock::time_point now = Clock::now());
+
   void record_success();
   // Returns true when this failure opened (or re-opened) the breaker.
   bool record_failure(Clock::time_point now = Clock::now());

@@ -60,7 +60,7 @@ TEST_CASE("load: 5,000 symbols through m5.yaml, every window predicted and store
       return redis_at >= 0 && db_at >= 0;
     }, 120s);
     REQUIRE_MESSAGE(done, "window " << cid << " incomplete; log: " << log);
-    MESSAGE(cid << (cycle == 0 ? " (warm-up)" : "") << ": " << expect.good.size() << " symbols, all in Redis after "
+    MESSAGE(cid << std::string(cycle == 0 ? " (warm-up)" : "") << ": " << expect.good.size() << " symbols, all in Redis after "
                 << redis_at << " ms, all in the database after " << db_at << " ms (polled every 10 ms)");
     if (cycle > 0) to_redis_ms.push_back(redis_at), to_db_ms.push_back(db_at);
   }
