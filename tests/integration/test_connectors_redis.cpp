@@ -12,6 +12,7 @@
 #include "engine/metrics.hpp"
 #include "engine/plan.hpp"
 #include "integration/log_capture.hpp"
+#include "support/eventually.hpp"
 #include "support/servers.hpp"
 #include "support/test_nodes.hpp"
 #include "support/eventually.hpp"
@@ -166,6 +167,31 @@ TEST_CASE("redis: the breaker opens after N failures while the server is down, f
   CHECK(redis.ready());
   CHECK(has_line(metrics.serialize(), "predflow_connector_breaker_state{resource=\"cache\",type=\"redis\"} 0"));
   redis.ping();
+}
+
+TEST_CASE("redis: with the breaker open for 30 s, the probe closes it within backoff_max of the server's return") {
+  RedisServer server;
+  server.start();
+  Metrics metrics;
+  auto options = options_for(server.url(), 2, 30s);
+  options.guard.backoff = {50ms, 500ms, 2.0};
+  RedisResource redis("cache", options, metrics);
+  redis.start();  // the background probe
+  REQUIRE(redis.ready());
+  server.stop();
+  for (int i = 0; i < 2; ++i) CHECK_THROWS_AS(redis.ping(), ConnectorError);
+  REQUIRE(redis.breaker().state() == CircuitBreaker::State::Open);
+  std::this_thread::sleep_for(1500ms);  // early trials fail meanwhile: still open, calls fail fast
+  CHECK(redis.breaker().state() != CircuitBreaker::State::Closed);
+  CHECK_THROWS_AS(redis.ping(), ConnectorError);
+
+  server.start();
+  const auto back = std::chrono::steady_clock::now();
+  CHECK(eventually([&] { return redis.ready(); }, 5s));  // not after breaker_reset (30 s)
+  MESSAGE("breaker closed " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - back).count()
+                            << " ms after Redis answered again");
+  redis.ping();
+  redis.stop();
 }
 
 TEST_CASE("redis: a restart costs no failed call, and the pool serves several threads") {

@@ -51,6 +51,24 @@ TEST_CASE("breaker: half-open lets one trial through, success closes, failure re
   CHECK(b.acquire(t + 450ms) == CircuitBreaker::Permit::Allowed);
 }
 
+TEST_CASE("breaker: expedite_trial makes the trial due at once while open, and nothing else") {
+  CircuitBreaker b({1, 30s});
+  auto t = CircuitBreaker::Clock::now();
+  b.expedite_trial(t);  // closed: no effect
+  CHECK(b.acquire(t) == CircuitBreaker::Permit::Allowed);
+  b.record_failure(t);
+  REQUIRE(b.state() == CircuitBreaker::State::Open);
+  CHECK(b.acquire(t + 1s) == CircuitBreaker::Permit::Denied);
+  b.expedite_trial(t + 2s);
+  CHECK(b.retry_in(t + 2s) == Duration::zero());
+  CHECK(b.acquire(t + 2s) == CircuitBreaker::Permit::Trial);
+  CHECK(b.acquire(t + 2s) == CircuitBreaker::Permit::Denied);  // one trial only
+  b.expedite_trial(t + 3s);                                    // half-open: no effect
+  CHECK(b.acquire(t + 3s) == CircuitBreaker::Permit::Denied);
+  CHECK(b.record_failure(t + 4s));                             // the early trial failed: a full reset again
+  CHECK(b.retry_in(t + 4s) == 30s);
+}
+
 TEST_CASE("breaker: a trial that never reports is presumed lost after the reset") {
   CircuitBreaker b({1, 1s});
   auto t = CircuitBreaker::Clock::now();
