@@ -1,3 +1,8 @@
+// Validation: a parsed pipeline file to a Plan, or every error at once with file, line,
+// field and reason — unknown types and fields with did-you-mean, units, resources, dangling
+// and mistyped edges, cycles, concurrency — then the topological order.
+// Why ~550 lines: each check is short, and they must all run over the same tree to report
+// every error in one pass; splitting them would scatter one pass over several files.
 #include "engine/plan.hpp"
 
 #include <algorithm>

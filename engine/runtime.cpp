@@ -1,3 +1,10 @@
+// The runtime: a validated plan as a oneTBB flow graph — sources on threads of their own
+// feeding the graph under the in-flight budget, processors as function nodes with their
+// concurrency, the timer thread for ticks and wake-ups, the drain on stop, acknowledgement
+// tokens settled once, readiness and the HTTP server.
+// Why ~600 lines: start, run, drain and stop share the graph's lifetime and one set of
+// invariants (every source message settled exactly once, nothing emitted after the drain);
+// keeping them in one file keeps that order readable.
 #include "engine/runtime.hpp"
 #include "engine/thread_name.hpp"
 

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "fuzz_check.hpp"
-#include "nodes/io/feature_json.hpp"
+#include "nodes/codecs/feature_json.hpp"
 
 using namespace predflow::features;
 

@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "fuzz_check.hpp"
-#include "nodes/io/symbol_messages.hpp"
+#include "nodes/codecs/symbol_messages.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view payload(reinterpret_cast<const char*>(data), size);

@@ -12,8 +12,8 @@
 
 #include "engine/timestamps.hpp"
 #include "fuzz_check.hpp"
-#include "nodes/io/prediction_json.hpp"
-#include "nodes/io/prediction_rows.hpp"
+#include "nodes/codecs/prediction_json.hpp"
+#include "nodes/codecs/prediction_rows.hpp"
 
 using namespace predflow;
 

@@ -8,7 +8,7 @@
 
 #include "engine/timestamps.hpp"
 #include "fuzz_check.hpp"
-#include "nodes/io/prediction_rows.hpp"
+#include "nodes/codecs/prediction_rows.hpp"
 
 using namespace predflow;
 using namespace std::chrono;

@@ -7,7 +7,7 @@
 #include <variant>
 
 #include "fuzz_check.hpp"
-#include "nodes/io/ws_protocol.hpp"
+#include "nodes/websocket/ws_protocol.hpp"
 
 using namespace predflow::ws;
 

@@ -16,7 +16,7 @@
 #include "engine/process_metrics.hpp"
 #include "engine/runtime.hpp"
 #include "engine/units.hpp"
-#include "nodes/io/consistency.hpp"
+#include "nodes/sinks/consistency.hpp"
 
 #ifndef PREDFLOW_VERSION
 #define PREDFLOW_VERSION "0.0.0-dev"
@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
   nodes->add_option("type", type, "node type");
   nodes->add_flag("--markdown", markdown, "print the node reference page (docs/nodes.md)");
 
-  // The consistency_check node's check, once (nodes/io/consistency.hpp).
+  // The consistency_check node's check, once (nodes/sinks/consistency.hpp).
   ConsistencyCommand check_args;
   std::string fresh_for = "120s", ttl = "120s";
   bool no_repair = false;

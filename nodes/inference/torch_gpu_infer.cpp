@@ -1,6 +1,9 @@
 // torch_gpu_infer: Monte-Carlo dropout inference with a TorchScript model, on a GPU when
 // there is one. A thin adapter over McModel (mc_model.hpp): the spec, the circuit
 // breaker, dead letters and metrics. No libtorch headers here.
+// Why ~500 lines: the spec with its documentation, retries, the breaker, replicas and
+// the GPU monitor wrap one model call; each part is short and reads in the order a batch
+// meets it.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>

@@ -24,7 +24,7 @@
 #include "engine/timestamps.hpp"
 #include "integration/nats_test_client.hpp"
 #include "integration/ws_test_client.hpp"
-#include "nodes/io/market_calendar.hpp"
+#include "nodes/routing/market_calendar.hpp"
 #include "support/eventually.hpp"
 #include "support/http_get.hpp"
 #include "support/node_harness.hpp"

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "inference/inference_support.hpp"
-#include "nodes/io/prediction_json.hpp"
+#include "nodes/codecs/prediction_json.hpp"
 
 using namespace predflow;
 using namespace predflow::test;

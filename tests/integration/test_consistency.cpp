@@ -1,4 +1,4 @@
-// The Redis-vs-database consistency check (nodes/io/consistency.hpp) against a real
+// The Redis-vs-database consistency check (nodes/sinks/consistency.hpp) against a real
 // redis-server and PostgreSQL: planted matching, missing, differing, older and newer keys
 // give the exact ratio; the alert above alert_ratio; the repair rewrites the mismatched
 // keys with the TTL the prediction has left; stale rows are ignored; the consistency_check
@@ -22,8 +22,8 @@
 #include "engine/runtime.hpp"
 #include "engine/timestamps.hpp"
 #include "integration/nats_test_client.hpp"
-#include "nodes/io/consistency.hpp"
-#include "nodes/io/prediction_json.hpp"
+#include "nodes/sinks/consistency.hpp"
+#include "nodes/codecs/prediction_json.hpp"
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"

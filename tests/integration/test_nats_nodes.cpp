@@ -13,8 +13,8 @@
 #include "integration/nats_test_client.hpp"
 #include "connectors/nats.hpp"
 #include "connectors/nats_stream_publisher.hpp"
-#include "nodes/io/nats_inbox.hpp"
-#include "nodes/io/prediction_json.hpp"
+#include "connectors/nats_consumer.hpp"
+#include "nodes/codecs/prediction_json.hpp"
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/predflow_process.hpp"
@@ -672,7 +672,7 @@ TEST_CASE("nats_source: max_deliver 0 or 1 is refused at start") {
   }
 }
 
-TEST_CASE("NatsInbox: a message acknowledged after close() (and after a new subscription) is still acknowledged") {
+TEST_CASE("NatsConsumer: a message acknowledged after close() (and after a new subscription) is still acknowledged") {
   NatsServer server;
   server.start();
   NatsTestClient client(server.url());
@@ -681,16 +681,16 @@ TEST_CASE("NatsInbox: a message acknowledged after close() (and after a new subs
   nats_options.url = server.url();
   auto nats = std::make_shared<connectors::NatsResource>("bus", nats_options, metrics);
   nats->start();
-  NatsInboxOptions o;
+  connectors::NatsConsumerOptions o;
   o.subject = "data.features.ready";
   o.stream = "PREDFLOW_FEATURES";
   o.stream_subjects = {"data.features.ready"};
   o.durable = "inbox_test";
-  auto inbox = std::make_unique<NatsInbox>(nats, o, "inbox_test");
+  auto inbox = std::make_unique<connectors::NatsConsumer>(nats, o, "inbox_test");
   inbox->open();
   for (int i = 0; i < 3; ++i) client.publish("data.features.ready", R"({"symbol": "AAPL"})");
   client.flush();
-  std::vector<std::unique_ptr<NatsInboxMessage>> held;
+  std::vector<std::unique_ptr<connectors::NatsConsumerMessage>> held;
   REQUIRE(eventually([&] {
     for (auto& m : inbox->fetch(3, 100ms)) held.push_back(std::move(m));
     return held.size() == 3;
@@ -705,9 +705,9 @@ TEST_CASE("NatsInbox: a message acknowledged after close() (and after a new subs
   CHECK(held[2]->term());
   held.clear();
   // Only the NAKed message comes back, a second time; the other two were settled.
-  NatsInbox again(nats, o, "inbox_test");
+  connectors::NatsConsumer again(nats, o, "inbox_test");
   again.open();
-  std::vector<std::unique_ptr<NatsInboxMessage>> back;
+  std::vector<std::unique_ptr<connectors::NatsConsumerMessage>> back;
   eventually([&] {
     for (auto& m : again.fetch(3, 100ms)) back.push_back(std::move(m));
     return back.size() >= 1;

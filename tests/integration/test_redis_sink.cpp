@@ -20,7 +20,7 @@
 #include "engine/registry.hpp"
 #include "engine/runtime.hpp"
 #include "integration/nats_test_client.hpp"
-#include "nodes/io/prediction_json.hpp"
+#include "nodes/codecs/prediction_json.hpp"
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"

@@ -14,8 +14,8 @@
 
 #include "connectors/postgres.hpp"
 #include "engine/timestamps.hpp"
-#include "nodes/io/prediction_json.hpp"
-#include "nodes/io/prediction_rows.hpp"
+#include "nodes/codecs/prediction_json.hpp"
+#include "nodes/codecs/prediction_rows.hpp"
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"

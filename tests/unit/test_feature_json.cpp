@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "nodes/io/feature_json.hpp"
+#include "nodes/codecs/feature_json.hpp"
 
 using namespace predflow::features;
 

@@ -1,11 +1,11 @@
-// The routing rules of docs/interface.md §2 (nodes/io/market_calendar.hpp): New York time with
+// The routing rules of docs/interface.md §2 (nodes/routing/market_calendar.hpp): New York time with
 // both DST transitions, the previous weekday, flag values and every calendar rule.
 #include <doctest/doctest.h>
 
 #include <vector>
 
 #include "engine/timestamps.hpp"
-#include "nodes/io/market_calendar.hpp"
+#include "nodes/routing/market_calendar.hpp"
 
 using namespace predflow;
 using namespace predflow::market;

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "nodes/io/prediction_json.hpp"
+#include "nodes/codecs/prediction_json.hpp"
 #include "support/node_harness.hpp"
 
 using namespace predflow;

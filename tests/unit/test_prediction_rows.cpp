@@ -1,4 +1,4 @@
-// The COPY text of the contract's prediction tables (nodes/io/prediction_rows.hpp): the
+// The COPY text of the contract's prediction tables (nodes/codecs/prediction_rows.hpp): the
 // column order, NULLs where the prediction JSON has null, escaping, exact doubles, RFC 3339.
 #include <doctest/doctest.h>
 
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "nodes/io/prediction_rows.hpp"
+#include "nodes/codecs/prediction_rows.hpp"
 
 using namespace predflow;
 

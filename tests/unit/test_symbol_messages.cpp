@@ -1,10 +1,10 @@
-// Parsing the contract's symbol messages (nodes/io/symbol_messages.hpp): both shapes of
+// Parsing the contract's symbol messages (nodes/codecs/symbol_messages.hpp): both shapes of
 // data.features.ready, job.predict.*, and every malformed input as a failure, never a throw.
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "nodes/io/symbol_messages.hpp"
+#include "nodes/codecs/symbol_messages.hpp"
 
 using namespace predflow;
 

@@ -1,4 +1,4 @@
-// ws_sink's protocol pieces without sockets (nodes/io/ws_protocol.hpp): client frame
+// ws_sink's protocol pieces without sockets (nodes/websocket/ws_protocol.hpp): client frame
 // parsing, subscriptions, server frames, frame splitting, the per-second frame limit and
 // the held (coalesced, bounded) updates.
 #include <doctest/doctest.h>
@@ -8,7 +8,7 @@
 #include <random>
 
 #include "engine/registry.hpp"
-#include "nodes/io/ws_protocol.hpp"
+#include "nodes/websocket/ws_protocol.hpp"
 
 using namespace predflow::ws;
 using nlohmann::json;

@@ -29,7 +29,7 @@
 #include "engine/plan.hpp"
 #include "engine/registry.hpp"
 #include "engine/runtime.hpp"
-#include "nodes/io/prediction_json.hpp"
+#include "nodes/codecs/prediction_json.hpp"
 #include "support/servers.hpp"
 
 using namespace predflow;

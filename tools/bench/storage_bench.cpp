@@ -35,7 +35,7 @@
 #include "connectors/postgres.hpp"
 #include "engine/log.hpp"
 #include "engine/timestamps.hpp"
-#include "nodes/io/prediction_rows.hpp"
+#include "nodes/codecs/prediction_rows.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"
 

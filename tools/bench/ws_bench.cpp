@@ -32,7 +32,7 @@
 #include "engine/plan.hpp"
 #include "engine/registry.hpp"
 #include "integration/ws_test_client.hpp"
-#include "nodes/io/ws_sink.hpp"
+#include "nodes/websocket/ws_sink.hpp"
 
 using namespace predflow;
 using namespace std::chrono_literals;

@@ -1,10 +1,10 @@
-#include "nodes/io/symbol_messages.hpp"
+#include "nodes/codecs/symbol_messages.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <unordered_set>
 
-#include "nodes/io/input_limits.hpp"
+#include "nodes/codecs/input_limits.hpp"
 
 namespace predflow {
 

@@ -14,9 +14,9 @@
 
 #include "connectors/nats.hpp"
 
-namespace predflow {
+namespace predflow::connectors {
 
-struct NatsInboxOptions {
+struct NatsConsumerOptions {
   bool jetstream = true;
   std::string subject;                        // what the consumer filters / the core subscription
   std::string stream;                         // JetStream: the stream (created when missing) ...
@@ -51,12 +51,12 @@ class NatsSubscriptionHandle {
 
 // A message taken from NATS. JetStream messages are acknowledged through it; all of them
 // are destroyed with it.
-class NatsInboxMessage {
+class NatsConsumerMessage {
  public:
-  NatsInboxMessage(natsMsg* msg, std::shared_ptr<const NatsSubscriptionHandle> subscription);
-  ~NatsInboxMessage();
-  NatsInboxMessage(const NatsInboxMessage&) = delete;
-  NatsInboxMessage& operator=(const NatsInboxMessage&) = delete;
+  NatsConsumerMessage(natsMsg* msg, std::shared_ptr<const NatsSubscriptionHandle> subscription);
+  ~NatsConsumerMessage();
+  NatsConsumerMessage(const NatsConsumerMessage&) = delete;
+  NatsConsumerMessage& operator=(const NatsConsumerMessage&) = delete;
 
   std::string_view data() const;
   std::string subject() const;
@@ -78,10 +78,10 @@ class NatsInboxMessage {
   std::uint64_t delivered_ = 1;
 };
 
-class NatsInbox {
+class NatsConsumer {
  public:
-  NatsInbox(std::shared_ptr<connectors::NatsResource> nats, NatsInboxOptions options, std::string node_id);
-  ~NatsInbox();
+  NatsConsumer(std::shared_ptr<connectors::NatsResource> nats, NatsConsumerOptions options, std::string node_id);
+  ~NatsConsumer();
 
   // Opens the subscription when it is not open (stream, consumer, subscribe). Throws
   // std::runtime_error (with the reason) when it cannot now; the caller retries later.
@@ -89,21 +89,21 @@ class NatsInbox {
   bool is_open() const;
   // Up to `max` messages, waiting up to `timeout` for the first. Empty on a timeout.
   // Throws std::runtime_error when the subscription failed (it is closed; open() again).
-  std::vector<std::unique_ptr<NatsInboxMessage>> fetch(int max, Duration timeout);
+  std::vector<std::unique_ptr<NatsConsumerMessage>> fetch(int max, Duration timeout);
   // Lets go of the subscription; messages still unsettled keep it alive until they are.
   void close();
 
-  const NatsInboxOptions& options() const { return options_; }
+  const NatsConsumerOptions& options() const { return options_; }
 
  private:
   void ensure_consumer();
   [[noreturn]] void fail(const std::string& what, natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0));
 
   std::shared_ptr<connectors::NatsResource> nats_;
-  const NatsInboxOptions options_;
+  const NatsConsumerOptions options_;
   const std::string node_id_;
   mutable std::mutex mutex_;
   std::shared_ptr<const NatsSubscriptionHandle> sub_;
 };
 
-}  // namespace predflow
+}  // namespace predflow::connectors

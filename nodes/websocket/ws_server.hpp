@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "nodes/io/ws_protocol.hpp"
+#include "nodes/websocket/ws_protocol.hpp"
 
 namespace predflow {
 class Metrics;

@@ -8,9 +8,9 @@
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
-#include "nodes/io/prediction_json.hpp"
-#include "nodes/io/queued_publisher.hpp"
-#include "nodes/io/symbol_messages.hpp"
+#include "nodes/codecs/prediction_json.hpp"
+#include "nodes/sinks/queued_publisher.hpp"
+#include "nodes/codecs/symbol_messages.hpp"
 
 namespace predflow {
 namespace {

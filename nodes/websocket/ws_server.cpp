@@ -1,4 +1,12 @@
-#include "nodes/io/ws_server.hpp"
+// The WebSocket server behind ws_sink (Boost.Beast on one Asio thread): HTTP upgrade with
+// token and connection limits, the subscribe/unsubscribe protocol, per-client coalescing
+// and pacing (at most 10 frames in any second), cut-off of clients that do not read, the
+// live page, and a graceful close on stop.
+// Why one file of ~750 lines: a session's read loop, write queue, pacing timer and close
+// handshake share one strand and one state machine; split, their invariants (nothing sent
+// after the close frame, one write in flight, every registered session counted once)
+// would span files.
+#include "nodes/websocket/ws_server.hpp"
 #include "engine/thread_name.hpp"
 
 #include <utility>  // Boost 1.74 asio uses std::exchange without including it

@@ -1,4 +1,4 @@
-#include "nodes/io/prediction_rows.hpp"
+#include "nodes/codecs/prediction_rows.hpp"
 
 #include <charconv>
 #include <cmath>

@@ -2,6 +2,8 @@
 // earnings_flag:{symbol} key in Redis when it holds 1/0/true/false, else the earnings
 // calendar in PostgreSQL, cached in memory and reloaded by a background thread so that a
 // batch never waits on the database. The rules themselves live in market_calendar.hpp.
+// Why ~440 lines: the spec, the flag lookup, the calendar cache with its refresh thread and
+// the routing logs belong to one decision per symbol; the rules are already apart.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -17,7 +19,7 @@
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
-#include "nodes/io/market_calendar.hpp"
+#include "nodes/routing/market_calendar.hpp"
 
 namespace predflow {
 namespace {

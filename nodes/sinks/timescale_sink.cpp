@@ -2,6 +2,8 @@
 // latest per symbol upserted into `predictions`, every prediction appended to
 // `prediction_history`, both in bulk with COPY, in one transaction, from a writer thread
 // of the node's own, so that the pipeline never waits on the database.
+// Why ~600 lines: its own writer thread, bounded buffer, retries and stop deadline, as in
+// redis_sink, until both become configurations of one RetryingWriter (the async I/O issue).
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -19,8 +21,8 @@
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
-#include "nodes/io/prediction_json.hpp"
-#include "nodes/io/prediction_rows.hpp"
+#include "nodes/codecs/prediction_json.hpp"
+#include "nodes/codecs/prediction_rows.hpp"
 
 namespace predflow {
 namespace {

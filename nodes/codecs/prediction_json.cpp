@@ -1,10 +1,10 @@
-#include "nodes/io/prediction_json.hpp"
+#include "nodes/codecs/prediction_json.hpp"
 
 #include <cmath>
 #include <stdexcept>
 
 #include "engine/timestamps.hpp"
-#include "nodes/io/symbol_messages.hpp"
+#include "nodes/codecs/symbol_messages.hpp"
 
 namespace predflow {
 

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "engine/node.hpp"
-#include "nodes/io/ws_server.hpp"
+#include "nodes/websocket/ws_server.hpp"
 
 namespace predflow {
 

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "nodes/io/ws_server.hpp"
+#include "nodes/websocket/ws_server.hpp"
 
 namespace predflow::ws {
 

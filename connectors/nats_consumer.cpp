@@ -1,10 +1,10 @@
-#include "nodes/io/nats_inbox.hpp"
+#include "connectors/nats_consumer.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <stdexcept>
 
-namespace predflow {
+namespace predflow::connectors {
 
 namespace {
 std::int64_t nanos(Duration d) { return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(); }
@@ -16,15 +16,15 @@ NatsSubscriptionHandle::~NatsSubscriptionHandle() {
   natsSubscription_Destroy(sub_);
 }
 
-NatsInboxMessage::~NatsInboxMessage() { natsMsg_Destroy(msg_); }
+NatsConsumerMessage::~NatsConsumerMessage() { natsMsg_Destroy(msg_); }
 
-std::string_view NatsInboxMessage::data() const {
+std::string_view NatsConsumerMessage::data() const {
   return {natsMsg_GetData(msg_), static_cast<std::size_t>(natsMsg_GetDataLength(msg_))};
 }
 
-std::string NatsInboxMessage::subject() const { return natsMsg_GetSubject(msg_); }
+std::string NatsConsumerMessage::subject() const { return natsMsg_GetSubject(msg_); }
 
-NatsInboxMessage::NatsInboxMessage(natsMsg* msg, std::shared_ptr<const NatsSubscriptionHandle> subscription)
+NatsConsumerMessage::NatsConsumerMessage(natsMsg* msg, std::shared_ptr<const NatsSubscriptionHandle> subscription)
     : subscription_(std::move(subscription)), msg_(msg) {
   jsMsgMetaData* meta = nullptr;
   if (natsMsg_GetReply(msg_) && natsMsg_GetMetaData(&meta, msg_) == NATS_OK && meta) {
@@ -33,37 +33,37 @@ NatsInboxMessage::NatsInboxMessage(natsMsg* msg, std::shared_ptr<const NatsSubsc
   }
 }
 
-bool NatsInboxMessage::ack() {
+bool NatsConsumerMessage::ack() {
   if (!natsMsg_GetReply(msg_)) return true;  // a core message: nothing to acknowledge
   return natsMsg_Ack(msg_, nullptr) == NATS_OK;
 }
 
-bool NatsInboxMessage::nak(Duration delay) {
+bool NatsConsumerMessage::nak(Duration delay) {
   if (!natsMsg_GetReply(msg_)) return true;
   return natsMsg_NakWithDelay(msg_, millis(delay), nullptr) == NATS_OK;
 }
 
-bool NatsInboxMessage::term() {
+bool NatsConsumerMessage::term() {
   if (!natsMsg_GetReply(msg_)) return true;
   return natsMsg_Term(msg_, nullptr) == NATS_OK;
 }
 
-bool NatsInboxMessage::in_progress() {
+bool NatsConsumerMessage::in_progress() {
   if (!natsMsg_GetReply(msg_)) return true;
   return natsMsg_InProgress(msg_, nullptr) == NATS_OK;
 }
 
-NatsInbox::NatsInbox(std::shared_ptr<connectors::NatsResource> nats, NatsInboxOptions options, std::string node_id)
+NatsConsumer::NatsConsumer(std::shared_ptr<connectors::NatsResource> nats, NatsConsumerOptions options, std::string node_id)
     : nats_(std::move(nats)), options_(std::move(options)), node_id_(std::move(node_id)) {}
 
-NatsInbox::~NatsInbox() { close(); }
+NatsConsumer::~NatsConsumer() { close(); }
 
-bool NatsInbox::is_open() const {
+bool NatsConsumer::is_open() const {
   std::lock_guard lock(mutex_);
   return sub_ != nullptr && natsSubscription_IsValid(sub_->get());
 }
 
-void NatsInbox::fail(const std::string& what, natsStatus s, jsErrCode jerr) {
+void NatsConsumer::fail(const std::string& what, natsStatus s, jsErrCode jerr) {
   std::string text = what + ": " + natsStatus_GetText(s);
   if (const char* detail = nats_GetLastError(nullptr); detail && *detail && text.find(detail) == std::string::npos)
     text += " (" + std::string(detail) + ")";
@@ -71,7 +71,7 @@ void NatsInbox::fail(const std::string& what, natsStatus s, jsErrCode jerr) {
   throw std::runtime_error(text);
 }
 
-void NatsInbox::ensure_consumer() {
+void NatsConsumer::ensure_consumer() {
   jsCtx* js = nats_->jetstream();
   jsConsumerInfo* info = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -110,7 +110,7 @@ void NatsInbox::ensure_consumer() {
   fail("creating consumer " + options_.durable + " on stream " + options_.stream, s, jerr);
 }
 
-void NatsInbox::open() {
+void NatsConsumer::open() {
   std::lock_guard lock(mutex_);
   if (sub_ && natsSubscription_IsValid(sub_->get())) return;
   sub_.reset();
@@ -143,8 +143,8 @@ void NatsInbox::open() {
   sub_ = std::make_shared<const NatsSubscriptionHandle>(sub, nats_);
 }
 
-std::vector<std::unique_ptr<NatsInboxMessage>> NatsInbox::fetch(int max, Duration timeout) {
-  std::vector<std::unique_ptr<NatsInboxMessage>> out;
+std::vector<std::unique_ptr<NatsConsumerMessage>> NatsConsumer::fetch(int max, Duration timeout) {
+  std::vector<std::unique_ptr<NatsConsumerMessage>> out;
   std::lock_guard lock(mutex_);
   if (!sub_) throw std::runtime_error("not subscribed");
   if (options_.jetstream) {
@@ -154,7 +154,7 @@ std::vector<std::unique_ptr<NatsInboxMessage>> NatsInbox::fetch(int max, Duratio
     if (s == NATS_OK || (s == NATS_TIMEOUT && list.Count > 0)) {
       out.reserve(static_cast<std::size_t>(list.Count));
       for (int i = 0; i < list.Count; ++i) {
-        out.push_back(std::make_unique<NatsInboxMessage>(list.Msgs[i], sub_));
+        out.push_back(std::make_unique<NatsConsumerMessage>(list.Msgs[i], sub_));
         list.Msgs[i] = nullptr;  // ours now; natsMsgList_Destroy frees only the array
       }
       natsMsgList_Destroy(&list);
@@ -170,7 +170,7 @@ std::vector<std::unique_ptr<NatsInboxMessage>> NatsInbox::fetch(int max, Duratio
   natsMsg* msg = nullptr;
   natsStatus s = natsSubscription_NextMsg(&msg, sub_->get(), std::max<std::int64_t>(1, millis(timeout)));
   while (s == NATS_OK) {
-    out.push_back(std::make_unique<NatsInboxMessage>(msg, sub_));
+    out.push_back(std::make_unique<NatsConsumerMessage>(msg, sub_));
     if (static_cast<int>(out.size()) >= max) break;
     msg = nullptr;
     s = natsSubscription_NextMsg(&msg, sub_->get(), 0);  // what is already here, without waiting
@@ -184,9 +184,9 @@ std::vector<std::unique_ptr<NatsInboxMessage>> NatsInbox::fetch(int max, Duratio
   fail("next message on " + options_.subject, s);
 }
 
-void NatsInbox::close() {
+void NatsConsumer::close() {
   std::lock_guard lock(mutex_);
   sub_.reset();
 }
 
-}  // namespace predflow
+}  // namespace predflow::connectors

@@ -1,4 +1,4 @@
-#include "nodes/io/input_limits.hpp"
+#include "nodes/codecs/input_limits.hpp"
 
 #include <cstdio>
 

@@ -19,7 +19,7 @@
 #include "connectors/nats_stream_publisher.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
-#include "nodes/io/input_limits.hpp"
+#include "nodes/codecs/input_limits.hpp"
 
 namespace predflow {
 namespace {

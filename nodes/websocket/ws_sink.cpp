@@ -1,12 +1,12 @@
 // ws_sink: predictions to WebSocket subscribers, each client with its own
-// subscription, frame limit and held updates; see nodes/io/ws_server.hpp for the server.
-#include "nodes/io/ws_sink.hpp"
+// subscription, frame limit and held updates; see nodes/websocket/ws_server.hpp for the server.
+#include "nodes/websocket/ws_sink.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
-#include "nodes/io/prediction_json.hpp"
+#include "nodes/codecs/prediction_json.hpp"
 
 namespace predflow {
 namespace {

@@ -1,7 +1,7 @@
 // consistency_check: every `interval`, compares pred:{symbol} in Redis with the latest rows
 // of `predictions` for the fresh symbols, reports the mismatch ratio (metric and log line),
 // alerts above `alert_ratio`, and repairs mismatched keys from the database
-// (nodes/io/consistency.hpp). A source: it runs beside the sinks in the persister pipeline,
+// (nodes/sinks/consistency.hpp). A source: it runs beside the sinks in the persister pipeline,
 // on a thread of its own, and ends when the pipeline stops; its one output (the mismatched
 // symbols) may be left unconnected.
 #include <spdlog/spdlog.h>
@@ -10,7 +10,7 @@
 #include "connectors/redis.hpp"
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
-#include "nodes/io/consistency.hpp"
+#include "nodes/sinks/consistency.hpp"
 
 namespace predflow {
 namespace {

@@ -1,4 +1,4 @@
-#include "nodes/io/consistency.hpp"
+#include "nodes/sinks/consistency.hpp"
 
 #include <spdlog/spdlog.h>
 

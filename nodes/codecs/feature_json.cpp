@@ -1,4 +1,4 @@
-#include "nodes/io/feature_json.hpp"
+#include "nodes/codecs/feature_json.hpp"
 
 #include <simdjson.h>
 

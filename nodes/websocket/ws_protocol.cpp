@@ -1,4 +1,4 @@
-#include "nodes/io/ws_protocol.hpp"
+#include "nodes/websocket/ws_protocol.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "nodes/io/market_calendar.hpp"
+#include "nodes/routing/market_calendar.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "nodes/io/queued_publisher.hpp"
+#include "nodes/sinks/queued_publisher.hpp"
 #include "engine/thread_name.hpp"
 
 #include <spdlog/spdlog.h>

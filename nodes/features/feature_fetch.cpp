@@ -17,7 +17,7 @@
 #include "engine/log.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
-#include "nodes/io/feature_json.hpp"
+#include "nodes/codecs/feature_json.hpp"
 
 namespace predflow {
 namespace {
