@@ -1,4 +1,4 @@
-// predflow: run · validate · graph · nodes · check · version
+// predflow: run · validate · graph · nodes · version, and the subcommands plugins register (check)
 #include <CLI/CLI.hpp>
 
 #include <atomic>
@@ -10,13 +10,13 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "engine/commands.hpp"
 #include "engine/describe.hpp"
 #include "engine/log.hpp"
 #include "engine/plan.hpp"
 #include "engine/process_metrics.hpp"
 #include "engine/runtime.hpp"
 #include "engine/units.hpp"
-#include "nodes/sinks/consistency.hpp"
 
 #ifndef PREDFLOW_VERSION
 #define PREDFLOW_VERSION "0.0.0-dev"
@@ -173,24 +173,12 @@ int main(int argc, char** argv) {
   nodes->add_option("type", type, "node type");
   nodes->add_flag("--markdown", markdown, "print the node reference page (docs/nodes.md)");
 
-  // The consistency_check node's check, once (nodes/sinks/consistency.hpp).
-  ConsistencyCommand check_args;
-  std::string fresh_for = "120s", ttl = "120s";
-  bool no_repair = false;
-  auto* check = app.add_subcommand(
-      "check", "Compare pred:{symbol} in Redis with the predictions table once, repair, print the report "
-               "(exit 0: within --alert-ratio, 2: above it, 1: could not check)");
-  check->add_option("--redis", check_args.redis_url, "Redis URL")->envname("REDIS_URL")->default_str("redis://127.0.0.1:6379/0");
-  check->add_option("--database", check_args.database_url, "PostgreSQL URL")
-      ->envname("DATABASE_URL")
-      ->default_str("postgresql://postgres@127.0.0.1:5432/predflow");
-  check->add_option("--fresh-for", fresh_for, "rows at most this old are checked")->capture_default_str();
-  check->add_option("--ttl", ttl, "the sink's TTL (a repaired key gets ttl minus the prediction's age)")->capture_default_str();
-  check->add_option("--key-prefix", check_args.options.key_prefix, "Redis key prefix")->capture_default_str();
-  check->add_option("--alert-ratio", check_args.options.alert_ratio, "mismatch ratio that fails the check")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  check->add_flag("--no-repair", no_repair, "only report, do not rewrite Redis");
+  // Subcommands of the plugins linked in (e.g. `check`, from the M5 sinks).
+  std::vector<std::pair<CLI::App*, std::function<int()>>> plugin_commands;
+  for (const auto& c : registered_commands()) {
+    auto* sub = app.add_subcommand(c.name, c.description);
+    plugin_commands.emplace_back(sub, c.setup(*sub));
+  }
 
   auto* version = app.add_subcommand("version", "Print the version");
 
@@ -205,19 +193,8 @@ int main(int argc, char** argv) {
   if (validate->parsed()) return validate_command(file, overrides);
   if (graph->parsed()) return graph_command(file, overrides, out);
   if (nodes->parsed()) return nodes_command(type, markdown);
-  if (check->parsed()) {
-    auto fresh = parse_duration(fresh_for), life = parse_duration(ttl);
-    if (!fresh || !life) {
-      std::cerr << "predflow check: --fresh-for and --ttl take durations (e.g. 120s, 2m)\n";
-      return 1;
-    }
-    if (check_args.redis_url.empty()) check_args.redis_url = "redis://127.0.0.1:6379/0";
-    if (check_args.database_url.empty()) check_args.database_url = "postgresql://postgres@127.0.0.1:5432/predflow";
-    check_args.options.fresh_for = *fresh;
-    check_args.options.ttl = *life;
-    check_args.options.repair = !no_repair;
-    return run_consistency_command(check_args);
-  }
+  for (auto& [sub, run_plugin_command] : plugin_commands)
+    if (sub->parsed()) return run_plugin_command();
   if (version->parsed()) {
     std::cout << "predflow " << PREDFLOW_VERSION << "\n";
     return 0;
