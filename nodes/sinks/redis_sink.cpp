@@ -82,7 +82,7 @@ NodeSpec redis_sink_spec() {
           "at shutdown, how long held rows may still be retried before they are dead-lettered"))
       .field(field::duration("fresh_for").default_value("120s").at_least(1).describe(
           "age under which a written prediction counts in predflow_fresh_predictions"))
-      .blocking_io()
+      // Not blocking_io(): process() only serialises and queues; the writer thread waits on Redis.
       .show_in_label({"redis", "ttl"})
       .with_example("type: redis_sink\nfrom: [stats]\nredis: cache\nttl: 120s\nretry_for: 45s\n");
 }
