@@ -35,6 +35,7 @@ bool register_command(CommandRegistration registration);
 
 }  // namespace predflow
 
-#define PREDFLOW_REGISTER_COMMAND(name, description, setup)                                       \
+// Variadic: the setup lambda's commas would otherwise split it into several arguments.
+#define PREDFLOW_REGISTER_COMMAND(name, description, ...)                                         \
   [[maybe_unused]] static const bool PREDFLOW_CONCAT(predflow_registered_command_, __LINE__) = \
-      ::predflow::register_command({(name), (description), (setup)})
+      ::predflow::register_command({(name), (description), __VA_ARGS__})
