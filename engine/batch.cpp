@@ -55,6 +55,7 @@ Batch Batch::select(std::span<const std::uint32_t> rows) const {
   out.feature_width = feature_width;
   select_column(samples, out.samples, rows, sample_count);
   out.sample_count = sample_count;
+  select_column(sample_means, out.sample_means, rows);
   select_column(stats, out.stats, rows);
   select_column(earnings, out.earnings, rows);
   out.route = route;
@@ -106,6 +107,7 @@ void Batch::append(const Batch& other) {
   append_column(prices, other.prices, a_rows, b_rows);
   append_column(features, other.features, a_rows, b_rows, feature_width);
   append_column(samples, other.samples, a_rows, b_rows, sample_count);
+  append_column(sample_means, other.sample_means, a_rows, b_rows);
   append_column(stats, other.stats, a_rows, b_rows);
   append_column(earnings, other.earnings, a_rows, b_rows);
   symbols.insert(symbols.end(), other.symbols.begin(), other.symbols.end());

@@ -56,6 +56,10 @@ struct Batch {
   std::size_t feature_width = 0;
   std::vector<float> samples;   // row-major, size() x sample_count (MC samples per row)
   std::size_t sample_count = 0;
+  // The Rao-Blackwellised mean of each row's samples (the mean head averaged over the
+  // same dropout passes, without the zero-mean noise), when the model provides one;
+  // mc_dropout publishes it as predicted_return. Empty: the mean of `samples` is used.
+  std::vector<double> sample_means;
   std::vector<PredictionStats> stats;
   std::vector<EarningsContext> earnings;
 

@@ -13,7 +13,9 @@ NodeSpec mc_dropout_spec() {
   return NodeSpec("mc_dropout", Category::Transform)
       .summarize("Turns each symbol's Monte-Carlo samples into a prediction: mean, std, p10/p50/p90")
       .describe(
-          "predicted_return is the mean of the samples; std is the sample standard deviation (n - 1 in the "
+          "predicted_return is the mean of the samples: when torch_gpu_infer supplies the model's Rao-Blackwellised "
+          "mean (mean_estimator), that estimate of it (the mean head over the same dropout passes, without the "
+          "zero-mean noise), else the plain mean of the draws; std is the sample standard deviation (n - 1 in the "
           "denominator; 0 for a single sample); p10/p50/p90 interpolate linearly between the sorted samples "
           "(numpy's default). Statistics go to the batch's stats column; every other column, the samples "
           "included, passes unchanged, so sinks build the contract's prediction with prediction_json().")
@@ -42,9 +44,11 @@ class McDropout : public Processor {
     auto batch = Batch::take(std::move(in));
     batch->predicted_at = std::chrono::system_clock::now();  // one timestamp for every sink
     batch->stats.resize(rows);
+    const bool rao_blackwell = batch->sample_means.size() == rows;
     for (std::size_t r = 0; r < rows; ++r) {
       const auto s = inference::summarize(std::span<const float>(batch->samples.data() + r * S, S));
-      batch->stats[r] = {s.mean, s.std, s.p10, s.p50, s.p90, s.samples};
+      // std and the percentiles always describe the draws themselves.
+      batch->stats[r] = {rao_blackwell ? batch->sample_means[r] : s.mean, s.std, s.p10, s.p50, s.p90, s.samples};
     }
     predictions(batch->model_type).Increment(static_cast<double>(rows));
     out.emit(std::move(batch));

@@ -138,6 +138,7 @@ struct McModel::Impl {
   bool accelerator = false;  // CUDA, or emulated for tests
   torch::jit::Module module;
   bool has_sample = false;
+  bool rao_blackwell = false;  // options.mean_estimator resolved against the card
   std::size_t batch_size;
   std::vector<float> inv_scale;
   // Host staging buffers: pinned on CUDA, so that non_blocking copies are truly async.
@@ -156,6 +157,17 @@ struct McModel::Impl {
     allocator_settings = options.tune_allocator ? apply_allocator_settings() : "untouched (tune_allocator off)";
     if (options.seed >= 0) at::manual_seed(static_cast<std::uint64_t>(options.seed));
     for (float s : card.scaler_scale) inv_scale.push_back(1.0f / s);
+    const std::string& estimator = options.mean_estimator;
+    if (estimator == "auto") {
+      rao_blackwell = card.mc_mean == "rao_blackwell";
+    } else if (estimator == "rao_blackwell") {
+      if (!card.has_mc_head())
+        throw std::runtime_error("mean_estimator rao_blackwell: model " + card.name + " (" + card.yaml_path +
+                                 ") declares no monte_carlo.head_mc that returns the mean; use samples or auto");
+      rao_blackwell = true;
+    } else if (estimator != "samples") {
+      throw std::runtime_error("mean_estimator: expected auto, samples or rao_blackwell, got \"" + estimator + "\"");
+    }
     module = load(device);
   }
 
@@ -170,15 +182,18 @@ struct McModel::Impl {
     }
     m.eval();
     has_sample = m.find_method("sample").has_value();
+    if (card.has_mc_head() && !card.has_mc_split())
+      throw std::runtime_error("model " + card.file + ": monte_carlo head_mc " + card.mc_head_mc + "() needs trunk and head too");
     if (card.has_mc_split())
-      for (const std::string& method : {card.mc_trunk, card.mc_head})
-        if (!m.find_method(method))
+      for (const std::string& method : {card.mc_trunk, card.mc_head, card.mc_head_mc})
+        if (!method.empty() && !m.find_method(method))
           throw std::runtime_error("model " + card.file + ": model.yaml declares monte_carlo method " + method +
                                    "(), which the TorchScript file does not have");
     if (options.freeze) {
       std::vector<std::string> keep;
       if (has_sample) keep.push_back("sample");
       if (card.has_mc_split()) keep.insert(keep.end(), {card.mc_trunk, card.mc_head});
+      if (card.has_mc_head()) keep.push_back(card.mc_head_mc);
       try {
         m = torch::jit::freeze(m, keep);
       } catch (const std::exception& e) {
@@ -199,8 +214,9 @@ struct McModel::Impl {
     return buffer;
   }
 
-  // One model call on n rows; out receives n × S values, row-major.
-  void run(const float* x, std::size_t n, int S, float* out) {
+  // One model call on n rows; out receives n × S values, row-major; means (when not null,
+  // S > 1 and rao_blackwell) the n Rao-Blackwellised means.
+  void run(const float* x, std::size_t n, int S, float* out, double* means = nullptr) {
     const auto width = static_cast<std::size_t>(card.input_width);
     const auto rows = static_cast<std::int64_t>(n);
     c10::InferenceMode guard;
@@ -212,11 +228,23 @@ struct McModel::Impl {
     torch::Tensor xt = host_in.narrow(0, 0, rows * card.input_width).view({rows, card.input_width});
     if (device.is_cuda()) xt = xt.to(device, /*non_blocking=*/true);
 
-    torch::Tensor y;
+    torch::Tensor y, rb;
     if (S == 1) {
       y = module.forward({xt}).toTensor();
     } else {
-      if (card.has_mc_split()) {
+      if (card.has_mc_head()) {
+        // All S draws of each row in one call: the model may correlate a row's draws (the
+        // shipped models stratify the noise) and returns the mean head's average with them.
+        torch::Tensor h = module.run_method(card.mc_trunk, xt).toTensor();
+        const c10::IValue result = module.run_method(card.mc_head_mc, h, static_cast<std::int64_t>(S));
+        if (!result.isTuple() || result.toTupleRef().elements().size() != 2)
+          throw std::runtime_error("model " + card.name + ": " + card.mc_head_mc + "() must return (draws, mean)");
+        y = result.toTupleRef().elements()[0].toTensor();
+        rb = result.toTupleRef().elements()[1].toTensor();
+        if (rb.dim() != 1 || rb.size(0) != rows)
+          throw std::runtime_error("model " + card.name + ": " + card.mc_head_mc + "() returned a mean of shape " +
+                                   c10::str(rb.sizes()) + ", expected [" + std::to_string(rows) + "]");
+      } else if (card.has_mc_split()) {
         // Exact: nothing stochastic comes before the trunk's output, so its S copies of a
         // row are what S separate passes would compute; only the head is sampled S times.
         torch::Tensor h = module.run_method(card.mc_trunk, xt).toTensor();
@@ -229,6 +257,10 @@ struct McModel::Impl {
     if (y.dim() != 1 || y.size(0) != rows * S)
       throw std::runtime_error("model " + card.name + " returned shape " + c10::str(y.sizes()) + ", expected [" +
                                std::to_string(rows * S) + "]");
+    if (means && rb.defined() && rao_blackwell) {
+      const torch::Tensor host = rb.to(torch::kCPU, torch::kDouble).contiguous();
+      std::memcpy(means, host.data_ptr<double>(), n * sizeof(double));
+    }
     // [S·n] is S blocks of n rows: transpose to n rows of S samples.
     y = y.view({S, rows}).t().to(torch::kFloat32).contiguous();
     if (device.is_cuda()) {
@@ -260,8 +292,9 @@ struct McModel::Impl {
     for (int S : {1, std::max(2, options.warmup_samples)}) {
       if (S > 1 && !has_sample && !card.has_mc_split()) continue;
       std::vector<float> out(n * static_cast<std::size_t>(S));
+      std::vector<double> means(n);
       try {
-        run(zeros.data(), n, S, out.data());
+        run(zeros.data(), n, S, out.data(), means.data());
       } catch (const std::exception& e) {
         throw std::runtime_error("model " + card.file + ": test input [" + std::to_string(n) + ", " + std::to_string(width) +
                                  "] of zeros failed in " + (S == 1 ? "forward()" : "sample()") + ": " + error_text(e));
@@ -270,6 +303,10 @@ struct McModel::Impl {
         if (!std::isfinite(v))
           throw std::runtime_error("model " + card.file + ": test input of zeros gave non-finite output in " +
                                    (S == 1 ? "forward()" : "sample()"));
+      if (S > 1 && rao_blackwell)
+        for (double v : means)
+          if (!std::isfinite(v))
+            throw std::runtime_error("model " + card.file + ": test input of zeros gave a non-finite mean in " + card.mc_head_mc + "()");
     }
   }
 
@@ -297,8 +334,10 @@ const std::string& McModel::thread_settings() const { return impl_->thread_setti
 const std::string& McModel::allocator_settings() const { return impl_->allocator_settings; }
 std::size_t McModel::batch_size() const { return impl_->batch_size; }
 bool McModel::on_accelerator() const { return impl_->accelerator; }
+bool McModel::rao_blackwell() const { return impl_->rao_blackwell; }
 
-InferReport McModel::infer(std::span<const float> features, std::size_t width, int samples, std::span<float> out) {
+InferReport McModel::infer(std::span<const float> features, std::size_t width, int samples, std::span<float> out,
+                           std::span<double> means) {
   Impl& m = *impl_;
   if (width != static_cast<std::size_t>(m.card.input_width))
     throw WidthMismatch("feature width " + std::to_string(width) + " does not match input_width " +
@@ -307,6 +346,7 @@ InferReport McModel::infer(std::span<const float> features, std::size_t width, i
   const std::size_t rows = width == 0 ? 0 : features.size() / width;
   if (features.size() != rows * width) throw std::invalid_argument("features is not rows × width");
   if (out.size() < rows * static_cast<std::size_t>(samples)) throw std::invalid_argument("out is smaller than rows × samples");
+  if (!means.empty() && means.size() < rows) throw std::invalid_argument("means is smaller than rows");
 
   InferReport report;
   std::size_t done = 0;
@@ -319,7 +359,8 @@ InferReport McModel::infer(std::span<const float> features, std::size_t width, i
         C10_THROW_ERROR(OutOfMemoryError, "CUDA out of memory (injected by inject_oom / PREDFLOW_INJECT_OOM)");
       if (take_one(injection_->failures))
         throw std::runtime_error("CUDA error: unspecified launch failure (injected by inject_failures / PREDFLOW_INJECT_FAILURES)");
-      m.run(features.data() + done * width, n, samples, out.data() + done * static_cast<std::size_t>(samples));
+      m.run(features.data() + done * width, n, samples, out.data() + done * static_cast<std::size_t>(samples),
+            means.empty() ? nullptr : means.data() + done);
       done += n;
       tries = 0;
       report.call_rows.push_back(n);

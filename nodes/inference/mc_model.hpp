@@ -29,6 +29,12 @@ struct McModelOptions {
   // Monte-Carlo methods are kept). Off by default: no gain measured on the shipped models
   // (docs/performance.md); kept for models with more to fold.
   bool freeze = false;
+  // The published mean (docs/models.md): "rao_blackwell" = the model's head_mc mean (the
+  // mean head over the same dropout passes, noise left out: same expectation, less
+  // variance), "samples" = the mean of the draws, "auto" = what model.yaml's
+  // monte_carlo.mean says (samples when it says nothing). rao_blackwell on a model without
+  // head_mc is refused at load.
+  std::string mean_estimator = "auto";
   long long seed = -1;          // >= 0: seed libtorch's generators (process-wide), for reproducible draws
   // Tests only: run on the CPU but treat the model as if it were on an accelerator, so that
   // a CUDA-like failure takes the fallback path (reload a CPU copy) on a machine without a
@@ -80,9 +86,16 @@ class McModel {
 
   // features: rows × width raw (unscaled) values, row-major; out: rows × samples,
   // row-major (out[r·S + s]). samples == 1 runs the deterministic forward(); more runs
-  // sample() ONCE on the rows repeated S times. Rows go through the model in calls of at
-  // most batch_size() rows. Throws WidthMismatch or InferenceError.
-  InferReport infer(std::span<const float> features, std::size_t width, int samples, std::span<float> out);
+  // sample() ONCE on the rows repeated S times (or, with the split, trunk once and the head
+  // on S copies; with head_mc, head_mc(h, S)). Rows go through the model in calls of at
+  // most batch_size() rows. When rao_blackwell() and samples > 1, `means` (rows entries)
+  // receives each row's Rao-Blackwellised mean; otherwise it is left alone (may be empty).
+  // Throws WidthMismatch or InferenceError.
+  InferReport infer(std::span<const float> features, std::size_t width, int samples, std::span<float> out,
+                    std::span<double> means = {});
+
+  // Whether the published mean is the model's Rao-Blackwellised one (mean_estimator resolved).
+  bool rao_blackwell() const;
 
   const ModelCard& card() const;
   const std::string& device() const;  // "cpu", "cuda:0", …

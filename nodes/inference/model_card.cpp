@@ -45,6 +45,12 @@ void finish_model_card(ModelCard& c) {
   if (c.mc_samples_default < 1) throw std::runtime_error(where + "`mc_samples_default` must be at least 1");
   if (c.mc_trunk.empty() != c.mc_head.empty())
     throw std::runtime_error(where + "`monte_carlo` needs both `trunk` and `head` (the names of the model's methods)");
+  if (c.has_mc_head() && !c.has_mc_split())
+    throw std::runtime_error(where + "`monte_carlo.head_mc` needs `trunk` and `head` too (it is called on trunk's output)");
+  if (!c.mc_mean.empty() && c.mc_mean != "samples" && c.mc_mean != "rao_blackwell")
+    throw std::runtime_error(where + "`monte_carlo.mean` must be samples or rao_blackwell, got \"" + c.mc_mean + "\"");
+  if (c.mc_mean == "rao_blackwell" && !c.has_mc_head())
+    throw std::runtime_error(where + "`monte_carlo.mean: rao_blackwell` needs `head_mc` (the method that returns the mean)");
   if (c.file.empty()) throw std::runtime_error(where + "`file` (the TorchScript file) is missing");
   fs::path file = c.file;
   if (file.is_relative()) file = fs::path(c.yaml_path).parent_path() / file;
@@ -252,6 +258,8 @@ ModelCard parse_model_card_lite(const std::string& text, const std::string& yaml
     if (mc->kind != Value::Kind::Map) throw std::runtime_error(yaml_path + ": `monte_carlo` must be a map of trunk and head");
     c.mc_trunk = scalar(*mc, "trunk");
     c.mc_head = scalar(*mc, "head");
+    c.mc_head_mc = scalar(*mc, "head_mc");
+    c.mc_mean = scalar(*mc, "mean");
   }
   finish_model_card(c);
   return c;

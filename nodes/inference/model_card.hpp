@@ -11,7 +11,7 @@ namespace predflow::inference {
 
 struct ModelCard {
   std::string yaml_path;   // the model.yaml it came from
-  std::string name;        // model_version in predictions, e.g. lstm_normal_v2.1
+  std::string name;        // model_version in predictions, e.g. lstm_normal_v2.2
   std::string model_type;  // normal_day / earnings_day
   std::string file;        // the TorchScript file, resolved against the yaml's folder
   std::int64_t input_width = 0;
@@ -27,6 +27,15 @@ struct ModelCard {
   std::string mc_trunk;
   std::string mc_head;
   bool has_mc_split() const { return !mc_trunk.empty(); }
+  // Optional with the split (`head_mc: sample_head_mc`): head_mc(h [N, H], S) -> (draws
+  // [S·N], mean [N]) draws all S samples of each row in one call (the model may correlate a
+  // row's draws, e.g. stratified noise) and returns the Rao-Blackwellised mean: the mean
+  // head averaged over the same dropout passes, without the zero-mean noise.
+  std::string mc_head_mc;
+  bool has_mc_head() const { return !mc_head_mc.empty(); }
+  // `mean:` the model's default for the published mean: "rao_blackwell" (needs head_mc) or
+  // "samples" (the mean of the draws); empty = samples.
+  std::string mc_mean;
 };
 
 // `path` names a model folder holding model.yaml, or the yaml file itself; relative paths

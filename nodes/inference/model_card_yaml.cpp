@@ -55,6 +55,8 @@ ModelCard load_model_card(const std::string& path) {
     if (!mc.IsMap()) throw std::runtime_error(at(yaml, mc) + ": `monte_carlo` must be a map of trunk and head");
     c.mc_trunk = get<std::string>(yaml, mc, "trunk", "");
     c.mc_head = get<std::string>(yaml, mc, "head", "");
+    c.mc_head_mc = get<std::string>(yaml, mc, "head_mc", "");
+    c.mc_mean = get<std::string>(yaml, mc, "mean", "");
   }
   finish_model_card(c);
   return c;

@@ -35,7 +35,9 @@ NodeSpec torch_gpu_infer_spec() {
           "zeros and warms it up before the pipeline reports ready. Each batch's features are scaled with the model's "
           "scaler, repeated mc_samples times and sent through the model's sample() in ONE call, or, when model.yaml "
           "declares the Monte-Carlo split (monte_carlo: {trunk, head}), through trunk() once per row and head() on the "
-          "mc_samples copies of its output (exact, and several times cheaper); mc_samples: 1 runs the deterministic "
+          "mc_samples copies of its output (exact, and several times cheaper), or, when it also declares head_mc, "
+          "through head_mc(h, mc_samples), which draws all samples of a row at once and returns the Rao-Blackwellised "
+          "mean with them (mean_estimator); mc_samples: 1 runs the deterministic "
           "forward(); larger batches are split into calls of batch_size rows. On CUDA out-of-memory "
           "the call is retried with half the rows (and that size kept); on another CUDA failure the node loads a CPU "
           "copy of the model and carries on there. A circuit breaker opens after breaker_failures consecutive failed "
@@ -54,6 +56,12 @@ NodeSpec torch_gpu_infer_spec() {
                  .describe("rows per model call; larger input batches are split; halved on CUDA out-of-memory"))
       .field(field::integer("mc_samples").default_value("20").at_least(1).at_most(10000).in_unit("samples")
                  .describe("Monte-Carlo samples per symbol; 1 = deterministic forward()"))
+      .field(field::one_of("mean_estimator", {"auto", "samples", "rao_blackwell"}).default_value("auto").describe(
+          "the published predicted_return, the mean of the Monte-Carlo samples, estimated as: samples = the plain mean "
+          "of the draws; rao_blackwell = the model's mean head averaged over the same dropout passes without the "
+          "zero-mean noise (same expectation, less sampling noise; needs monte_carlo.head_mc in model.yaml); auto = "
+          "what model.yaml's monte_carlo.mean says (samples when it says nothing). std and p10/p50/p90 always come "
+          "from the draws"))
       .field(field::integer("threads").default_value("1").at_least(0).in_unit("threads")
                  .describe("CPU threads of libtorch's intra-op pool and of OpenBLAS, for the whole process (the largest value of "
                            "all model nodes wins; OPENBLAS_NUM_THREADS in the environment wins for OpenBLAS); 0 = the "
@@ -101,6 +109,7 @@ class TorchGpuInfer : public Processor {
         device_(ctx.config.get_string("device")),
         batch_size_(static_cast<std::size_t>(ctx.config.get_int("batch_size"))),
         samples_(static_cast<int>(ctx.config.get_int("mc_samples"))),
+        mean_estimator_(ctx.config.get_string("mean_estimator")),
         replicas_(static_cast<std::size_t>(std::max(1, ctx.concurrency))),
         threads_(static_cast<int>(ctx.config.get_int("threads"))),
         input_width_(ctx.config.get_int("input_width")),
@@ -138,6 +147,7 @@ class TorchGpuInfer : public Processor {
     options.threads = threads_;
     options.batch_size = batch_size_;
     options.warmup_samples = samples_;
+    options.mean_estimator = mean_estimator_;
     // One copy of the model per worker thread: a TorchScript module and McModel's staging
     // buffers serve one call at a time, and the copies are small (the shipped models hold
     // under 1 MiB of weights each).
@@ -152,9 +162,12 @@ class TorchGpuInfer : public Processor {
     const auto& c = model_->card();
     spdlog::info(
         "msg=\"model loaded\" node={} model={} model_type={} file={} device={} input_width={} mc_samples={} batch_size={} "
-        "replicas={} monte_carlo=\"{}\" cpu_threads=\"{}\" allocator=\"{}\" ready_after_ms={} inject_failures={} inject_oom={}",
+        "replicas={} monte_carlo=\"{}\" mean_estimator={} cpu_threads=\"{}\" allocator=\"{}\" ready_after_ms={} inject_failures={} inject_oom={}",
         id_, c.name, c.model_type, c.file, model_->device(), c.input_width, samples_, batch_size_, replicas_,
-        c.has_mc_split() ? c.mc_trunk + " once, " + c.mc_head + " per sample" : "sample() per sample", model_->thread_settings(), model_->allocator_settings(),
+        c.has_mc_head()    ? c.mc_trunk + " once, " + c.mc_head_mc + " for all samples"
+        : c.has_mc_split() ? c.mc_trunk + " once, " + c.mc_head + " per sample"
+                           : "sample() per sample",
+        model_->rao_blackwell() ? "rao_blackwell" : "samples", model_->thread_settings(), model_->allocator_settings(),
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
         model_->pending_injected_failures(), model_->pending_injected_oom());
     model_info(model_->device()).Set(1);
@@ -184,6 +197,8 @@ class TorchGpuInfer : public Processor {
     std::vector<Outcome> outcome(rows);
     const auto S = static_cast<std::size_t>(samples_);
     std::vector<float> samples(rows * S);
+    // The Rao-Blackwellised means, when the model gives them (one model for all replicas).
+    std::vector<double> means(model_->rao_blackwell() && S > 1 ? rows : 0);
     Lease lease(*this);
     std::string device = lease.model.device();
 
@@ -201,20 +216,20 @@ class TorchGpuInfer : public Processor {
       count_error("width_mismatch");
       for (auto& o : outcome) o = {false, "width_mismatch", error, 0};
     } else {
-      run_chunks(lease.model, *batch, outcome, samples, device);
+      run_chunks(lease.model, *batch, outcome, samples, means, device);
     }
 
     // A model that returns NaN or infinity for a row has no prediction for it.
     for (std::size_t r = 0; r < rows; ++r) {
       if (!outcome[r].ok) continue;
       for (std::size_t s = 0; s < S; ++s)
-        if (!std::isfinite(samples[r * S + s])) {
+        if (!std::isfinite(samples[r * S + s]) || (!means.empty() && !std::isfinite(means[r]))) {
           outcome[r] = {false, "non_finite_prediction", "model " + card.name + " returned a non-finite sample", 1};
           count_error("non_finite");
           break;
         }
     }
-    emit_results(std::move(batch), outcome, std::move(samples), device, out);
+    emit_results(std::move(batch), outcome, std::move(samples), std::move(means), device, out);
   }
 
  private:
@@ -273,7 +288,7 @@ class TorchGpuInfer : public Processor {
   // The rows go through the model in calls of at most batch_size rows; each call is one
   // try for the circuit breaker.
   void run_chunks(McModel& model, const Batch& batch, std::vector<Outcome>& outcome, std::vector<float>& samples,
-                  std::string& device) {
+                  std::vector<double>& means, std::string& device) {
     const std::size_t rows = batch.size(), width = batch.feature_width, S = static_cast<std::size_t>(samples_);
     for (std::size_t begin = 0; begin < rows;) {
       const std::size_t n = std::min(model.batch_size(), rows - begin);
@@ -292,7 +307,8 @@ class TorchGpuInfer : public Processor {
         const auto t0 = Clock::now();
         try {
           auto report = model.infer(std::span<const float>(batch.features.data() + begin * width, n * width), width, samples_,
-                                    std::span<float>(samples.data() + begin * S, n * S));
+                                    std::span<float>(samples.data() + begin * S, n * S),
+                                    means.empty() ? std::span<double>() : std::span<double>(means.data() + begin, n));
           latency(report.device).Observe(std::chrono::duration<double>(Clock::now() - t0).count());
           for (std::size_t c : report.call_rows) batch_size_histogram_.Observe(static_cast<double>(c));
           handle_events(report.events, batch);
@@ -360,7 +376,7 @@ class TorchGpuInfer : public Processor {
   }
 
   void emit_results(std::shared_ptr<Batch> batch, const std::vector<Outcome>& outcome, std::vector<float> samples,
-                    const std::string& device, Output& out) {
+                    std::vector<double> means, const std::string& device, Output& out) {
     const std::size_t rows = batch->size(), S = static_cast<std::size_t>(samples_);
     const auto& card = model_->card();
     std::vector<std::uint32_t> good, bad;
@@ -374,6 +390,7 @@ class TorchGpuInfer : public Processor {
     };
     if (bad.empty()) {
       batch->samples = std::move(samples);
+      batch->sample_means = std::move(means);
       label(*batch);
       out.emit(0, std::move(batch));
       return;
@@ -389,7 +406,7 @@ class TorchGpuInfer : public Processor {
     dead->row_ack.clear();
     Batch& d = *dead;
     d.symbols.clear(), d.correlation_ids.clear(), d.features_ts.clear(), d.prices.clear(), d.features.clear();
-    d.samples.clear(), d.stats.clear(), d.earnings.clear();
+    d.samples.clear(), d.sample_means.clear(), d.stats.clear(), d.earnings.clear();
     d.model_type = card.model_type, d.model_version = card.name, d.device = device;
 
     if (good.empty()) {
@@ -403,6 +420,9 @@ class TorchGpuInfer : public Processor {
     ok->failures = std::move(batch->failures);
     ok->samples.reserve(good.size() * S);
     for (std::uint32_t r : good) ok->samples.insert(ok->samples.end(), samples.begin() + r * S, samples.begin() + (r + 1) * S);
+    ok->sample_means.clear();
+    if (!means.empty())
+      for (std::uint32_t r : good) ok->sample_means.push_back(means[r]);
     label(*ok);
     batch.reset();
     out.emit(0, std::move(ok));
@@ -456,6 +476,7 @@ class TorchGpuInfer : public Processor {
   const std::string model_path_, device_;
   const std::size_t batch_size_;
   const int samples_;
+  const std::string mean_estimator_;
   const std::size_t replicas_;
   const int threads_;
   const std::int64_t input_width_;

@@ -22,6 +22,8 @@ void check_same(const ModelCard& a, const ModelCard& b) {
   CHECK(a.mc_samples_default == b.mc_samples_default);
   CHECK(a.mc_trunk == b.mc_trunk);
   CHECK(a.mc_head == b.mc_head);
+  CHECK(a.mc_head_mc == b.mc_head_mc);
+  CHECK(a.mc_mean == b.mc_mean);
 }
 }  // namespace
 
@@ -33,7 +35,7 @@ TEST_CASE("model card: the shipped cards read the same with yaml-cpp and with th
     check_same(a, b);
   }
   ModelCard normal = load_model_card(normal_model());
-  CHECK(normal.name == "lstm_normal_v2.1");
+  CHECK(normal.name == "lstm_normal_v2.2");
   CHECK(normal.model_type == "normal_day");
   CHECK(normal.input_width == 20);
   CHECK(normal.features.size() == 20);
@@ -42,14 +44,18 @@ TEST_CASE("model card: the shipped cards read the same with yaml-cpp and with th
   CHECK(normal.scaler_mean[11] == doctest::Approx(51.4466274));
   CHECK(normal.scaler_scale[19] == doctest::Approx(0.00915237068));
   CHECK(normal.dropout == doctest::Approx(0.1));
-  CHECK(normal.file.ends_with("models/normal_day/lstm_normal_v2.1.pt"));
+  CHECK(normal.file.ends_with("models/normal_day/lstm_normal_v2.2.pt"));
   CHECK(normal.mc_trunk == "trunk");  // both shipped models declare the Monte-Carlo split
   CHECK(normal.mc_head == "sample_head");
+  CHECK(normal.mc_head_mc == "sample_head_mc");  // and the all-samples head with the Rao-Blackwellised mean
+  CHECK(normal.mc_mean == "rao_blackwell");
   ModelCard earnings = load_model_card(earnings_model());
-  CHECK(earnings.name == "lstm_earnings_v2.1");
+  CHECK(earnings.name == "lstm_earnings_v2.2");
   CHECK(earnings.model_type == "earnings_day");
   CHECK(earnings.input_width == 37);
   CHECK(earnings.has_mc_split());
+  CHECK(earnings.has_mc_head());
+  CHECK(earnings.mc_mean == "rao_blackwell");
   CHECK_FALSE(load_model_card(python_tiny_model()).has_mc_split());  // no split declared: sample()
 }
 
@@ -116,6 +122,17 @@ TEST_CASE("model card: clear errors for a missing folder, bad YAML, and inconsis
   write_file(dir.path() / "model.yaml", "name: m\nfile: m.pt\ninput_width: 2\nmonte_carlo: [trunk, head]\n");
   CHECK_THROWS_WITH_AS(load_model_card(dir.str()), doctest::Contains("`monte_carlo` must be a map"), std::runtime_error);
   CHECK_THROWS_WITH_AS(load_model_card_lite(dir.str()), doctest::Contains("`monte_carlo` must be a map"), std::runtime_error);
+
+  // head_mc needs the split; mean is samples or rao_blackwell, and rao_blackwell needs head_mc.
+  for (const auto& [mc, error] : std::vector<std::pair<std::string, std::string>>{
+           {"{head_mc: all}", "`monte_carlo.head_mc` needs `trunk` and `head`"},
+           {"{trunk: t, head: h, head_mc: all, mean: median}", "must be samples or rao_blackwell"},
+           {"{trunk: t, head: h, mean: rao_blackwell}", "needs `head_mc`"}}) {
+    CAPTURE(mc);
+    write_file(dir.path() / "model.yaml", "name: m\nfile: m.pt\ninput_width: 2\nmonte_carlo: " + mc + "\n");
+    CHECK_THROWS_WITH_AS(load_model_card(dir.str()), doctest::Contains(error), std::runtime_error);
+    CHECK_THROWS_WITH_AS(load_model_card_lite(dir.str()), doctest::Contains(error), std::runtime_error);
+  }
 
   // No scaler: identity.
   write_file(dir.path() / "model.yaml", "name: m\nfile: m.pt\ninput_width: 2\n");

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "inference/inference_support.hpp"
+#include "nodes/inference/mc_stats.hpp"
 #include "support/test_nodes.hpp"
 
 using namespace predflow;
@@ -36,9 +37,19 @@ nodes:
   for (const auto& b : sink.batches) {
     REQUIRE(b->stats.size() == b->size());
     CHECK(b->model_type == "normal_day");
-    CHECK(b->model_version == "lstm_normal_v2.1");
+    CHECK(b->model_version == "lstm_normal_v2.2");
     CHECK(b->device == "cpu");
     CHECK(b->sample_count == 20);
+    // The shipped model's default: predicted_return is the Rao-Blackwellised mean that
+    // torch_gpu_infer passes along; std and the percentiles describe the draws.
+    REQUIRE(b->sample_means.size() == b->size());
+    for (std::size_t r = 0; r < b->size(); ++r) {
+      const auto draws = inference::summarize(std::span<const float>(b->samples.data() + r * 20, 20));
+      CHECK(b->stats[r].mean == b->sample_means[r]);
+      CHECK(b->stats[r].std == draws.std);
+      CHECK(b->stats[r].p10 == draws.p10);
+      CHECK(b->stats[r].p90 == draws.p90);
+    }
     // mc_dropout stamps the batch once, so every sink writes the same prediction time.
     CHECK(b->predicted_at != std::chrono::system_clock::time_point{});
     CHECK(std::chrono::system_clock::now() - b->predicted_at < std::chrono::minutes(5));
@@ -54,6 +65,24 @@ nodes:
   }
   CHECK(rows == 150);
   check_acked_once(Recorder::instance().acks("src"), 6);
+}
+
+TEST_CASE("pipeline: mean_estimator samples publishes the plain mean of the draws") {
+  Recorder::instance().reset();
+  CHECK(run_pipeline(R"(
+nodes:
+  src: {type: test_source, messages: 2, rows: 10, feature_width: 20}
+  infer: {type: torch_gpu_infer, from: [src], model: ")" + normal_model() + R"(", device: cpu, mc_samples: 20, mean_estimator: samples}
+  stats: {type: mc_dropout, from: [infer.out]}
+  sink: {type: test_sink, from: [stats], keep: true}
+)"));
+  auto sink = Recorder::instance().sink("sink");
+  CHECK(sink.rows == 20);
+  for (const auto& b : sink.batches) {
+    CHECK(b->sample_means.empty());
+    for (std::size_t r = 0; r < b->size(); ++r)
+      CHECK(b->stats[r].mean == inference::summarize(std::span<const float>(b->samples.data() + r * 20, 20)).mean);
+  }
 }
 
 TEST_CASE("pipeline: with the breaker open every row reaches the dead-letter sink and every message still completes") {

@@ -23,7 +23,7 @@ std::shared_ptr<Batch> predicted(const std::string& model_type) {
   b->features_ts = {"2026-11-26T14:30:00Z", ""};
   b->stats = {{0.0042, 0.0031, -0.0001, 0.0041, 0.0083, 20}, {-0.01, 0.002, -0.012, -0.01, -0.008, 20}};
   b->model_type = model_type;
-  b->model_version = model_type == "normal_day" ? "lstm_normal_v2.1" : "lstm_earnings_v2.1";
+  b->model_version = model_type == "normal_day" ? "lstm_normal_v2.2" : "lstm_earnings_v2.2";
   b->device = "cuda:0";
   return b;
 }
@@ -34,7 +34,7 @@ TEST_CASE("prediction_json: the contract's fields and values") {
   nlohmann::json j = prediction_json(*b, 0, at_412ms());
   CHECK(j["symbol"] == "AAPL");
   CHECK(j["model_type"] == "normal_day");
-  CHECK(j["model_version"] == "lstm_normal_v2.1");
+  CHECK(j["model_version"] == "lstm_normal_v2.2");
   CHECK(j["current_price"].get<double>() == 189.52);
   CHECK(j["predicted_return"].get<double>() == 0.0042);
   CHECK(j["predicted_price"].get<double>() == doctest::Approx(189.52 * 1.0042));

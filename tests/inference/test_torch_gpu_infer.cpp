@@ -64,7 +64,7 @@ TEST_CASE("torch_gpu_infer: ready only after start, fills samples, model and dev
   REQUIRE(b.samples.size() == 40 * 20);
   for (float v : b.samples) CHECK(std::isfinite(v));
   CHECK(b.model_type == "normal_day");
-  CHECK(b.model_version == "lstm_normal_v2.1");
+  CHECK(b.model_version == "lstm_normal_v2.2");
   CHECK(b.device == "cpu");
   CHECK(b.route == "normal");
   CHECK(b.symbols[39] == "S39");
@@ -107,7 +107,7 @@ TEST_CASE("torch_gpu_infer: clear start-up errors for a missing model and a widt
   CHECK_FALSE(missing.node().ready());
 
   NodeHarness wrong("torch_gpu_infer", normal("input_width: 37"));
-  CHECK_THROWS_WITH_AS(wrong.start(), doctest::Contains("input_width 37 (node setting) does not match input_width 20 of model lstm_normal_v2.1"),
+  CHECK_THROWS_WITH_AS(wrong.start(), doctest::Contains("input_width 37 (node setting) does not match input_width 20 of model lstm_normal_v2.2"),
                        std::runtime_error);
 
   NodeHarness bad_device("torch_gpu_infer", "model: \"" + normal_model() + "\", device: gpu0");

@@ -66,7 +66,7 @@ std::shared_ptr<Batch> batch_of(const Planted& p) {
   b->prices = {p.price};
   b->stats = {p.stats};
   b->model_type = p.model_type;
-  b->model_version = p.model_type == "normal_day" ? "lstm_normal_v2.1" : "lstm_earnings_v1.3";
+  b->model_version = p.model_type == "normal_day" ? "lstm_normal_v2.2" : "lstm_earnings_v1.3";
   b->device = "cpu";
   b->predicted_at = p.ts;
   return b;
@@ -103,7 +103,7 @@ class Fixture {
         "$9::float8, $10::float8, $11::float8, $12, $13::timestamptz) "
         "ON CONFLICT (symbol) DO UPDATE SET ts = EXCLUDED.ts, predicted_return = EXCLUDED.predicted_return",
         {p.symbol, format_rfc3339_millis(p.ts), p.model_type,
-         p.model_type == "normal_day" ? "lstm_normal_v2.1" : "lstm_earnings_v1.3", number(p.price), number(mean),
+         p.model_type == "normal_day" ? "lstm_normal_v2.2" : "lstm_earnings_v1.3", number(p.price), number(mean),
          number(p.price * (1.0 + mean)), number(p.stats.std), number(p.stats.p10), number(p.stats.p50),
          number(p.stats.p90), "c-" + p.symbol, "2026-11-26T14:30:00Z"});
   }

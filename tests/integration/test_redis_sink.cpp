@@ -45,7 +45,7 @@ std::shared_ptr<Batch> predictions(const std::vector<std::string>& symbols, cons
     b->stats.push_back({0.01 / 3.0 + static_cast<double>(r) * 1e-5, 0.002, 0.008, 0.01, 0.012, 20});
   }
   b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.1";
+  b->model_version = "lstm_normal_v2.2";
   b->device = "cpu";
   b->route = "normal";
   b->predicted_at = std::chrono::system_clock::now();

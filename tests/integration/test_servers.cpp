@@ -279,7 +279,7 @@ TEST_CASE("postgres: SELECT 1 and the contract DDL work and rows survive restart
     c.exec("INSERT INTO earnings_calendar VALUES ('AAPL', '2026-11-26', 'BMO'), ('MSFT', '2026-11-27', 'AMC')");
     c.exec("INSERT INTO earnings_calendar (symbol, report_date) VALUES ('NVDA', '2026-11-30')");
     c.exec(
-        "INSERT INTO predictions VALUES ('AAPL', '2026-11-26T14:30:00.412Z', 'normal_day', 'lstm_normal_v2.1', "
+        "INSERT INTO predictions VALUES ('AAPL', '2026-11-26T14:30:00.412Z', 'normal_day', 'lstm_normal_v2.2', "
         "189.52, 0.0042, 190.316, 0.0031, -0.0001, 0.0041, 0.0083, 'b1f3', '2026-11-26T14:30:00Z') "
         "ON CONFLICT (symbol) DO UPDATE SET predicted_return = EXCLUDED.predicted_return");
     c.exec("INSERT INTO prediction_history SELECT * FROM predictions");

@@ -74,7 +74,7 @@ std::shared_ptr<Batch> predictions(const std::vector<std::string>& symbols, SysT
     b->stats.push_back({mean, 0.002, mean - 0.004, mean, mean + 0.004, 20});
   }
   b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.1";
+  b->model_version = "lstm_normal_v2.2";
   b->device = "cpu";
   b->route = "normal";
   b->predicted_at = made_at;
@@ -247,7 +247,7 @@ TEST_CASE("timescale_sink: values round-trip exactly, NULLs where the prediction
     CHECK(aapl[0] == "AAPL");
     CHECK(aapl[1] == "t");
     CHECK(aapl[2] == "normal_day");
-    CHECK(aapl[3] == "lstm_normal_v2.1");
+    CHECK(aapl[3] == "lstm_normal_v2.2");
     CHECK(std::stod(*aapl[4]) == 189.52);
     CHECK(std::stod(*aapl[5]) == 1.0 / 3.0);
     CHECK(std::stod(*aapl[6]) == 189.52 * (1.0 + 1.0 / 3.0));

@@ -106,7 +106,7 @@ TEST_CASE("headless Chromium renders the live table of predictions with their un
     auto cells = row_cells(dom, symbol);
     REQUIRE_FALSE(cells.empty());
     CHECK(cells["c-symbol"] == symbol);
-    CHECK(cells["c-model"] == "normal_day lstm_normal_v2.1");
+    CHECK(cells["c-model"] == "normal_day lstm_normal_v2.2");
     CHECK(cells["c-samples"] == "20");
     // The band: p10 < p50 < p90 (the source sets mean ± 0.3 %), and a price band around it.
     const double p10 = percent(cells["c-p10"]), p50 = percent(cells["c-p50"]), p90 = percent(cells["c-p90"]);

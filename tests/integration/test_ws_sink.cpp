@@ -41,7 +41,7 @@ std::shared_ptr<Batch> ws_predictions(const std::vector<std::string>& symbols, d
     b->stats.push_back({mean, 0.002, mean - 0.003, mean, mean + 0.003, 20});
   }
   b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.1";
+  b->model_version = "lstm_normal_v2.2";
   b->device = "cpu";
   b->route = "normal";
   b->predicted_at = std::chrono::system_clock::now();

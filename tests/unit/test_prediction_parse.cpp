@@ -16,7 +16,7 @@ TEST_CASE("parse_prediction_json: round trip of prediction_json, earnings contex
   b->features_ts = {"2026-11-26T14:30:00Z", ""};
   b->stats = {{0.0042, 0.0031, -0.0001, 0.0041, 0.0083, 20}, {-0.01, 0.002, -0.012, -0.01, -0.008, 7}};
   b->earnings = {{std::string("2026-11-26"), std::string("BMO"), false}, {std::nullopt, std::nullopt, true}};
-  b->model_type = "earnings_day", b->model_version = "lstm_earnings_v2.1", b->device = "cuda:0";
+  b->model_type = "earnings_day", b->model_version = "lstm_earnings_v2.2", b->device = "cuda:0";
   const auto at = sys_days{year{2026} / 11 / 26} + hours{14} + minutes{30} + milliseconds{412};
   for (std::size_t r = 0; r < 2; ++r) {
     auto text = prediction_json(*b, r, at).dump();
@@ -25,7 +25,7 @@ TEST_CASE("parse_prediction_json: round trip of prediction_json, earnings contex
     auto& p = std::get<ParsedPrediction>(parsed);
     CHECK(p.symbol == b->symbols[r]);
     CHECK(p.model_type == "earnings_day");
-    CHECK(p.model_version == "lstm_earnings_v2.1");
+    CHECK(p.model_version == "lstm_earnings_v2.2");
     CHECK(p.device == "cuda:0");
     CHECK(p.correlation_id == "c-1");
     CHECK(p.features_ts == b->features_ts[r]);

@@ -33,7 +33,7 @@ Batch one_prediction() {
   b.prices = {189.52};
   b.stats = {{0.0042, 0.0031, -0.0001, 0.0041, 0.0083, 20}};
   b.model_type = "normal_day";
-  b.model_version = "lstm_normal_v2.1";
+  b.model_version = "lstm_normal_v2.2";
   return b;
 }
 
@@ -52,7 +52,7 @@ TEST_CASE("prediction_rows: one line, the contract's columns in order") {
   CHECK(cols[0] == "AAPL");
   CHECK(cols[1] == "2026-11-26T14:30:00.412Z");
   CHECK(cols[2] == "normal_day");
-  CHECK(cols[3] == "lstm_normal_v2.1");
+  CHECK(cols[3] == "lstm_normal_v2.2");
   CHECK(cols[4] == "189.52");
   CHECK(cols[5] == "0.0042");
   CHECK(std::stod(cols[6]) == 189.52 * (1.0 + 0.0042));  // exactly what prediction_json computes

@@ -64,7 +64,7 @@ std::shared_ptr<Batch> prediction_batch(std::int64_t first, std::int64_t rows) {
     b->stats.push_back({m, 0.0031 + m / 11.0, m - 0.004, m + 1e-5, m + 0.0041, 20});
   }
   b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.1";
+  b->model_version = "lstm_normal_v2.2";
   b->device = "cpu";
   b->route = "normal";
   b->predicted_at = std::chrono::system_clock::now();

@@ -73,7 +73,7 @@ std::vector<std::shared_ptr<Batch>> make_batches(std::size_t n, std::chrono::sys
       b->stats.push_back({mean, 0.0031, mean - 0.004, mean + 0.0001, mean + 0.004, 20});
     }
     b->model_type = "normal_day";
-    b->model_version = "lstm_normal_v2.1";
+    b->model_version = "lstm_normal_v2.2";
     b->device = "cpu";
     b->predicted_at = made_at;
     batches.push_back(std::move(b));

@@ -104,7 +104,7 @@ std::shared_ptr<Batch> burst(std::size_t n) {
     b->stats.push_back({mean, 0.0031, mean - 0.004, mean, mean + 0.004, 20});
   }
   b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.1";
+  b->model_version = "lstm_normal_v2.2";
   b->device = "cpu";
   b->predicted_at = std::chrono::system_clock::now();
   return b;

@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cmath>
 #include <filesystem>
+#include <stdexcept>
 
 #include "evaluate.hpp"
 #include "lstm_regressor.hpp"
@@ -58,26 +60,50 @@ ModelCard build_model(const ModelSpec& spec, const Dataset& all, const RunOption
       evaluate(module, x_cal, y_cal, options.mc_samples, options.seed + 1).p10_p90_coverage;
   std::printf("  p10-p90 coverage of dropout alone (noise head off), calibration set: %.2f %%\n",
               100.0 * dropout_only);
-  const double noise_scale = calibrate_noise_scale(module, x_cal, y_cal, options.mc_samples,
-                                                   options.target_coverage, options.seed + 1);
-  std::printf("  noise_scale calibrated on held-apart symbols: %.4f (%.1f s)\n", noise_scale,
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
-                  train_seconds);
+  const NoiseMap map = calibrate_noise_map(module, x_cal, y_cal, options.mc_samples,
+                                           options.target_coverage, options.seed + 1);
+  const Validation cal = evaluate(module, x_cal, y_cal, options.mc_samples, options.seed + 1);
+  std::printf(
+      "  noise map fitted on held-apart symbols: scale %.4f, power %.2f, sigma_ref %.4f %% "
+      "(rms over %d width bins %.2f points); calibration coverage %.2f %% (thirds %.2f / %.2f / %.2f) "
+      "(%.1f s)\n",
+      map.scale, map.power, map.sigma_ref, map.bins, 100.0 * map.bin_rms, 100.0 * cal.p10_p90_coverage,
+      100.0 * cal.coverage_by_width[0], 100.0 * cal.coverage_by_width[1],
+      100.0 * cal.coverage_by_width[2],
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
+          train_seconds);
 
   const auto folder = std::filesystem::path(options.out_dir) / spec.model_type;
   std::filesystem::create_directories(folder);
   const std::string file = spec.name + ".pt";
-  // Checked in a staging folder first, so a file that fails never replaces a good one
-  // (same file name: the archive inside the .pt is named after it).
+  // Checked and validated in a staging folder first, so a file that fails never replaces
+  // a good one (same file name: the archive inside the .pt is named after it).
   const auto staging = folder / ".staging";
   std::filesystem::create_directories(staging);
   module.save((staging / file).string());
-  verify_saved_module((staging / file).string(), model, x_val.slice(0, 0, 2048));
+  verify_saved_module((staging / file).string(), model, x_val.slice(0, 0, 2048),
+                      options.mc_samples);
+
+  auto saved = torch::jit::load((staging / file).string());
+  const Validation v = evaluate(saved, x_val, y_val, options.mc_samples, options.seed + 2);
+  std::printf(
+      "  held-out (%lld rows, %d MC samples): rmse of the published %s mean %.6f, of the "
+      "draws' mean %.6f, forward %.6f, zero predictor %.6f; directional %.2f %%, p10-p90 "
+      "coverage %.2f %%, mean band %.5f\n",
+      static_cast<long long>(v.rows), v.mc_samples,
+      v.rao_blackwell ? "Rao-Blackwellised" : "draws'", v.rmse, v.rmse_sample_mean,
+      v.rmse_forward, v.rmse_zero_predictor, 100.0 * v.directional_accuracy,
+      100.0 * v.p10_p90_coverage, v.mean_band_width);
+  std::printf(
+      "  coverage by band width (narrowest / middle / widest third): %.2f / %.2f / %.2f %%\n",
+      100.0 * v.coverage_by_width[0], 100.0 * v.coverage_by_width[1],
+      100.0 * v.coverage_by_width[2]);
+  std::printf("  reliability (nominal 10..90 %% quantiles, observed share at or below):");
+  for (double r : v.reliability) std::printf(" %.1f", 100.0 * r);
+  std::printf("\n");
+  check_shippable(spec.name, v, options);
   std::filesystem::rename(staging / file, folder / file);
   std::filesystem::remove(staging);
-
-  auto saved = torch::jit::load((folder / file).string());
-  const Validation v = evaluate(saved, x_val, y_val, options.mc_samples, options.seed + 2);
 
   ModelCard card;
   card.name = spec.name;
@@ -94,28 +120,41 @@ ModelCard build_model(const ModelSpec& spec, const Dataset& all, const RunOption
   card.epochs = config.epochs;
   card.learning_rate = config.learning_rate;
   card.batch_size = config.batch_size;
-  card.noise_scale = noise_scale;
-  card.rmse = v.rmse;
-  card.rmse_forward = v.rmse_forward;
-  card.rmse_zero = v.rmse_zero_predictor;
-  card.directional_accuracy = v.directional_accuracy;
-  card.coverage = v.p10_p90_coverage;
-  card.band_width = v.mean_band_width;
+  card.noise_scale = map.scale;
+  card.noise_power = map.power;
+  card.noise_sigma_ref = map.sigma_ref;
+  card.dropout_only_coverage = dropout_only;
+  card.validation = v;
   write_model_yaml(card, (folder / "model.yaml").string());
 
-  std::printf(
-      "  held-out (%lld rows, %d MC samples): rmse %.6f (forward %.6f) vs zero predictor %.6f "
-      "(%.2f %%), directional %.2f %%, p10-p90 coverage %.2f %%, mean band %.5f\n",
-      static_cast<long long>(v.rows), v.mc_samples, v.rmse, v.rmse_forward, v.rmse_zero_predictor,
-      100.0 * (1.0 - v.rmse / v.rmse_zero_predictor), 100.0 * v.directional_accuracy,
-      100.0 * v.p10_p90_coverage, v.mean_band_width);
-  std::printf(
-      "  coverage by band width (narrowest / middle / widest third): %.2f / %.2f / %.2f %%\n",
-      100.0 * v.coverage_by_width[0], 100.0 * v.coverage_by_width[1],
-      100.0 * v.coverage_by_width[2]);
   std::printf("  wrote %s and model.yaml (%ju bytes)\n", (folder / file).string().c_str(),
               static_cast<std::uintmax_t>(std::filesystem::file_size(folder / file)));
   return card;
+}
+
+void check_shippable(const std::string& name, const Validation& v, const RunOptions& o) {
+  std::string problems;
+  auto off = [&](const std::string& what, double value, double tolerance) {
+    if (std::abs(value - o.target_coverage) > tolerance) {
+      char line[160];
+      std::snprintf(line, sizeof line, "; %s %.2f %% is outside %.0f +- %.0f %%", what.c_str(),
+                    100.0 * value, 100.0 * o.target_coverage, 100.0 * tolerance);
+      problems += line;
+    }
+  };
+  off("p10-p90 coverage", v.p10_p90_coverage, o.coverage_tolerance);
+  const char* thirds[] = {"narrowest", "middle", "widest"};
+  for (int k = 0; k < 3; ++k)
+    off(std::string("coverage of the ") + thirds[k] + " third of bands", v.coverage_by_width[k],
+        o.third_tolerance);
+  if (v.rmse > v.rmse_forward * (1.0 + o.max_rmse_excess)) {
+    char line[160];
+    std::snprintf(line, sizeof line, "; published mean RMSE %.6f exceeds forward()'s %.6f by more than %.1f %%",
+                  v.rmse, v.rmse_forward, 100.0 * o.max_rmse_excess);
+    problems += line;
+  }
+  if (!problems.empty())
+    throw std::runtime_error("refusing to ship " + name + " (held-out figures)" + problems);
 }
 
 }  // namespace predflow::train

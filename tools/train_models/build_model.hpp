@@ -12,7 +12,7 @@ namespace predflow::train {
 
 struct ModelSpec {
   std::string model_type;  // normal_day | earnings_day (also the folder name)
-  std::string name;        // lstm_normal_v2.1
+  std::string name;        // lstm_normal_v2.2
   int default_epochs = 10;
 };
 
@@ -23,7 +23,17 @@ struct RunOptions {
   int mc_samples = 20;
   double dropout = 0.1;
   double target_coverage = 0.80;
+  // What the tool refuses to ship (held-out figures; docs/models.md, "Shipping checks"):
+  // p10-p90 coverage off the target by more than this overall or in any band-width third,
+  // and a published mean whose RMSE exceeds forward()'s by more than this fraction.
+  double coverage_tolerance = 0.02;
+  double third_tolerance = 0.03;
+  double max_rmse_excess = 0.005;
 };
+
+struct Validation;
+// Throws std::runtime_error naming every figure that leaves its range.
+void check_shippable(const std::string& name, const Validation& v, const RunOptions& options);
 
 ModelCard build_model(const ModelSpec& spec, const Dataset& all, const RunOptions& options);
 

@@ -50,6 +50,16 @@ def check(folder, device):
             whole = module.sample(x)
             torch.manual_seed(7)
             assert torch.equal(whole, head(h)), "head(trunk(x)) must equal sample(x) under one seed"
+            if split.get("head_mc"):  # all S draws of a row at once, with the Rao-Blackwellised mean
+                S = card["mc_samples_default"]
+                head_mc = getattr(module, split["head_mc"])
+                torch.manual_seed(7)
+                draws, mean = head_mc(h, S)
+                assert draws.shape == (S * 64,) and mean.shape == (64,), "head_mc must return ([S*N], [N])"
+                torch.manual_seed(7)
+                again = head_mc(h, S)
+                assert torch.equal(draws, again[0]) and torch.equal(mean, again[1]), "head_mc must be seeded"
+                assert split.get("mean", "samples") in ("samples", "rao_blackwell"), "monte_carlo.mean"
         if device != "cpu":
             moved = torch.jit.load(path, map_location=device)
             moved.eval()
@@ -59,7 +69,8 @@ def check(folder, device):
             assert draws.device.type == torch.device(device).type, "sample() left the device"
     print("ok %-32s %-20s width %d, forward(zeros)[0] = %.6f%s%s"
           % (folder, card["name"], width, module(torch.zeros(1, width))[0].item(),
-             ", monte_carlo split checked" if card.get("monte_carlo") else "",
+             (", monte_carlo split%s checked" % (" and head_mc" if card["monte_carlo"].get("head_mc") else ""))
+             if card.get("monte_carlo") else "",
              "" if device == "cpu" else ", same on " + device))
 
 

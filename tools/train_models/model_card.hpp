@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dataset.hpp"
+#include "evaluate.hpp"
 
 namespace predflow::train {
 
@@ -26,10 +27,10 @@ struct ModelCard {
   int epochs = 0;
   double learning_rate = 0.0;
   int64_t batch_size = 0;
-  double noise_scale = 1.0;
-  // validation (held out)
-  double rmse = 0.0, rmse_forward = 0.0, rmse_zero = 0.0;
-  double directional_accuracy = 0.0, coverage = 0.0, band_width = 0.0;
+  // noise map: sd = noise_scale * sigma * (sigma / noise_sigma_ref)^(noise_power - 1)
+  double noise_scale = 1.0, noise_power = 1.0, noise_sigma_ref = 1.0;
+  double dropout_only_coverage = 0.0;  // calibration set, noise head off
+  Validation validation;               // held out
 };
 
 void write_model_yaml(const ModelCard& card, const std::string& path);

@@ -6,7 +6,7 @@
 //
 //   predflow_infer_bench [--model DIR] [--device cpu|cuda:0] [--batches 32,64,128,256]
 //                        [--samples 1,20] [--iterations 200] [--warmup 20] [--threads N]
-//                        [--json FILE] [--check] [--real-oom] [--no-split] [--glibc-malloc] [--freeze]
+//                        [--json FILE] [--check] [--real-oom] [--no-split] [--no-head-mc] [--glibc-malloc] [--freeze]
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -46,6 +46,7 @@ struct Args {
   bool check = false;
   bool real_oom = false;
   bool no_split = false;  // ignore the card's monte_carlo split: sample() on S·N rows
+  bool no_head_mc = false;  // ignore monte_carlo.head_mc: trunk once, head on S copies
   bool glibc_malloc = false;  // leave glibc's malloc settings alone (the node tunes them)
   bool freeze = false;        // torch::jit::freeze both the node's module and the bare one
 };
@@ -76,6 +77,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--check") a.check = true;
     else if (k == "--real-oom") a.real_oom = true;
     else if (k == "--no-split") a.no_split = true;
+    else if (k == "--no-head-mc") a.no_head_mc = true;
     else if (k == "--glibc-malloc") a.glibc_malloc = true;
     else if (k == "--freeze") a.freeze = true;
     else throw std::runtime_error("unknown argument " + k);
@@ -127,6 +129,7 @@ Row measure(const Args& a, const ModelCard& card, int B, int S) {
   if (a.freeze) {
     std::vector<std::string> keep = {"sample"};
     if (card.has_mc_split()) keep.insert(keep.end(), {card.mc_trunk, card.mc_head});
+    if (card.has_mc_head()) keep.push_back(card.mc_head_mc);
     bare = torch::jit::freeze(bare, keep);
   }
   c10::InferenceMode guard;
@@ -139,7 +142,12 @@ Row measure(const Args& a, const ModelCard& card, int B, int S) {
     torch::Tensor y;
     if (S == 1)
       y = bare.forward({xs}).toTensor();
-    else if (card.has_mc_split())  // the split the node uses: trunk once, head on S copies
+    else if (card.has_mc_head())  // trunk once, head_mc once for all S draws of every row
+      y = bare.run_method(card.mc_head_mc, bare.run_method(card.mc_trunk, xs).toTensor(), static_cast<std::int64_t>(S))
+              .toTupleRef()
+              .elements()[0]
+              .toTensor();
+    else if (card.has_mc_split())  // the split without head_mc: trunk once, head on S copies
       y = bare.run_method(card.mc_head, bare.run_method(card.mc_trunk, xs).toTensor().repeat({S, 1})).toTensor();
     else
       y = bare.run_method("sample", xr).toTensor();
@@ -250,12 +258,15 @@ int main(int argc, char** argv) {
     const std::string threads = apply_cpu_threads(a.threads);
     const std::string allocator = a.glibc_malloc ? "glibc defaults (--glibc-malloc)" : apply_allocator_settings();
     ModelCard card = load_model_card_lite(a.model);
+    if (a.no_split || a.no_head_mc) card.mc_head_mc.clear(), card.mc_mean.clear();
     if (a.no_split) card.mc_trunk.clear(), card.mc_head.clear();
     a.device = resolve_device(a.device);
     std::printf("model %s (%s), input_width %lld, device %s, cpu threads: %s, allocator: %s, iterations %d, monte_carlo %s\n",
                 card.name.c_str(), card.file.c_str(), static_cast<long long>(card.input_width), a.device.c_str(),
                 threads.c_str(), allocator.c_str(), a.iterations,
-                card.has_mc_split() ? (card.mc_trunk + " once + " + card.mc_head + " on S copies").c_str() : "sample() on S copies");
+                card.has_mc_head()    ? (card.mc_trunk + " once + " + card.mc_head_mc + "(h, S)").c_str()
+                : card.has_mc_split() ? (card.mc_trunk + " once + " + card.mc_head + " on S copies").c_str()
+                                      : "sample() on S copies");
     std::printf("| batch | mc_samples | node p50 µs | node p99 µs | bare p50 µs | bare p99 µs | node/bare (p50) | stats p50 µs |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     std::ofstream json;
