@@ -130,8 +130,8 @@ TEST_CASE("model card: clear errors for a missing folder, bad YAML, and inconsis
            {"{trunk: t, head: h, mean: rao_blackwell}", "needs `head_mc`"}}) {
     CAPTURE(mc);
     write_file(dir.path() / "model.yaml", "name: m\nfile: m.pt\ninput_width: 2\nmonte_carlo: " + mc + "\n");
-    CHECK_THROWS_WITH_AS(load_model_card(dir.str()), doctest::Contains(error), std::runtime_error);
-    CHECK_THROWS_WITH_AS(load_model_card_lite(dir.str()), doctest::Contains(error), std::runtime_error);
+    CHECK_THROWS_WITH_AS(load_model_card(dir.str()), doctest::Contains(error.c_str()), std::runtime_error);
+    CHECK_THROWS_WITH_AS(load_model_card_lite(dir.str()), doctest::Contains(error.c_str()), std::runtime_error);
   }
 
   // No scaler: identity.
