@@ -253,4 +253,30 @@ inline void stop_gracefully(std::vector<std::unique_ptr<PredflowProcess>>& proce
 }
 
 
+// One predflow process on pipelines/m5.yaml with the contract's environment (plus
+// `overrides`), started and ready: its /readyz answered 200 (else the test stops here).
+struct M5Process {
+  M5Process(const ServerStack& servers, const TempDir& dir, const std::map<std::string, std::string>& overrides = {},
+            const std::vector<std::string>& extra = {})
+      : env(contract_env(servers, dir)), log((dir.path / "m5.log").string()) {
+    for (const auto& [k, v] : overrides) env[k] = v;
+    http = std::stoi(env["PREDFLOW_HTTP_PORT"]);
+    process = std::make_unique<PredflowProcess>(PREDFLOW_BINARY, kSource + "/pipelines/m5.yaml", log, env, extra);
+    REQUIRE_MESSAGE(eventually([&] { return http_get(http, "/readyz").first == 200; }, 120s),
+                    "predflow did not become ready; log: " << log);
+  }
+  // SIGTERM: it drains and exits 0 within `limit`.
+  void stop_gracefully(std::chrono::milliseconds limit = std::chrono::milliseconds(60000)) {
+    REQUIRE(process->signal(SIGTERM));
+    CHECK(process->wait_exit(limit));
+    CHECK(process->exit_code() == 0);
+  }
+  std::string metrics() const { return http_get(http, "/metrics").second; }
+
+  std::map<std::string, std::string> env;
+  std::string log;
+  int http = 0;
+  std::unique_ptr<PredflowProcess> process;
+};
+
 }  // namespace predflow::test::m5

@@ -80,11 +80,9 @@ TEST_CASE("dashboard and alerts: a real Prometheus scraping m5.yaml answers ever
   Clients clients(servers);
   auto expect = seed(clients, 300);
   NatsTestClient nats(servers.nats.url());
-  auto env = contract_env(servers, dir);
-  const int http = std::stoi(env["PREDFLOW_HTTP_PORT"]);
-  const std::string log = (dir.path / "m5.log").string();
-  PredflowProcess predflow(PREDFLOW_BINARY, kSource + "/pipelines/m5.yaml", log, env);
-  REQUIRE_MESSAGE(eventually([&] { return http_get(http, "/readyz").first == 200; }, 120s), "log: " << log);
+  M5Process predflow(servers, dir);
+  const int http = predflow.http;
+  const std::string& log = predflow.log;
 
   PrometheusServer::Options options;
   options.scrape_ports = {http};
@@ -148,9 +146,7 @@ TEST_CASE("dashboard and alerts: a real Prometheus scraping m5.yaml answers ever
   CHECK(rule_count >= 36);
   CHECK(seed_count == 5);
 
-  REQUIRE(predflow.signal(SIGTERM));
-  CHECK(predflow.wait_exit(60000ms));
-  CHECK(predflow.exit_code() == 0);
+  predflow.stop_gracefully();
 }
 
 }  // TEST_SUITE

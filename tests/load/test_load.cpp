@@ -36,13 +36,11 @@ TEST_CASE("load: 5,000 symbols through m5.yaml, every window predicted and store
   TempDir dir;
   Clients clients(servers);
   auto expect = seed(clients, 5000);
-  auto env = contract_env(servers, dir);
-  env["PREDFLOW_WINDOW"] = "5s";  // closed by count: every symbol of a window arrives first
-  env["PREDFLOW_WINDOW_MAX_SYMBOLS"] = std::to_string(expect.good.size() + expect.bad.size());
-  const int http = std::stoi(env["PREDFLOW_HTTP_PORT"]);
-  const std::string log = (dir.path / "m5.log").string();
-  PredflowProcess predflow(PREDFLOW_BINARY, kSource + "/pipelines/m5.yaml", log, env);
-  REQUIRE_MESSAGE(eventually([&] { return http_get(http, "/readyz").first == 200; }, 120s), "log: " << log);
+  // Closed by count: every symbol of a window arrives first.
+  M5Process predflow(servers, dir,
+                     {{"PREDFLOW_WINDOW", "5s"},
+                      {"PREDFLOW_WINDOW_MAX_SYMBOLS", std::to_string(expect.good.size() + expect.bad.size())}});
+  const std::string& log = predflow.log;
   NatsTestClient nats(servers.nats.url());
 
   std::vector<std::string> keys;
@@ -66,7 +64,7 @@ TEST_CASE("load: 5,000 symbols through m5.yaml, every window predicted and store
   }
   std::sort(to_redis_ms.begin(), to_redis_ms.end());
   std::sort(to_db_ms.begin(), to_db_ms.end());
-  const std::string metrics = http_get(http, "/metrics").second;
+  const std::string metrics = predflow.metrics();
   MESSAGE("load summary: median of 3 windows of " << expect.good.size() << " symbols: Redis " << to_redis_ms[1]
                                                   << " ms, database " << to_db_ms[1] << " ms; predictions made "
                                                   << metric_value(metrics, "predflow_predictions_total{model_type=\"normal_day\"}") +
@@ -76,7 +74,5 @@ TEST_CASE("load: 5,000 symbols through m5.yaml, every window predicted and store
   CHECK(metric_value(metrics, "predflow_predictions_total{model_type=\"normal_day\"}") +
             metric_value(metrics, "predflow_predictions_total{model_type=\"earnings_day\"}") ==
         doctest::Approx(4.0 * expect.good.size()));
-  REQUIRE(predflow.signal(SIGTERM));
-  CHECK(predflow.wait_exit(60000ms));
-  CHECK(predflow.exit_code() == 0);
+  predflow.stop_gracefully();
 }

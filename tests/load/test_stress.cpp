@@ -82,11 +82,8 @@ void run_with_outage(const std::string& name, bool publish_during_outage, bool d
   TempDir dir;
   Clients clients(servers);
   auto expect = seed(clients, kSymbols);
-  auto env = contract_env(servers, dir);
-  const int http = std::stoi(env["PREDFLOW_HTTP_PORT"]);
-  const std::string log = (dir.path / "m5.log").string();
-  PredflowProcess predflow(PREDFLOW_BINARY, kSource + "/pipelines/m5.yaml", log, env, extra);
-  REQUIRE_MESSAGE(eventually([&] { return http_get(http, "/readyz").first == 200; }, 120s), "log: " << log);
+  M5Process predflow(servers, dir, {}, extra);
+  const std::string& log = predflow.log;
   const std::vector<std::string> cids = {name + "-1", name + "-2", name + "-3"};
 
   {
@@ -144,16 +141,14 @@ void run_with_outage(const std::string& name, bool publish_during_outage, bool d
   CHECK(present == keys.size());
 
   // Only the deliberately broken input is dead-lettered; nothing for the outage.
-  const auto dead = dead_letters_by_reason(http_get(http, "/metrics").second);
+  const auto dead = dead_letters_by_reason(predflow.metrics());
   for (const auto& [reason, count] : dead) {
     CAPTURE(reason);
     const bool expected = reason == "missing_features" || reason == "invalid_json" || reason == "wrong_feature_count" ||
                           reason == "invalid_symbol";
     if (!expected) CHECK(count == 0);
   }
-  REQUIRE(predflow.signal(SIGTERM));
-  CHECK(predflow.wait_exit(90000ms));
-  CHECK(predflow.exit_code() == 0);
+  predflow.stop_gracefully(90000ms);
 }
 
 }  // namespace
