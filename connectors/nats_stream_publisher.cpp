@@ -55,6 +55,23 @@ StreamTarget stream_target(const std::string& field, const std::string& subject)
   return StreamTarget{field, {covered}, limits.max_age, limits.max_bytes};
 }
 
+std::vector<FieldSpec> stream_limit_fields(const std::string& max_age, const std::string& max_bytes) {
+  return {
+      field::duration("stream_max_age").default_value(max_age).at_least(0).describe(
+          "when this node creates its stream: how long it keeps a message (0 = forever)"),
+      field::size("stream_max_bytes").default_value(max_bytes).at_least(0).describe(
+          "when this node creates its stream: the most it stores; beyond it the oldest messages are dropped, "
+          "consumed or not (0 = no bound)"),
+  };
+}
+
+StreamTarget stream_target(const NodeConfig& config, const std::string& subject) {
+  auto target = stream_target(config.get_string("stream"), subject);
+  target.max_age = config.get_duration("stream_max_age");
+  target.max_bytes = static_cast<std::int64_t>(config.get_size("stream_max_bytes"));
+  return target;
+}
+
 StreamPublisher::StreamPublisher(std::shared_ptr<NatsResource> nats, StreamTarget target)
     : nats_(std::move(nats)), target_(std::move(target)) {}
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "connectors/nats.hpp"
+#include "engine/spec.hpp"
 
 namespace predflow::connectors {
 
@@ -49,6 +50,13 @@ std::optional<StreamTarget> contract_stream_named(const std::string& stream);
 // A node's `stream` field: "auto" = contract_stream_for(subject), else a core publish; "none"
 // = a core publish; any other name = that stream over `subject` ({route} read as `*`).
 StreamTarget stream_target(const std::string& field, const std::string& subject);
+
+// The `stream_max_age` and `stream_max_bytes` fields of a node that may create its stream,
+// with the node's defaults ("24h", "4GiB"; "168h", "1GiB" for dead letters).
+std::vector<FieldSpec> stream_limit_fields(const std::string& max_age, const std::string& max_bytes);
+// A publishing node's stream: its `stream` field read for `subject`, with the limits of its
+// stream_limit_fields.
+StreamTarget stream_target(const NodeConfig& config, const std::string& subject);
 
 class StreamPublisher {
  public:

@@ -45,7 +45,10 @@ struct NodeContext {
   }
 };
 
-// Where a node sends what it produces.
+// Where a node sends what it produces. The Output a processor is given is the same object
+// for every call, and emit() may be called from any thread — a node's own writer thread,
+// an I/O completion — from start() until the node's flush() has returned; after that
+// nothing may be emitted (connectors/retrying_writer.hpp fails the tokens instead).
 class Output {
  public:
   virtual ~Output() = default;

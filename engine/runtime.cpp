@@ -339,6 +339,10 @@ void NodeRunner::emit(std::size_t port, BatchPtr batch) {
       spdlog::error("msg=\"failure on an unconnected port\" node={} port={} stage={} symbol={} reason={} error=\"{}\"",
                     plan_.id, plan_.spec().outputs[port].name, f.stage, f.symbol.value_or("-"), f.reason, f.error);
   }
+  // From outside the graph (a node's writer thread, an I/O callback), the put is held
+  // open so that wait_for_all() — the drain — also waits for what it starts.
+  const bool outside = inline_depth < 0;
+  if (outside) graph_.reserve_wait();
   for (std::size_t i = 0; i < next.size(); ++i) {
     bool last = i + 1 == next.size();
     if (last && next[i]->runs_inline_ && inline_depth >= 0 && inline_depth < kMaxInlineDepth) {
@@ -347,6 +351,7 @@ void NodeRunner::emit(std::size_t port, BatchPtr batch) {
     }
     next[i]->enqueue({Envelope::Kind::Data, batch});
   }
+  if (outside) graph_.release_wait();
 }
 
 void NodeRunner::run_inline(BatchPtr batch) {

@@ -1,36 +1,41 @@
 // nats_sink: predictions to `event.prediction.updated` (one message each, Nats-Msg-Id
-// {correlation_id}:{symbol}), or routed symbols to `job.predict.{route}` (split deployment).
+// {correlation_id}:{symbol}), or routed symbols to `job.predict.{route}` (split deployment),
+// into their JetStream stream through a RetryingWriter (connectors/retrying_writer.hpp).
 #include <spdlog/spdlog.h>
 
 #include <map>
 
 #include "connectors/nats.hpp"
+#include "connectors/nats_stream_publisher.hpp"
+#include "connectors/retrying_writer.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
 #include "nodes/codecs/prediction_json.hpp"
-#include "nodes/sinks/queued_publisher.hpp"
 #include "nodes/codecs/symbol_messages.hpp"
 
 namespace predflow {
 namespace {
 
 NodeSpec nats_sink_spec() {
-  return NodeSpec("nats_sink", Category::Sink)
+  NodeSpec spec = NodeSpec("nats_sink", Category::Sink)
       .summarize("Publishes predictions (event.prediction.updated) or jobs (job.predict.{route}) to NATS")
       .describe(
           "format prediction: one message per prediction, the contract's prediction JSON, with header "
           "`Nats-Msg-Id: {correlation_id}:{symbol}` so that a JetStream stream drops redelivered duplicates. "
           "format job: one `{\"correlation_id\", \"route\", \"symbols\", \"ts\"}` message per correlation id and route "
-          "of each batch, on `subject` with `{route}` replaced. Messages are published from a thread of the node's own "
-          "into their JetStream stream (`stream`; created when missing, so that nothing is lost before a consumer ever "
-          "ran), and the batch's acknowledgement completes only once the stream acknowledged storing every message. "
-          "While NATS is down they are "
-          "held in memory, up to `max_pending` messages, and retried with backoff; a batch that does not fit leaves on "
-          "`dead` as failures (reason nats_unavailable) instead — nothing is dropped silently. At shutdown the held "
-          "messages get up to `stop_timeout`; the rest are negatively acknowledged, so the source redelivers them.")
+          "of each batch, on `subject` with `{route}` replaced. The node's writer (connectors/retrying_writer.hpp) "
+          "publishes the messages of the batches that queued up together into their JetStream stream (`stream`; "
+          "created when missing, so that nothing is lost before a consumer ever ran), and a batch's acknowledgement "
+          "completes only once the stream acknowledged storing every message of it. While NATS is down they are "
+          "held in memory, up to `max_pending` messages, and retried with backoff for as long as the outage lasts "
+          "(the source keeps their messages with in-progress acknowledgements); a batch that does not fit leaves on "
+          "`dead` as failures (reason nats_unavailable, counted in predflow_nats_overflow_total) instead, and a "
+          "message NATS refuses for good (a payload over the server's max_payload) leaves as nats_rejected — nothing "
+          "is dropped silently. At shutdown the held messages get up to `stop_timeout`; the rest are negatively "
+          "acknowledged, so the source redelivers them.")
       .input("in", kind::any, "predictions (format prediction) or routed symbols (format job)")
-      .output("dead", kind::dead_letters, "rows that could not be held for NATS, as failures")
+      .output("dead", kind::dead_letters, "rows that could not be held for NATS or that NATS refused, as failures")
       .field(field::resource("nats", "nats").require().describe("the NATS connection"))
       .field(field::one_of("format", {"prediction", "job"}).default_value("prediction").describe(
           "prediction: event.prediction.updated messages; job: job.predict.{route} messages"))
@@ -41,21 +46,21 @@ NodeSpec nats_sink_spec() {
           "JetStream stream that stores the messages: auto = the contract's (PREDFLOW_PREDICTIONS for "
           "event.prediction.updated, PREDFLOW_JOBS over job.predict.>), or none for another subject; none = a plain "
           "publish, flushed; any other name = that stream over `subject` ({route} as *), created when missing"))
-      .field(field::duration("stream_max_age").default_value("24h").at_least(0).describe(
-          "when the sink creates its stream: how long it keeps a message (0 = forever)"))
-      .field(field::size("stream_max_bytes").default_value("4GiB").at_least(0).describe(
-          "when the sink creates its stream: the most it stores; beyond it the oldest messages are dropped, "
-          "consumed or not (0 = no bound)"))
       .field(field::integer("max_pending").default_value("100000").at_least(1).in_unit("messages").describe(
           "messages held in memory while NATS is down; beyond it, rows go to `dead`"))
-      .field(field::duration("backoff_initial").default_value("100ms").at_least(0).describe(
-          "first wait before retrying a failed publish; doubles per failure (full jitter)"))
-      .field(field::duration("backoff_max").default_value("5s").at_least(0).describe("longest wait between retries"))
-      .field(field::duration("stop_timeout").default_value("10s").at_least(0).describe(
-          "at shutdown, how long held messages may still be retried"))
       .show_in_label({"format", "subject"})
       .with_example("type: nats_sink\nfrom: [stats]\nnats: bus\nformat: prediction\n");
+  for (auto& f : connectors::stream_limit_fields("24h", "4GiB")) spec.fields.push_back(std::move(f));
+  for (auto& f : connectors::writer_fields({"100ms", "5s", "10s"})) spec.fields.push_back(std::move(f));
+  return spec;
 }
+
+struct OutgoingMessage {
+  std::string subject;
+  std::string data;
+  std::string msg_id;  // Nats-Msg-Id header; empty = none
+};
+using Writer = connectors::RetryingWriter<std::vector<OutgoingMessage>>;
 
 class NatsSink : public Processor {
  public:
@@ -65,49 +70,58 @@ class NatsSink : public Processor {
         subject_(ctx.config.get_string("subject").empty()
                      ? (jobs_ ? "job.predict.{route}" : "event.prediction.updated")
                      : ctx.config.get_string("subject")),
-        nats_(ctx.resource<connectors::NatsResource>("nats")),
+        stream_(ctx.resource<connectors::NatsResource>("nats"), connectors::stream_target(ctx.config, subject_)),
         overflow_(ctx.metrics.counter("predflow_nats_overflow_total",
                                       "Rows a NATS sink could not hold while NATS was down (sent to dead letters)",
                                       {{"node", ctx.id}})) {
-    QueuedPublisherOptions o;
+    connectors::WriterOptions o;
+    o.node_id = id_;
+    o.destination = "NATS";
+    o.unavailable_reason = "nats_unavailable";
+    o.rejected_reason = "nats_rejected";
     o.max_pending = static_cast<std::size_t>(ctx.config.get_int("max_pending"));
-    o.backoff.initial = ctx.config.get_duration("backoff_initial");
-    o.backoff.max = ctx.config.get_duration("backoff_max");
-    o.stop_timeout = ctx.config.get_duration("stop_timeout");
-    o.target = connectors::stream_target(ctx.config.get_string("stream"), subject_);
-    o.target.max_age = ctx.config.get_duration("stream_max_age");
-    o.target.max_bytes = static_cast<std::int64_t>(ctx.config.get_size("stream_max_bytes"));
-    publisher_ = std::make_unique<QueuedPublisher>(nats_, o, ctx.metrics, ctx.id);
+    o.max_group = 10000;  // messages per publish: one wait for the acknowledgements of a bounded group
+    connectors::read_writer_fields(ctx.config, o);
+    o.retry_for = Duration::max();  // the source holds the messages meanwhile; at stop they are redelivered
+    o.expire_to_dead_letters = false;
+    o.metrics = {"predflow_nats_published_total", "predflow_nats_publish_retries_total",
+                 "predflow_nats_publish_abandoned_total", "predflow_nats_pending_messages",
+                 "predflow_nats_sink_dead_lettered_total", "", "messages"};
+    writer_ = std::make_unique<Writer>(
+        o, ctx.metrics,
+        Writer::Hooks{.write = [this](Writer::Group& g) { return publish(g); },
+                      .dead_payload = [this](const Writer::Entry& e, std::size_t i) {
+                        return jobs_ ? e.batch->symbols[e.row(i)] : e.payload[i].data;
+                      },
+                      .written = {},
+                      .fallback = {},
+                      .truncate = {},
+                      .tick = {}});
+    writer_->start();
   }
 
-  void stop() override { publisher_->stop(); }
+  void stop() override { writer_->stop(); }
+  void flush(Output&) override { writer_->flush(); }
 
   void process(BatchPtr in, Output& out) override {
     if (in->size() == 0) return;
-    std::vector<OutgoingMessage> messages = jobs_ ? job_messages(*in) : prediction_messages(*in);
-    if (publisher_->offer(messages, in)) return;
-    // Over the bound: these rows are reported, with their payloads, for the dead-letter path.
-    overflow_.Increment(static_cast<double>(in->size()));
-    spdlog::error("msg=\"NATS sink full, rows sent to dead letters\" node={} rows={} pending={}", id_, in->size(),
-                  publisher_->pending());
-    auto dead = make_batch();
-    for (std::size_t r = 0; r < in->size(); ++r) {
-      RowFailure f;
-      f.stage = id_;
-      f.symbol = in->symbols[r];
-      f.reason = "nats_unavailable";
-      f.error = "NATS unavailable and " + std::to_string(publisher_->pending()) + " messages already held (max_pending)";
-      if (r < in->correlation_ids.size() && !in->correlation_ids[r].empty()) f.correlation_id = in->correlation_ids[r];
-      f.payload = jobs_ ? in->symbols[r] : prediction_json(*in, r).dump();
-      dead->failures.push_back(std::move(f));
-    }
-    for (const auto& ack : in->acks)
-      if (ack) dead->shared_acks.push_back(ack);
-    dead->shared_acks.insert(dead->shared_acks.end(), in->shared_acks.begin(), in->shared_acks.end());
-    out.emit(0, std::move(dead));
+    Writer::Entry entry;
+    entry.payload = jobs_ ? job_messages(*in) : prediction_messages(*in);
+    entry.units = entry.payload.size();
+    entry.batch = std::move(in);
+    if (std::size_t rows = writer_->offer(std::move(entry), out)) overflow_.Increment(static_cast<double>(rows));
   }
 
  private:
+  // One publish of the group's messages, all acknowledged by the stream or an exception.
+  connectors::Refusals publish(Writer::Group& group) {
+    std::vector<connectors::StreamPublisher::Message> messages;
+    for (const auto& e : group)
+      for (const auto& m : e.payload) messages.push_back({m.subject, m.data, m.msg_id});
+    stream_.publish(messages);
+    return {};
+  }
+
   std::string subject_for(const std::string& route) const {
     std::string s = subject_;
     if (auto at = s.find("{route}"); at != std::string::npos) s.replace(at, 7, route.empty() ? "normal" : route);
@@ -153,9 +167,9 @@ class NatsSink : public Processor {
   const std::string id_;
   const bool jobs_;
   const std::string subject_;
-  std::shared_ptr<connectors::NatsResource> nats_;
+  connectors::StreamPublisher stream_;  // the writer's thread only
   prometheus::Counter& overflow_;
-  std::unique_ptr<QueuedPublisher> publisher_;
+  std::unique_ptr<Writer> writer_;  // last: stopped before the members its hooks use go
 };
 
 PREDFLOW_REGISTER_NODE(nats_sink_spec(), [](const NodeContext& ctx) { return std::make_unique<NatsSink>(ctx); });

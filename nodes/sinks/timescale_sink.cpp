@@ -1,23 +1,17 @@
 // timescale_sink: predictions to PostgreSQL / TimescaleDB (docs/interface.md §4 "PostgreSQL"): the
 // latest per symbol upserted into `predictions`, every prediction appended to
-// `prediction_history`, both in bulk with COPY, in one transaction, from a writer thread
-// of the node's own, so that the pipeline never waits on the database.
-// Why ~600 lines: its own writer thread, bounded buffer, retries and stop deadline, as in
-// redis_sink, until both become configurations of one RetryingWriter (the async I/O issue).
+// `prediction_history`, both in bulk with COPY, in one transaction, through a
+// RetryingWriter (connectors/retrying_writer.hpp), so that the pipeline never waits on the
+// database and rows wait out an outage of any length.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
 
-#include "connectors/backoff.hpp"
-#include "engine/thread_name.hpp"
 #include "connectors/errors.hpp"
 #include "connectors/postgres.hpp"
+#include "connectors/retrying_writer.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
@@ -32,21 +26,24 @@ namespace {
 constexpr std::size_t kMaxRowsPerTransaction = 100000;
 
 NodeSpec timescale_sink_spec() {
-  return NodeSpec("timescale_sink", Category::Sink)
+  NodeSpec spec = NodeSpec("timescale_sink", Category::Sink)
       .summarize("Writes predictions to PostgreSQL/TimescaleDB with COPY: latest per symbol (upsert) and history")
       .describe(
           "Creates the contract's tables when missing (CREATE TABLE IF NOT EXISTS; nothing is dropped or altered) and "
           "makes the history table a hypertable on `ts` when the `timescaledb` extension is installed; when the "
           "database is down at start this happens once it is back, before the first write. Rows are buffered in "
-          "memory and written by a thread of the node's own when `flush_rows` are buffered or the oldest has waited "
-          "`flush_interval`, whichever comes first: in one transaction, the newest prediction per symbol is copied "
-          "into a temporary table and upserted into `table` (an older prediction never replaces a newer one: "
-          "redelivery can reorder; an equal timestamp replaces, so the last writer wins as in Redis), and every row "
-          "is appended to `history_table` with COPY. A batch's acknowledgement completes only after the commit. "
-          "While the database is down the rows are held, up to `max_buffered_rows`, and retried with backoff; rows "
-          "beyond the bound leave on `dead` as failures (reason database_unavailable), as do rows the database can "
-          "never take (invalid_prediction, database_rejected) — nothing is dropped silently. At shutdown the held "
-          "rows get up to `stop_timeout`; the rest are negatively acknowledged, so the source redelivers them.")
+          "memory and written by the node's writer (connectors/retrying_writer.hpp) when `flush_rows` are buffered "
+          "or the oldest has waited `flush_interval`, whichever comes first: in one transaction, the newest "
+          "prediction per symbol is copied into a temporary table and upserted into `table` (an older prediction "
+          "never replaces a newer one: redelivery can reorder; an equal timestamp replaces, so the last writer wins "
+          "as in Redis), and every row is appended to `history_table` with COPY. A batch's acknowledgement completes "
+          "only after the commit. While the database is down the rows are held, up to `max_buffered_rows`, and "
+          "retried with backoff for as long as the outage lasts (the source keeps their messages with in-progress "
+          "acknowledgements); rows beyond the bound leave on `dead` as failures (reason database_unavailable), as do "
+          "rows the database can never take (invalid_prediction; database_rejected for a data or constraint error, "
+          "found by writing the batches of a refused transaction one at a time) — nothing is dropped silently. At "
+          "shutdown the held rows get up to `stop_timeout`; the rest are negatively acknowledged, so the source "
+          "redelivers them.")
       .input("in", kind::predictions, "predictions (with statistics per symbol)")
       .output("dead", kind::dead_letters, "rows that could not be held or written, as failures")
       .field(field::resource("database", "postgres").require().describe("the PostgreSQL connection"))
@@ -63,13 +60,10 @@ NodeSpec timescale_sink_spec() {
           "within 10 s)"))
       .field(field::integer("max_buffered_rows").default_value("1000000").at_least(1).in_unit("rows").describe(
           "rows held in memory while the database is down; beyond it, rows go to `dead`"))
-      .field(field::duration("backoff_initial").default_value("100ms").at_least(0).describe(
-          "first wait before retrying a failed write; doubles per failure (full jitter)"))
-      .field(field::duration("backoff_max").default_value("5s").at_least(0).describe("longest wait between retries"))
-      .field(field::duration("stop_timeout").default_value("10s").at_least(0).describe(
-          "at shutdown, how long held rows may still be retried"))
       .show_in_label({"table", "history_table"})
       .with_example("type: timescale_sink\nfrom: [stats]\ndatabase: db\nflush_rows: 500\nflush_interval: 200ms\n");
+  for (auto& f : connectors::writer_fields({"100ms", "5s", "10s"})) spec.fields.push_back(std::move(f));
+  return spec;
 }
 
 // An SQL string literal.
@@ -82,6 +76,21 @@ std::string sql_literal(std::string_view text) {
   return s + "'";
 }
 
+// Data the server refuses for good (a data exception or a constraint): retrying cannot help.
+bool refused_for_good(const std::string& sqlstate) {
+  return sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0;
+}
+
+// One input batch's valid rows, encoded on arrival as COPY lines (CPU work, like the other
+// sinks' JSON), so that the writer's time goes to the database.
+struct CopyRows {
+  std::string ts;                                 // the prediction's timestamp, as written
+  std::chrono::system_clock::time_point made_at;  // the same, for "newest per symbol"
+  std::string text;                               // the rows as COPY lines
+  std::vector<std::size_t> line_start;            // where each row's line starts, then text.size()
+};
+using Writer = connectors::RetryingWriter<CopyRows>;
+
 class TimescaleSink : public Processor {
  public:
   explicit TimescaleSink(const NodeContext& ctx)
@@ -90,27 +99,11 @@ class TimescaleSink : public Processor {
         latest_table_(ctx.config.get_string("table")),
         history_table_(ctx.config.get_string("history_table")),
         create_tables_(ctx.config.get_bool("create_tables")),
-        flush_rows_(static_cast<std::size_t>(ctx.config.get_int("flush_rows"))),
-        flush_interval_(ctx.config.get_duration("flush_interval")),
-        max_buffered_(static_cast<std::size_t>(ctx.config.get_int("max_buffered_rows"))),
-        backoff_options_{ctx.config.get_duration("backoff_initial"), ctx.config.get_duration("backoff_max"), 2.0},
-        stop_timeout_(ctx.config.get_duration("stop_timeout")),
-        rows_written_(ctx.metrics.counter("predflow_timescale_rows_written_total",
-                                          "Predictions a timescale sink committed to the database", {{"node", id_}})),
+        dead_invalid_(ctx.metrics.counter("predflow_timescale_rows_dead_lettered_total",
+                                          "Rows sent to dead letters instead of the database",
+                                          {{"node", id_}, {"reason", "invalid_prediction"}})),
         flushes_(ctx.metrics.counter("predflow_timescale_flushes_total", "Transactions a timescale sink committed",
                                      {{"node", id_}})),
-        retries_(ctx.metrics.counter("predflow_timescale_flush_retries_total",
-                                     "Write attempts that failed and were retried (database down or refusing)",
-                                     {{"node", id_}})),
-        abandoned_(ctx.metrics.counter("predflow_timescale_rows_abandoned_total",
-                                       "Rows still unwritten at shutdown; their source messages are redelivered",
-                                       {{"node", id_}})),
-        dead_unavailable_(dead_counter(ctx, "database_unavailable")),
-        dead_invalid_(dead_counter(ctx, "invalid_prediction")),
-        dead_rejected_(dead_counter(ctx, "database_rejected")),
-        buffered_gauge_(ctx.metrics.gauge("predflow_timescale_buffered_rows",
-                                          "Rows a timescale sink holds for the database (queued and being written)",
-                                          {{"node", id_}})),
         flush_seconds_(ctx.metrics.histogram("predflow_timescale_flush_seconds",
                                              "Duration of a timescale sink's committed write transactions",
                                              {{"node", id_}})),
@@ -125,9 +118,39 @@ class TimescaleSink : public Processor {
     for (char c : id_) suffix += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '_';
     stage_table_ = "pg_temp.predflow_stage_" + suffix.substr(0, 40);
     if (!latest_table_.empty()) upsert_sql_ = upsert_statement();
-  }
 
-  ~TimescaleSink() override { stop(); }
+    connectors::WriterOptions o;
+    o.node_id = id_;
+    o.destination = "the database";
+    o.unavailable_reason = "database_unavailable";
+    o.rejected_reason = "database_rejected";
+    o.max_pending = static_cast<std::size_t>(ctx.config.get_int("max_buffered_rows"));
+    o.max_group = kMaxRowsPerTransaction;
+    o.min_group = static_cast<std::size_t>(ctx.config.get_int("flush_rows"));
+    o.max_delay = ctx.config.get_duration("flush_interval");
+    connectors::read_writer_fields(ctx.config, o);
+    // Retried for as long as the outage lasts: the source holds the messages meanwhile
+    // (in-progress acknowledgements), and at stop what is left is redelivered.
+    o.retry_for = Duration::max();
+    o.expire_to_dead_letters = false;
+    o.metrics = {"predflow_timescale_rows_written_total", "predflow_timescale_flush_retries_total",
+                 "predflow_timescale_rows_abandoned_total", "predflow_timescale_buffered_rows",
+                 "predflow_timescale_rows_dead_lettered_total", "", "rows"};
+    writer_ = std::make_unique<Writer>(
+        o, ctx.metrics,
+        Writer::Hooks{.write = [this](Writer::Group& g) { return write(g); },
+                      .dead_payload = [](const Writer::Entry& e, std::size_t i) { return dead_payload(*e.batch, e.row(i)); },
+                      .written = [this](Writer::Group& g, const connectors::Refusals&, Clock::duration took) {
+                        written(g, took);
+                      },
+                      .fallback = {},
+                      .truncate = [](Writer::Entry& e, std::size_t keep) {
+                        e.rows.resize(keep);
+                        e.payload.text.resize(e.payload.line_start[keep]);
+                        e.payload.line_start.resize(keep + 1);
+                      },
+                      .tick = {}});
+  }
 
   void start() override {
     try {
@@ -139,142 +162,65 @@ class TimescaleSink : public Processor {
     } catch (const connectors::CommandError& e) {
       throw std::runtime_error("timescale_sink " + id_ + ": cannot create the tables: " + e.what());
     }
-    std::lock_guard lock(mutex_);
-    if (!thread_.joinable() && !stopping_) thread_ = std::thread([this] {
-      name_this_thread(id_, ":w");
-      loop();
-    });
+    writer_->start();
   }
 
-  void stop() override {
-    {
-      std::lock_guard lock(mutex_);
-      if (!stopping_) {
-        stopping_ = true;
-        stop_deadline_ = Clock::now() + stop_timeout_;
-      }
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    fail_held();  // what is left (also when start() never ran)
-  }
+  void stop() override { writer_->stop(); }
+  // End of input: what is buffered is written now rather than after flush_interval.
+  void flush(Output&) override { writer_->flush(); }
 
   void process(BatchPtr in, Output& out) override {
-    output_.store(&out);
-    hand_over_dead(out);
     if (in->size() == 0) return;
     auto made_at = in->predicted_at == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now()
                                                                                : in->predicted_at;
-    Entry entry{in, {}, format_rfc3339_millis(made_at), std::chrono::floor<std::chrono::milliseconds>(made_at),
-                Clock::now(), {}, {}};
-    entry.rows.reserve(in->size());
-    std::vector<RowFailure> failures;
+    Writer::Entry entry;
+    entry.payload.ts = format_rfc3339_millis(made_at);
+    entry.payload.made_at = std::chrono::floor<std::chrono::milliseconds>(made_at);
+    auto invalid = make_batch();
     for (std::uint32_t r = 0; r < in->size(); ++r) {
       std::string problem = prediction_row_problem(*in, r);
-      if (problem.empty()) entry.rows.push_back(r);
-      else failures.push_back(failure(*in, r, "invalid_prediction", problem));
+      if (problem.empty()) {
+        entry.rows.push_back(r);
+        continue;
+      }
+      RowFailure f;
+      f.stage = id_;
+      f.symbol = in->symbols[r];
+      f.reason = "invalid_prediction";
+      f.error = std::move(problem);
+      if (r < in->correlation_ids.size()) f.correlation_id = in->correlation_ids[r];
+      f.payload = dead_payload(*in, r);
+      invalid->failures.push_back(std::move(f));
     }
-    dead_invalid_.Increment(static_cast<double>(failures.size()));
-    // Encoded here (CPU work, like the other sinks' JSON), so that the writer's time goes to
-    // the database and the next batch encodes while the previous one is written.
-    entry.text.reserve(entry.rows.size() * 224);
-    entry.line_start.reserve(entry.rows.size() + 1);
+    auto& p = entry.payload;
+    p.text.reserve(entry.rows.size() * 224);
+    p.line_start.reserve(entry.rows.size() + 1);
     for (auto r : entry.rows) {
-      entry.line_start.push_back(entry.text.size());
-      append_prediction_row(entry.text, *in, r, entry.ts);
+      p.line_start.push_back(p.text.size());
+      append_prediction_row(p.text, *in, r, p.ts);
     }
-    entry.line_start.push_back(entry.text.size());
-
-    // Rows beyond max_buffered_rows (or arriving after stop) leave on `dead`, with their reason.
-    std::vector<std::uint32_t> overflow;
-    {
-      std::lock_guard lock(mutex_);
-      const std::size_t room = stopping_ ? 0 : max_buffered_ > held_rows_ ? max_buffered_ - held_rows_ : 0;
-      const std::size_t fits = std::min(entry.rows.size(), room);
-      if (fits < entry.rows.size()) {
-        overflow.assign(entry.rows.begin() + static_cast<std::ptrdiff_t>(fits), entry.rows.end());
-        entry.text.resize(entry.line_start[fits]);
-        entry.line_start.resize(fits + 1);
-        entry.rows.resize(fits);
-      }
-      if (fits > 0) {
-        const bool was_empty = queue_.empty();
-        held_rows_ += fits;
-        queued_rows_ += fits;
-        buffered_gauge_.Set(static_cast<double>(held_rows_));
-        queue_.push_back(std::move(entry));
-        if (was_empty || queued_rows_ >= flush_rows_) cv_.notify_all();
-      }
+    p.line_start.push_back(p.text.size());
+    if (!invalid->failures.empty()) {
+      dead_invalid_.Increment(static_cast<double>(invalid->failures.size()));
+      spdlog::error("msg=\"invalid predictions sent to dead letters\" node={} rows={} error=\"{}\"", id_,
+                    invalid->failures.size(), invalid->failures.front().error);
+      invalid->shared_acks = in->shared_acks;
+      for (const auto& ack : in->acks)
+        if (ack) invalid->shared_acks.push_back(ack);
+      out.emit(0, std::move(invalid));
     }
-    if (!overflow.empty()) {
-      dead_unavailable_.Increment(static_cast<double>(overflow.size()));
-      spdlog::error("msg=\"database sink full, rows sent to dead letters\" node={} rows={} max_buffered_rows={}", id_,
-                    overflow.size(), max_buffered_);
-      for (auto r : overflow)
-        failures.push_back(failure(*in, r, "database_unavailable",
-                                   "database unavailable and " + std::to_string(max_buffered_) +
-                                       " rows already held (max_buffered_rows)"));
-    }
-    if (failures.empty()) return;
-    auto dead = make_batch();
-    dead->failures = std::move(failures);
-    for (const auto& ack : in->acks)
-      if (ack) dead->shared_acks.push_back(ack);
-    dead->shared_acks.insert(dead->shared_acks.end(), in->shared_acks.begin(), in->shared_acks.end());
-    out.emit(0, std::move(dead));
-  }
-
-  void on_tick(Output& out) override { hand_over_dead(out); }
-
-  // End of input: write what is buffered now rather than after flush_interval.
-  void flush(Output& out) override {
-    hand_over_dead(out);
-    {
-      std::lock_guard lock(mutex_);
-      flush_now_ = true;
-    }
-    cv_.notify_all();
+    if (entry.rows.empty()) return;
+    entry.batch = std::move(in);
+    writer_->offer(std::move(entry), out);
   }
 
  private:
-  struct Entry {
-    BatchPtr batch;                   // keeps the batch's tokens until the rows are committed
-    std::vector<std::uint32_t> rows;  // the rows of `batch` to write
-    std::string ts;                   // the prediction's timestamp, as written (JSON `timestamp`)
-    std::chrono::system_clock::time_point made_at;  // the same, for "newest per symbol"
-    Clock::time_point received;
-    std::string text;                     // the rows as COPY lines, encoded on arrival
-    std::vector<std::size_t> line_start;  // where each row's line starts in text, then text.size()
-  };
-
-  // What one transaction writes, assembled once (retries reuse it).
-  struct Flush {
-    std::vector<Entry> entries;
-    std::size_t rows = 0;
-    std::string history_text;  // the entries' texts together (empty for one entry: its own text)
-    std::string latest_text;   // the newest line per symbol (empty when no symbol is there twice)
-    bool assembled = false;
-  };
-
-  static prometheus::Counter& dead_counter(const NodeContext& ctx, const char* reason) {
-    return ctx.metrics.counter("predflow_timescale_rows_dead_lettered_total",
-                               "Rows a timescale sink sent to dead letters instead of the database",
-                               {{"node", ctx.id}, {"reason", reason}});
-  }
-
-  RowFailure failure(const Batch& b, std::size_t row, std::string reason, std::string error) const {
-    RowFailure f;
-    f.stage = id_;
-    f.symbol = b.symbols[row];
-    f.reason = std::move(reason);
-    f.error = std::move(error);
-    if (row < b.correlation_ids.size() && !b.correlation_ids[row].empty()) f.correlation_id = b.correlation_ids[row];
+  static std::string dead_payload(const Batch& b, std::uint32_t row) {
     try {
-      f.payload = prediction_json(b, row).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return prediction_json(b, row).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     } catch (const std::exception&) {
-      f.payload = b.symbols[row];  // no statistics: the symbol is all there is
+      return b.symbols[row];  // no statistics: the symbol is all there is
     }
-    return f;
   }
 
   std::string upsert_statement() const {
@@ -324,281 +270,88 @@ class TimescaleSink : public Processor {
     schema_ready_ = true;
   }
 
-  // The history text (every row) and the latest text (the newest row per symbol; on equal
-  // timestamps the later arrival) of a flush.
-  static void assemble(Flush& f) {
-    f.history_text.clear();
-    f.latest_text.clear();
-    if (f.entries.size() > 1) {
-      std::size_t bytes = 0;
-      for (const auto& e : f.entries) bytes += e.text.size();
-      f.history_text.reserve(bytes);
-      for (const auto& e : f.entries) f.history_text += e.text;
-    }
+  // The newest line per symbol of a group (on equal timestamps the later arrival), or
+  // empty when no symbol is there twice (then the history text serves for both).
+  static std::string latest_lines(const Writer::Group& group, std::size_t rows) {
     struct Line {
       std::uint32_t entry, row;
     };
     std::unordered_map<std::string_view, Line> newest;
-    newest.reserve(f.rows);
+    newest.reserve(rows);
     bool twice = false;
-    for (std::uint32_t e = 0; e < f.entries.size(); ++e) {
-      const Entry& entry = f.entries[e];
-      for (std::uint32_t i = 0; i < entry.rows.size(); ++i) {
-        auto [it, inserted] = newest.try_emplace(entry.batch->symbols[entry.rows[i]], Line{e, i});
+    for (std::uint32_t e = 0; e < group.size(); ++e) {
+      for (std::uint32_t i = 0; i < group[e].row_count(); ++i) {
+        auto [it, inserted] = newest.try_emplace(group[e].batch->symbols[group[e].row(i)], Line{e, i});
         if (inserted) continue;
         twice = true;
-        if (f.entries[it->second.entry].made_at <= entry.made_at) it->second = Line{e, i};
+        if (group[it->second.entry].payload.made_at <= group[e].payload.made_at) it->second = Line{e, i};
       }
     }
-    if (twice) {
-      std::vector<Line> keep;
-      keep.reserve(newest.size());
-      for (const auto& [symbol, line] : newest) keep.push_back(line);
-      std::sort(keep.begin(), keep.end(),
-                [](const Line& a, const Line& b) { return a.entry != b.entry ? a.entry < b.entry : a.row < b.row; });
-      for (const Line& l : keep) {
-        const Entry& e = f.entries[l.entry];
-        f.latest_text.append(e.text, e.line_start[l.row], e.line_start[l.row + 1] - e.line_start[l.row]);
-      }
+    std::string text;
+    if (!twice) return text;
+    std::vector<Line> keep;
+    keep.reserve(newest.size());
+    for (const auto& [symbol, line] : newest) keep.push_back(line);
+    std::sort(keep.begin(), keep.end(),
+              [](const Line& a, const Line& b) { return a.entry != b.entry ? a.entry < b.entry : a.row < b.row; });
+    for (const Line& l : keep) {
+      const CopyRows& p = group[l.entry].payload;
+      text.append(p.text, p.line_start[l.row], p.line_start[l.row + 1] - p.line_start[l.row]);
     }
-    f.assembled = true;
+    return text;
   }
 
-  void write(const Flush& f) {
-    const std::string_view history = f.entries.size() == 1 ? std::string_view(f.entries[0].text) : f.history_text;
-    const std::string_view latest = f.latest_text.empty() ? history : f.latest_text;
-    const std::string cols(kPredictionColumns);
-    db_->transaction([&](connectors::PgTransaction& tx) {
-      if (!latest_table_.empty()) {
-        // Reused by every flush on this connection (recreated after a reconnect); emptied at commit.
-        tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + stage_table_ + " (LIKE " + sql_identifier(latest_table_) +
-                ") ON COMMIT DELETE ROWS");
-        tx.copy_in("COPY " + stage_table_ + " (" + cols + ") FROM STDIN", latest);
-        tx.exec(upsert_sql_);
-      }
-      if (!history_table_.empty())
-        tx.copy_in("COPY " + sql_identifier(history_table_) + " (" + cols + ") FROM STDIN", history);
-    });
-  }
-
-  // Data the server refuses for good (a data exception or a constraint): retrying cannot help.
-  static bool refused_for_good(const std::string& sqlstate) {
-    return sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0;
-  }
-
-  void loop() {
-    connectors::Backoff backoff(backoff_options_);
-    std::string last_error;
-    Clock::time_point last_logged{};
-    Flush f;
-    std::size_t isolate = 0;  // after a refusal: this many transactions of one batch each, to find the culprit
-    std::unique_lock lock(mutex_);
-    // Leaving (at stop): what was taken but not written stays for fail_held().
-    struct Leave {
-      Flush& f;
-      std::vector<Entry>& held;
-      ~Leave() { held = std::move(f.entries); }
-    } leave{f, held_from_loop_};
-    for (;;) {
-      if (f.entries.empty()) {
-        // Wait for flush_rows, the oldest row's flush_interval, end of input or stop.
-        for (;;) {
-          if (queue_.empty()) {
-            if (stopping_) return;
-            cv_.wait(lock);
-            continue;
-          }
-          if (stopping_ || flush_now_ || queued_rows_ >= flush_rows_) break;
-          auto due = queue_.front().received + flush_interval_;
-          if (Clock::now() >= due) break;
-          cv_.wait_until(lock, due);
-        }
-        while (!queue_.empty() && (f.entries.empty() || (isolate == 0 && f.rows + queue_.front().rows.size() <=
-                                                                               kMaxRowsPerTransaction))) {
-          f.rows += queue_.front().rows.size();
-          queued_rows_ -= queue_.front().rows.size();
-          f.entries.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
-        if (queue_.empty()) flush_now_ = false;
-        f.assembled = false;
-      }
-      if (stopping_ && Clock::now() >= stop_deadline_) return;
-      lock.unlock();
-
-      bool ok = false;
-      std::string error;
-      std::string sqlstate;
-      const auto started = Clock::now();
-      try {
-        if (!schema_ready_) ensure_schema();
-        if (!f.assembled) assemble(f);
-        write(f);
-        ok = true;
-      } catch (const connectors::CommandError& e) {
-        error = e.what();
-        sqlstate = e.code();
-        if (sqlstate == "42P01") schema_ready_ = false;  // a table went missing: create it again first
-      } catch (const std::exception& e) {
-        error = e.what();
-      }
-      const auto finished = Clock::now();
-
-      if (ok) {
-        flush_seconds_.Observe(std::chrono::duration<double>(finished - started).count());
-        flushes_.Increment();
-        rows_written_.Increment(static_cast<double>(f.rows));
-        for (const auto& e : f.entries)
-          commit_delay_seconds_.Observe(std::chrono::duration<double>(finished - e.received).count());
-        if (!last_error.empty())
-          spdlog::info("msg=\"database writes resumed\" node={} rows={} retries={}", id_, f.rows, backoff.attempts());
-        last_error.clear();
-        backoff.reset();
-        if (isolate > 0) --isolate;
-        done(f);
-        lock.lock();
-        continue;
-      }
-
-      retries_.Increment();
-      if (refused_for_good(sqlstate)) {
-        if (f.entries.size() > 1) {
-          // Put all but the first batch back and write them one by one.
-          lock.lock();
-          isolate = f.entries.size();
-          while (f.entries.size() > 1) {
-            f.rows -= f.entries.back().rows.size();
-            queued_rows_ += f.entries.back().rows.size();
-            queue_.push_front(std::move(f.entries.back()));
-            f.entries.pop_back();
-          }
-          f.assembled = false;
-          continue;
-        }
-        if (isolate > 0) --isolate;
-        reject(f, error);
-        lock.lock();
-        continue;
-      }
-      // Transitions, not every retry: the first failure, then a reminder every 30 s.
-      if (last_error.empty() || finished - last_logged >= std::chrono::seconds(30)) {
-        spdlog::warn("msg=\"database write failed, holding rows and retrying\" node={} rows={} retries={} error=\"{}\"",
-                     id_, f.rows, backoff.attempts(), error);
-        last_logged = finished;
-      }
-      last_error = error;
-      lock.lock();
-      auto wait = backoff.next();
-      if (stopping_) wait = std::min<Duration>(wait, std::chrono::duration_cast<Duration>(stop_deadline_ - Clock::now()));
-      if (wait > Duration::zero()) cv_.wait_for(lock, wait, [&] { return stopping_ && Clock::now() >= stop_deadline_; });
-      if (stopping_ && Clock::now() >= stop_deadline_) return;
-    }
-  }
-
-  // Committed: the batches go (their tokens complete when nothing else holds them).
-  void done(Flush& f) {
-    std::vector<Entry> entries = std::move(f.entries);
-    const std::size_t rows = f.rows;
-    f = Flush{};
-    {
-      std::lock_guard lock(mutex_);
-      held_rows_ -= rows;
-      buffered_gauge_.Set(static_cast<double>(held_rows_));
-    }
-    entries.clear();  // without the lock: a token's callback may do anything
-  }
-
-  // The database refused this batch's rows for good: they leave as dead letters.
-  void reject(Flush& f, const std::string& error) {
-    auto dead = make_batch();
-    for (const auto& e : f.entries) {
-      for (auto r : e.rows) dead->failures.push_back(failure(*e.batch, r, "database_rejected", error));
-      for (const auto& ack : e.batch->acks)
-        if (ack) dead->shared_acks.push_back(ack);
-      dead->shared_acks.insert(dead->shared_acks.end(), e.batch->shared_acks.begin(), e.batch->shared_acks.end());
-    }
-    dead_rejected_.Increment(static_cast<double>(f.rows));
-    spdlog::error("msg=\"the database refused rows; sent to dead letters\" node={} rows={} error=\"{}\"", id_, f.rows,
-                  error);
-    {
-      std::lock_guard lock(mutex_);
-      if (dead_) dead_->append(*dead);
-      else dead_ = std::move(dead);
-    }
-    done(f);
-    if (Output* out = output_.load()) out->wake_at(Clock::now());
-  }
-
-  void hand_over_dead(Output& out) {
-    std::shared_ptr<Batch> dead;
-    {
-      std::lock_guard lock(mutex_);
-      dead.swap(dead_);
-    }
-    if (dead) out.emit(0, std::move(dead));
-  }
-
-  // At stop: every row not committed (nor handed over as a dead letter) fails its tokens,
-  // so that the source redelivers it.
-  void fail_held() {
-    std::vector<Entry> left = std::move(held_from_loop_);
-    std::shared_ptr<Batch> dead;
-    {
-      std::lock_guard lock(mutex_);
-      for (auto& e : queue_) left.push_back(std::move(e));
-      queue_.clear();
-      dead.swap(dead_);
-      held_rows_ = queued_rows_ = 0;
-      buffered_gauge_.Set(0);
-    }
+  // One transaction: the latest rows upserted through the stage table, every row appended
+  // to the history. A data or constraint error is a refusal (CommandError); anything else
+  // (connection, a table dropped meanwhile, …) is retried.
+  connectors::Refusals write(Writer::Group& group) {
     std::size_t rows = 0;
-    for (const auto& e : left) {
-      rows += e.rows.size();
-      for (const auto& ack : e.batch->acks)
-        if (ack) ack->fail();
-      for (const auto& ack : e.batch->shared_acks)
-        if (ack) ack->fail();
+    for (const auto& e : group) rows += e.row_count();
+    std::string joined;
+    if (group.size() > 1) {
+      for (const auto& e : group) joined += e.payload.text;
     }
-    if (dead) {
-      rows += dead->failures.size();
-      for (const auto& ack : dead->shared_acks)
-        if (ack) ack->fail();
+    const std::string_view history = group.size() == 1 ? std::string_view(group[0].payload.text) : joined;
+    const std::string latest_only = latest_table_.empty() ? std::string() : latest_lines(group, rows);
+    const std::string_view latest = latest_only.empty() ? history : latest_only;
+    const std::string cols(kPredictionColumns);
+    try {
+      if (!schema_ready_) ensure_schema();
+      db_->transaction([&](connectors::PgTransaction& tx) {
+        if (!latest_table_.empty()) {
+          // Reused by every flush on this connection (recreated after a reconnect); emptied at commit.
+          tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + stage_table_ + " (LIKE " + sql_identifier(latest_table_) +
+                  ") ON COMMIT DELETE ROWS");
+          tx.copy_in("COPY " + stage_table_ + " (" + cols + ") FROM STDIN", latest);
+          tx.exec(upsert_sql_);
+        }
+        if (!history_table_.empty())
+          tx.copy_in("COPY " + sql_identifier(history_table_) + " (" + cols + ") FROM STDIN", history);
+      });
+    } catch (const connectors::CommandError& e) {
+      if (refused_for_good(e.code())) throw;
+      if (e.code() == "42P01") schema_ready_ = false;  // a table went missing: create it again first
+      throw connectors::ConnectorError(e.what());
     }
-    if (rows == 0) return;
-    abandoned_.Increment(static_cast<double>(rows));
-    spdlog::error("msg=\"stopping with rows not written; their source messages will be redelivered\" node={} rows={}",
-                  id_, rows);
+    return {};
+  }
+
+  void written(const Writer::Group& group, Clock::duration took) {
+    flush_seconds_.Observe(std::chrono::duration<double>(took).count());
+    flushes_.Increment();
+    const auto now = Clock::now();
+    for (const auto& e : group) commit_delay_seconds_.Observe(std::chrono::duration<double>(now - e.received).count());
   }
 
   const std::string id_;
   std::shared_ptr<connectors::PostgresResource> db_;
   const std::string latest_table_, history_table_;
   const bool create_tables_;
-  const std::size_t flush_rows_;
-  const Duration flush_interval_;
-  const std::size_t max_buffered_;
-  const connectors::BackoffOptions backoff_options_;
-  const Duration stop_timeout_;
   std::string stage_table_, upsert_sql_;
-  prometheus::Counter &rows_written_, &flushes_, &retries_, &abandoned_;
-  prometheus::Counter &dead_unavailable_, &dead_invalid_, &dead_rejected_;
-  prometheus::Gauge& buffered_gauge_;
+  prometheus::Counter &dead_invalid_, &flushes_;
   prometheus::Histogram &flush_seconds_, &commit_delay_seconds_;
-
   std::atomic<bool> schema_ready_{false};
-  std::atomic<Output*> output_{nullptr};  // for wake_at() from the writer (dead letters)
-
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<Entry> queue_;       // waiting for the writer
-  std::size_t queued_rows_ = 0;   // rows in queue_
-  std::size_t held_rows_ = 0;     // rows in queue_ and being written: the bound
-  bool flush_now_ = false;
-  bool stopping_ = false;
-  Clock::time_point stop_deadline_{};
-  std::shared_ptr<Batch> dead_;  // rejected rows waiting for the next process()/on_tick()/flush()
-  std::vector<Entry> held_from_loop_;  // what the writer still had when it gave up at stop
-  std::thread thread_;
+  std::unique_ptr<Writer> writer_;  // last: stopped before the members its hooks use go
 };
 
 PREDFLOW_REGISTER_NODE(timescale_sink_spec(),

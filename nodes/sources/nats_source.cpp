@@ -24,7 +24,7 @@ namespace {
 
 // The fields both NATS sources share; `stream` / `stream_subjects` defaults are per type.
 NodeSpec& common_fields(NodeSpec& spec) {
-  return spec.field(field::resource("nats", "nats").require().describe("the NATS connection"))
+  spec.field(field::resource("nats", "nats").require().describe("the NATS connection"))
       .field(field::one_of("mode", {"jetstream", "core"}).default_value("jetstream").describe(
           "jetstream: durable consumer, at-least-once; core: plain subscription, at-most-once"))
       .field(field::string("durable").default_value("").describe(
@@ -51,12 +51,9 @@ NodeSpec& common_fields(NodeSpec& spec) {
           "sends in-progress acknowledgements every ack_wait/3 so that the server does not deliver it again; after "
           "max_hold it stops, and the server redelivers (0 = never keep a group past ack_wait)"))
       .field(field::string_list("stream_subjects").default_value("").describe(
-          "subjects of the stream when it has to be created; empty = the contract's subjects for the stream"))
-      .field(field::duration("stream_max_age").default_value("24h").at_least(0).describe(
-          "when the source creates its stream: how long it keeps a message (0 = forever)"))
-      .field(field::size("stream_max_bytes").default_value("4GiB").at_least(0).describe(
-          "when the source creates its stream: the most it stores; beyond it the oldest messages are dropped, "
-          "consumed or not (0 = no bound)"));
+          "subjects of the stream when it has to be created; empty = the contract's subjects for the stream"));
+  for (auto& f : connectors::stream_limit_fields("24h", "4GiB")) spec.fields.push_back(std::move(f));
+  return spec;
 }
 
 const char* kDeliveryDoc =

@@ -512,7 +512,7 @@ TEST_CASE("dead_letter_sink: spools while NATS is down, republishes and empties 
     b->shared_acks.push_back(counting_token(done, failed));
     h.process(std::move(b));
   }
-  CHECK(done == 1);  // spooled counts as handled
+  REQUIRE(eventually([&] { return done == 1; }, 10s));  // spooled counts as handled
   REQUIRE(std::filesystem::exists(spool));
   {
     std::ifstream in(spool);
@@ -550,7 +550,7 @@ TEST_CASE("dead_letter_sink: records are kept in PREDFLOW_DLQ, created by the si
     b->shared_acks.push_back(counting_token(done, failed));
     h.process(std::move(b));
   }
-  CHECK(done == 1);
+  REQUIRE(eventually([&] { return done == 1; }, 10s));
   CHECK(client.stream_messages("PREDFLOW_DLQ") == 3);  // stored before the rows were settled
   CHECK(client.stream_max_age("PREDFLOW_DLQ") == 7LL * 24 * 3600 * 1000000000LL);  // bounded: a week
   CHECK(client.stream_max_bytes("PREDFLOW_DLQ") == 1LL << 30);                     // and 1 GiB
@@ -558,23 +558,61 @@ TEST_CASE("dead_letter_sink: records are kept in PREDFLOW_DLQ, created by the si
   CHECK(failed == 0);
 }
 
-TEST_CASE("dead_letter_sink: a full spool fails the rows so that their source redelivers") {
+TEST_CASE("dead_letter_sink: with the spool full, records wait in memory up to max_pending, beyond it their rows are redelivered") {
+  NatsServer server;
+  server.start();
+  TempDir dir;
+  NatsTestClient client(server.url());
+  NodeHarness h("dead_letter_sink",
+                "nats: bus, spool_max: 1KiB, max_pending: 30, backoff_initial: 20ms, backoff_max: 100ms, spool_file: '" +
+                    (dir.path / "dl.jsonl").string() + "'",
+                nats_resource(server));
+  h.start();
+  server.stop();
+  auto records = [](const std::string& prefix, std::atomic<int>& done, std::atomic<int>& failed) {
+    auto b = make_batch();
+    for (int i = 0; i < 20; ++i)
+      b->failures.push_back(RowFailure{"x", prefix + std::to_string(i), "r", std::string(100, 'e'), std::nullopt, 1, "p"});
+    b->shared_acks.push_back(counting_token(done, failed));
+    return b;
+  };
+  std::atomic<int> held_done{0}, held_failed{0}, over_done{0}, over_failed{0};
+  h.process(records("H", held_done, held_failed));  // 2 KiB: the spool (1 KiB) cannot take it
+  REQUIRE(eventually([&] {
+    return metric_value(h.metrics_text(), "predflow_dead_letters_publish_retries_total{node=\"subject\"}") >= 1;
+  }, 10s));
+  CHECK(metric_value(h.metrics_text(), "predflow_dead_letters_pending_records{node=\"subject\"}") == 20);
+  CHECK(!std::filesystem::exists(dir.path / "dl.jsonl"));
+  h.process(records("O", over_done, over_failed));  // 20 + 20 > max_pending 30
+  CHECK(over_failed == 1);
+  CHECK(over_done == 0);
+  CHECK(metric_value(h.metrics_text(), "predflow_dead_letters_failed_total{node=\"subject\"}") == 20);
+  CHECK(held_done + held_failed == 0);
+
+  server.start();  // the held records go out once NATS is back
+  REQUIRE(eventually([&] { return held_done == 1; }, 20s));
+  CHECK(held_failed == 0);
+  CHECK(client.stream_messages("PREDFLOW_DLQ") == 20);
+  CHECK(metric_value(h.metrics_text(), "predflow_dead_letters_published_total{node=\"subject\"}") == 20);
+}
+
+TEST_CASE("dead_letter_sink: stopped while NATS and the spool both refuse, the held rows are redelivered") {
   NatsServer server;
   server.start();
   TempDir dir;
   NodeHarness h("dead_letter_sink",
-                "nats: bus, spool_max: 1KiB, spool_file: '" + (dir.path / "dl.jsonl").string() + "'",
+                "nats: bus, spool_max: 1KiB, stop_timeout: 200ms, backoff_initial: 20ms, backoff_max: 50ms, "
+                "spool_file: '" + (dir.path / "dl.jsonl").string() + "'",
                 nats_resource(server));
   h.start();
   server.stop();
   std::atomic<int> done{0}, failed{0};
-  {
-    auto b = make_batch();
-    for (int i = 0; i < 20; ++i)
-      b->failures.push_back(RowFailure{"x", "S" + std::to_string(i), "r", std::string(100, 'e'), std::nullopt, 1, "p"});
-    b->shared_acks.push_back(counting_token(done, failed));
-    h.process(std::move(b));
-  }
+  auto b = make_batch();
+  for (int i = 0; i < 20; ++i)
+    b->failures.push_back(RowFailure{"x", "S" + std::to_string(i), "r", std::string(100, 'e'), std::nullopt, 1, "p"});
+  b->shared_acks.push_back(counting_token(done, failed));
+  h.process(std::move(b));
+  h.node().stop();
   CHECK(failed == 1);
   CHECK(done == 0);
   CHECK(metric_value(h.metrics_text(), "predflow_dead_letters_failed_total{node=\"subject\"}") == 20);

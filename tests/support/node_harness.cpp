@@ -53,12 +53,14 @@ NodeHarness::~NodeHarness() {
 }
 
 std::size_t CollectingOutput::rows(std::size_t index) {
+  std::lock_guard lock(mutex);
   std::size_t n = 0;
   for (const auto& b : ports[index]) n += b->size();
   return n;
 }
 
 std::vector<std::string> CollectingOutput::symbols(std::size_t index) {
+  std::lock_guard lock(mutex);
   std::vector<std::string> all;
   for (const auto& b : ports[index]) all.insert(all.end(), b->symbols.begin(), b->symbols.end());
   return all;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,19 +23,39 @@
 
 namespace predflow::test {
 
+// emit() may come from a node's own thread (a sink's writer): it and the counting reads
+// take a lock; port() hands out the vector itself, for a test to read once the node is quiet.
 class CollectingOutput : public Output {
  public:
-  void emit(std::size_t port, BatchPtr batch) override { ports[port].push_back(std::move(batch)); }
-  void wake_at(Clock::time_point when) override { wakes.push_back(when); }
-  std::vector<BatchPtr>& port(std::size_t index) { return ports[index]; }
-  std::vector<BatchPtr>& out() { return ports[0]; }
-  std::vector<BatchPtr>& dead() { return ports[1]; }
-  void clear() { ports.clear(), wakes.clear(); }
+  void emit(std::size_t port, BatchPtr batch) override {
+    std::lock_guard lock(mutex);
+    ports[port].push_back(std::move(batch));
+  }
+  void wake_at(Clock::time_point when) override {
+    std::lock_guard lock(mutex);
+    wakes.push_back(when);
+  }
+  std::vector<BatchPtr>& port(std::size_t index) {
+    std::lock_guard lock(mutex);
+    return ports[index];
+  }
+  std::vector<BatchPtr>& out() { return port(0); }
+  std::vector<BatchPtr>& dead() { return port(1); }
+  void clear() {
+    std::lock_guard lock(mutex);
+    ports.clear(), wakes.clear();
+  }
+  // Batches emitted on `index` so far (a copy, safe while the node emits).
+  std::vector<BatchPtr> snapshot(std::size_t index) {
+    std::lock_guard lock(mutex);
+    return ports[index];
+  }
   // Rows emitted on `index`, over every batch.
   std::size_t rows(std::size_t index);
   // Symbols emitted on `index`, in order.
   std::vector<std::string> symbols(std::size_t index);
 
+  std::mutex mutex;
   std::map<std::size_t, std::vector<BatchPtr>> ports;
   std::vector<Clock::time_point> wakes;
 };

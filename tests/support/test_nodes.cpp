@@ -1,5 +1,7 @@
 #include "support/test_nodes.hpp"
 
+#include <condition_variable>
+#include <deque>
 #include <thread>
 
 #include "engine/registry.hpp"
@@ -241,5 +243,74 @@ PREDFLOW_REGISTER_NODE(NodeSpec("test_failing_router", Category::Router)
                            .output("out", kind::same)
                            .output("dead", kind::dead_letters),
                        [](const NodeContext&) { return std::make_unique<FailingRouter>(); });
+}  // namespace
+}  // namespace predflow::test
+
+namespace predflow::test {
+namespace {
+// test_deferred_relay: passes each batch on from a thread of its own, `delay` after it
+// arrived (as a sink's writer emits dead letters): Output::emit off the graph's threads.
+// flush() waits until everything is passed on.
+class DeferredRelay : public Processor {
+ public:
+  explicit DeferredRelay(const NodeContext& ctx) : delay_(ctx.config.get_duration("delay")) {}
+  ~DeferredRelay() override { stop(); }
+
+  void process(BatchPtr in, Output& out) override {
+    std::lock_guard lock(mutex_);
+    if (!thread_.joinable()) thread_ = std::thread([this, &out] { relay(out); });
+    queue_.push_back({Clock::now() + delay_, std::move(in)});
+    cv_.notify_all();
+  }
+  void flush(Output&) override {
+    std::unique_lock lock(mutex_);
+    idle_.wait(lock, [&] { return queue_.empty() && !busy_; });
+  }
+  void stop() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void relay(Output& out) {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      if (queue_.empty()) {
+        cv_.wait(lock);
+        continue;
+      }
+      if (Clock::now() < queue_.front().first) {
+        cv_.wait_until(lock, queue_.front().first);
+        continue;
+      }
+      BatchPtr b = std::move(queue_.front().second);
+      queue_.pop_front();
+      busy_ = true;
+      lock.unlock();
+      out.emit(0, std::move(b));
+      lock.lock();
+      busy_ = false;
+      if (queue_.empty()) idle_.notify_all();
+    }
+  }
+
+  const Duration delay_;
+  std::mutex mutex_;
+  std::condition_variable cv_, idle_;
+  std::deque<std::pair<Clock::time_point, BatchPtr>> queue_;
+  bool busy_ = false, stopping_ = false;
+  std::thread thread_;
+};
+PREDFLOW_REGISTER_NODE(NodeSpec("test_deferred_relay", Category::Transform)
+                           .summarize("Test node: passes batches on from a thread of its own, after `delay`")
+                           .input("in", kind::any)
+                           .output("out", kind::same)
+                           .field(field::duration("delay").default_value("10ms"))
+                           .concurrency(1, 1),
+                       [](const NodeContext& ctx) { return std::make_unique<DeferredRelay>(ctx); });
 }  // namespace
 }  // namespace predflow::test

@@ -113,6 +113,29 @@ nodes:
   for (const auto& [m, seen] : acks.seen_at_ack) CHECK_MESSAGE(seen == 6, "message " << m);
 }
 
+TEST_CASE("Output::emit from a node's own thread: every batch arrives, in order, and every message is acknowledged once") {
+  // test_deferred_relay emits from its thread, after process() returned (as a sink's writer
+  // emits dead letters); downstream runs on TBB workers and on a blocking node's thread.
+  Recorder::instance().reset();
+  CHECK(run_pipeline(R"(
+nodes:
+  src: {type: test_source, messages: 200, rows: 2}
+  relay: {type: test_deferred_relay, from: [src], delay: 2ms}
+  compute: {type: test_compute_sink, from: [relay]}
+  slow: {type: test_sink, from: [relay], delay: 1ms}
+)"));
+  auto acks = Recorder::instance().acks("src");
+  check_every_message_acked_once(acks, 200);
+  CHECK(Recorder::instance().sink("compute").rows == 400);
+  CHECK(Recorder::instance().sink("slow").rows == 400);
+  auto symbols = Recorder::instance().sink("slow").symbols;
+  CHECK(std::is_sorted(symbols.begin(), symbols.end(), [](const std::string& a, const std::string& b) {
+    auto n = [](const std::string& s) { return std::stoi(s.substr(1, s.find('_') - 1)); };
+    return n(a) < n(b);
+  }));
+  for (const auto& [m, seen] : acks.seen_at_ack) CHECK_MESSAGE(seen == 4, "message " << m);
+}
+
 TEST_CASE("a node that throws fails the messages behind the batch, each exactly once") {
   Recorder::instance().reset();
   CHECK(run_pipeline(R"(
