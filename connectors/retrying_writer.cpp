@@ -13,10 +13,19 @@ std::vector<FieldSpec> writer_fields(const WriterFieldDefaults& defaults) {
   };
 }
 
-void read_writer_fields(const NodeConfig& config, WriterOptions& options) {
-  options.backoff.initial = config.get_duration("backoff_initial");
-  options.backoff.max = config.get_duration("backoff_max");
-  options.stop_timeout = config.get_duration("stop_timeout");
+WriterOptions sink_writer_options(const std::string& node_id, const NodeConfig& config, std::string destination,
+                                  std::string unavailable_reason, std::string rejected_reason,
+                                  const std::string& max_pending_field) {
+  WriterOptions o;
+  o.node_id = node_id;
+  o.destination = std::move(destination);
+  o.unavailable_reason = std::move(unavailable_reason);
+  o.rejected_reason = std::move(rejected_reason);
+  o.max_pending = static_cast<std::size_t>(config.get_int(max_pending_field));
+  o.backoff.initial = config.get_duration("backoff_initial");
+  o.backoff.max = config.get_duration("backoff_max");
+  o.stop_timeout = config.get_duration("stop_timeout");
+  return o;
 }
 
 Duration breaker_aware_retry_for(const std::string& node_id, Duration configured, Duration breaker_reset,

@@ -80,8 +80,11 @@ struct WriterFieldDefaults {
   std::string backoff_initial = "100ms", backoff_max = "5s", stop_timeout = "10s";
 };
 std::vector<FieldSpec> writer_fields(const WriterFieldDefaults& defaults);
-// backoff and stop_timeout from those fields.
-void read_writer_fields(const NodeConfig& config, WriterOptions& options);
+// A sink's writer options: who it is, where it writes, its two dead-letter reasons, and
+// backoff/stop_timeout from its writer_fields; `max_pending_field` names its bound.
+WriterOptions sink_writer_options(const std::string& node_id, const NodeConfig& config, std::string destination,
+                                  std::string unavailable_reason, std::string rejected_reason,
+                                  const std::string& max_pending_field = "max_pending");
 // retry_for raised to the breaker's open time + backoff_max + 1 s, with a log line, so
 // that an outage shorter than the breaker keeps rows held rather than dead-lettered.
 Duration breaker_aware_retry_for(const std::string& node_id, Duration configured, Duration breaker_reset,

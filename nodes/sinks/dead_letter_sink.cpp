@@ -89,14 +89,8 @@ class DeadLetterSink : public Processor {
     // In every scrape, so that a dashboard shows "none" rather than "no data" before the first.
     ctx.metrics.declare("predflow_dead_letters_total", "Dead-letter records, by stage and reason",
                         prometheus::MetricType::Counter);
-    connectors::WriterOptions o;
-    o.node_id = id_;
-    o.destination = "NATS";
-    o.unavailable_reason = "nats_unavailable";
-    o.rejected_reason = "nats_rejected";
-    o.max_pending = static_cast<std::size_t>(ctx.config.get_int("max_pending"));
+    auto o = connectors::sink_writer_options(id_, ctx.config, "NATS", "nats_unavailable", "nats_rejected");
     o.max_group = 10000;
-    connectors::read_writer_fields(ctx.config, o);
     o.dead_port = false;  // the end of the line: refused records are logged, the rest redelivered
     o.tick_every = ctx.config.get_duration("replay_every");
     o.metrics = {"predflow_dead_letters_published_total", "predflow_dead_letters_publish_retries_total",

@@ -74,14 +74,8 @@ class NatsSink : public Processor {
         overflow_(ctx.metrics.counter("predflow_nats_overflow_total",
                                       "Rows a NATS sink could not hold while NATS was down (sent to dead letters)",
                                       {{"node", ctx.id}})) {
-    connectors::WriterOptions o;
-    o.node_id = id_;
-    o.destination = "NATS";
-    o.unavailable_reason = "nats_unavailable";
-    o.rejected_reason = "nats_rejected";
-    o.max_pending = static_cast<std::size_t>(ctx.config.get_int("max_pending"));
+    auto o = connectors::sink_writer_options(id_, ctx.config, "NATS", "nats_unavailable", "nats_rejected");
     o.max_group = 10000;  // messages per publish: one wait for the acknowledgements of a bounded group
-    connectors::read_writer_fields(ctx.config, o);
     o.retry_for = Duration::max();  // the source holds the messages meanwhile; at stop they are redelivered
     o.expire_to_dead_letters = false;
     o.metrics = {"predflow_nats_published_total", "predflow_nats_publish_retries_total",

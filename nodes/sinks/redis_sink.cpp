@@ -114,14 +114,8 @@ class RedisSink : public Processor {
     if (!redis_)
       throw std::runtime_error("redis_sink " + id_ + ": resource '" + ctx.config.get_string("redis") +
                                "' is not a redis resource");
-    connectors::WriterOptions o;
-    o.node_id = id_;
-    o.destination = "Redis";
-    o.unavailable_reason = "redis_unavailable";
-    o.rejected_reason = "redis_rejected";
-    o.max_pending = static_cast<std::size_t>(ctx.config.get_int("max_pending"));
+    auto o = connectors::sink_writer_options(id_, ctx.config, "Redis", "redis_unavailable", "redis_rejected");
     o.max_group = batch_size_;
-    connectors::read_writer_fields(ctx.config, o);
     o.retry_for = connectors::breaker_aware_retry_for(id_, ctx.config.get_duration("retry_for"),
                                                       redis_->breaker().options().reset, o.backoff.max);
     o.count_prediction_errors = true;

@@ -119,16 +119,11 @@ class TimescaleSink : public Processor {
     stage_table_ = "pg_temp.predflow_stage_" + suffix.substr(0, 40);
     if (!latest_table_.empty()) upsert_sql_ = upsert_statement();
 
-    connectors::WriterOptions o;
-    o.node_id = id_;
-    o.destination = "the database";
-    o.unavailable_reason = "database_unavailable";
-    o.rejected_reason = "database_rejected";
-    o.max_pending = static_cast<std::size_t>(ctx.config.get_int("max_buffered_rows"));
+    auto o = connectors::sink_writer_options(id_, ctx.config, "the database", "database_unavailable",
+                                             "database_rejected", "max_buffered_rows");
     o.max_group = kMaxRowsPerTransaction;
     o.min_group = static_cast<std::size_t>(ctx.config.get_int("flush_rows"));
     o.max_delay = ctx.config.get_duration("flush_interval");
-    connectors::read_writer_fields(ctx.config, o);
     // Retried for as long as the outage lasts: the source holds the messages meanwhile
     // (in-progress acknowledgements), and at stop what is left is redelivered.
     o.retry_for = Duration::max();
