@@ -102,11 +102,18 @@ class WriterCore {
  public:
   WriterCore(WriterOptions options, Metrics& metrics);
   const WriterOptions& options() const { return options_; }
-
- protected:
-  // A failure record of row `row` of `batch`.
+  // A failure record of row `row` of `batch`, from this sink (also for rows a sink rejects
+  // itself before offering them).
   RowFailure failure(const Batch& batch, std::uint32_t row, const std::string& reason, const std::string& error,
                      int attempts, std::string payload) const;
+  // `dead` holds the tokens of `from`: its messages complete once the dead letters are handled.
+  static void hold_tokens(Batch& dead, const Batch& from) {
+    for (const auto& ack : from.acks)
+      if (ack) dead.shared_acks.push_back(ack);
+    dead.shared_acks.insert(dead.shared_acks.end(), from.shared_acks.begin(), from.shared_acks.end());
+  }
+
+ protected:
   // Emits `dead` (failures + the tokens of their batches) or, when nothing may be emitted
   // any more, fails its tokens. Counts and logs.
   void emit_dead(std::shared_ptr<Batch> dead, const std::string& reason, const std::string& error);
@@ -267,12 +274,6 @@ class RetryingWriter : public WriterCore {
     pending_gauge_.Set(static_cast<double>(held_));
     queue_.push_back(std::move(entry));
     cv_.notify_all();
-  }
-
-  static void hold_tokens(Batch& dead, const Batch& from) {
-    for (const auto& ack : from.acks)
-      if (ack) dead.shared_acks.push_back(ack);
-    dead.shared_acks.insert(dead.shared_acks.end(), from.shared_acks.begin(), from.shared_acks.end());
   }
 
   // Entries leave as dead letters (or fail their tokens): out of time, or refused.

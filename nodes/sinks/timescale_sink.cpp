@@ -178,14 +178,7 @@ class TimescaleSink : public Processor {
         entry.rows.push_back(r);
         continue;
       }
-      RowFailure f;
-      f.stage = id_;
-      f.symbol = in->symbols[r];
-      f.reason = "invalid_prediction";
-      f.error = std::move(problem);
-      if (r < in->correlation_ids.size()) f.correlation_id = in->correlation_ids[r];
-      f.payload = dead_payload(*in, r);
-      invalid->failures.push_back(std::move(f));
+      invalid->failures.push_back(writer_->failure(*in, r, "invalid_prediction", problem, 1, dead_payload(*in, r)));
     }
     auto& p = entry.payload;
     p.text.reserve(entry.rows.size() * 224);
@@ -199,9 +192,7 @@ class TimescaleSink : public Processor {
       dead_invalid_.Increment(static_cast<double>(invalid->failures.size()));
       spdlog::error("msg=\"invalid predictions sent to dead letters\" node={} rows={} error=\"{}\"", id_,
                     invalid->failures.size(), invalid->failures.front().error);
-      invalid->shared_acks = in->shared_acks;
-      for (const auto& ack : in->acks)
-        if (ack) invalid->shared_acks.push_back(ack);
+      Writer::hold_tokens(*invalid, *in);
       out.emit(0, std::move(invalid));
     }
     if (entry.rows.empty()) return;
