@@ -1,4 +1,5 @@
 #include "connectors/guarded_resource.hpp"
+#include "engine/io_executor.hpp"
 #include "engine/thread_name.hpp"
 
 #include <prometheus/counter.h>
@@ -35,76 +36,70 @@ void GuardedResource::start() {
     spdlog::warn("msg=\"connector not reachable at start, retrying in the background\" resource={} type={} endpoint={} error=\"{}\"",
                  name_, type_, endpoint_, e.what());
   }
-  std::lock_guard lock(loop_mutex_);
-  if (!loop_.joinable()) {
-    stopping_ = false;
-    loop_ = std::thread([this] {
-      name_this_thread(name_, ":probe");
-      probe_loop();
-    });
+  std::lock_guard lock(probe_mutex_);
+  if (!probe_task_) {
+    // While the breaker is open the probe tries the server on a backoff of its own (100ms
+    // doubling to at most 1s, with jitter) and, when that comes due before breaker_reset has
+    // passed, runs the half-open trial early: callers still fail fast while the server is
+    // down, but a server that is back closes the breaker within about a second, not
+    // breaker_reset. Work that waits on the server (sources redelivering with a limited
+    // number of deliveries, sinks retrying rows) then resumes long before it gives up. The
+    // cap is not backoff_max (5s): with full jitter the trial after a 5 s restart could then
+    // come 5 s late, and a source's redeliveries (1 + 2 + 4 s before the last) run out first.
+    // A PING or SELECT 1 a second against a server that is down costs nothing.
+    BackoffOptions trial_backoff = backoff_.options();
+    trial_backoff.max = std::min<Duration>(trial_backoff.max, kMaxEarlyTrialInterval);
+    trial_backoff.initial = std::min(trial_backoff.initial, trial_backoff.max);
+    early_trials_ = Backoff(trial_backoff);
+    next_early_trial_ = Clock::now();
+    probe_task_ = IoExecutor::shared().task(thread_label(name_, ":probe"), [this] { return probe_step(); });
   }
 }
 
 void GuardedResource::stop() {
+  std::unique_ptr<IoTask> task;
   {
-    std::lock_guard lock(loop_mutex_);
-    stopping_ = true;
+    std::lock_guard lock(probe_mutex_);
+    task.swap(probe_task_);
   }
-  loop_cv_.notify_all();
-  if (loop_.joinable() && loop_.get_id() != std::this_thread::get_id()) loop_.join();
+  if (task) task->cancel();  // waits for a probe in progress
 }
 
 bool GuardedResource::ready() const {
   return connected_once_.load() && breaker_.state() == CircuitBreaker::State::Closed;
 }
 
-void GuardedResource::probe_loop() {
-  // While the breaker is open the probe tries the server on a backoff of its own (100ms
-  // doubling to backoff_max, with jitter) and, when that comes due before breaker_reset has
-  // passed, runs the half-open trial early: callers still fail fast while the server is
-  // down, but a server that is back closes the breaker within about backoff_max, not
-  // breaker_reset. Work that waits on the server (sources redelivering with a limited
-  // number of deliveries, sinks retrying rows) then resumes long before it gives up.
-  Backoff early_trials(backoff_.options());
-  auto next_early_trial = Clock::now();
-  std::unique_lock lock(loop_mutex_);
-  while (!stopping_) {
-    Duration wait = std::chrono::seconds(1);
-    bool connected = connected_once_.load();
-    auto state = breaker_.state();
-    if (state != CircuitBreaker::State::Open) early_trials.reset(), next_early_trial = Clock::now();
-    if (!connected || state == CircuitBreaker::State::Open) {
-      auto now = Clock::now();
-      Duration gate;
-      {
-        std::lock_guard gate_lock(gate_mutex_);
-        gate = std::max(Duration::zero(), std::chrono::duration_cast<Duration>(next_connect_ - now));
-      }
-      // Open: the trial (due after breaker_reset, or early on the probe's own backoff); not
-      // yet connected: the reconnect backoff.
-      Duration due = gate;
-      if (state == CircuitBreaker::State::Open) {
-        const auto early = std::max(Duration::zero(), std::chrono::duration_cast<Duration>(next_early_trial - now));
-        due = std::min(breaker_.retry_in(now), std::max(early, gate));
-        if (due <= Duration::zero() && breaker_.retry_in(now) > Duration::zero()) {
-          breaker_.expedite_trial(now);
-          next_early_trial = now + early_trials.next();
-        }
-      }
-      if (due <= Duration::zero()) {
-        lock.unlock();
-        try {
-          probe();
-        } catch (const std::exception&) {
-          // logged where it failed; the next round waits for the backoff or the breaker
-        }
-        lock.lock();
-        continue;
-      }
-      wait = std::max<Duration>(due, std::chrono::milliseconds(1));
-    }
-    loop_cv_.wait_for(lock, wait, [this] { return stopping_; });
+// One round of the probe: connect when never connected, run the breaker's trial when it is
+// open; returns when to look again.
+std::optional<Clock::time_point> GuardedResource::probe_step() {
+  const bool connected = connected_once_.load();
+  const auto state = breaker_.state();
+  auto now = Clock::now();
+  if (state != CircuitBreaker::State::Open) early_trials_.reset(), next_early_trial_ = now;
+  if (connected && state != CircuitBreaker::State::Open) return now + std::chrono::seconds(1);
+  Duration gate;
+  {
+    std::lock_guard gate_lock(gate_mutex_);
+    gate = std::max(Duration::zero(), std::chrono::duration_cast<Duration>(next_connect_ - now));
   }
+  // Open: the trial (due after breaker_reset, or early on the probe's own backoff; a trial
+  // connects regardless of the reconnect gate); not yet connected: the reconnect backoff.
+  Duration due = gate;
+  if (state == CircuitBreaker::State::Open) {
+    const auto early = std::max(Duration::zero(), std::chrono::duration_cast<Duration>(next_early_trial_ - now));
+    due = std::min(breaker_.retry_in(now), early);
+    if (due <= Duration::zero() && breaker_.retry_in(now) > Duration::zero()) {
+      breaker_.expedite_trial(now);
+      next_early_trial_ = now + early_trials_.next();
+    }
+  }
+  if (due > Duration::zero()) return now + std::max<Duration>(due, std::chrono::milliseconds(1));
+  try {
+    probe();
+  } catch (const std::exception&) {
+    // logged where it failed; the next round waits for the backoff or the breaker
+  }
+  return Clock::now();  // look again at once: the backoff or the breaker says how long to wait
 }
 
 void GuardedResource::throw_breaker_open() const {

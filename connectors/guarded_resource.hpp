@@ -1,22 +1,24 @@
 // The part that Redis and PostgreSQL share: a circuit breaker around every call, a
 // reconnect gate with exponential backoff and jitter, and a background probe that makes
 // the first connection when the server was down at start and runs the half-open trial
-// while the breaker is open, so that ready() recovers without traffic.
+// while the breaker is open, so that ready() recovers without traffic (a task of the
+// process's I/O executor, not a thread of its own).
 //
 // start() never throws for a server that is down: the pipeline runs degraded, ready()
 // says false, and calls fail fast (BreakerOpenError) or with a ConnectorError.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
 #include "connectors/backoff.hpp"
 #include "engine/circuit_breaker.hpp"
+#include "engine/io_executor.hpp"
 #include "connectors/connector_metrics.hpp"
 #include "connectors/errors.hpp"
 #include "engine/node.hpp"
@@ -79,6 +81,9 @@ class GuardedResource : public Resource {
   void connect_succeeded();
   void count_round_trips(double n);
 
+  // The longest wait between the probe's early breaker trials (see start()).
+  static constexpr Duration kMaxEarlyTrialInterval = std::chrono::seconds(1);
+
   // A cheap call through guarded() (PING, SELECT 1); throws on failure.
   virtual void probe() = 0;
 
@@ -94,7 +99,6 @@ class GuardedResource : public Resource {
   [[noreturn]] void throw_breaker_open() const;
   void on_success();
   void on_failure(const std::string& why);
-  void probe_loop();
 
   CircuitBreaker breaker_;
   std::atomic<bool> connected_once_{false};
@@ -105,10 +109,12 @@ class GuardedResource : public Resource {
   std::string last_error_;
   bool failing_ = false;  // for logging transitions only
 
-  std::mutex loop_mutex_;
-  std::condition_variable loop_cv_;
-  bool stopping_ = false;
-  std::thread loop_;
+  // The probe: a task of the process's I/O executor (engine/io_executor.hpp).
+  std::optional<CircuitBreaker::Clock::time_point> probe_step();
+  std::mutex probe_mutex_;
+  std::unique_ptr<IoTask> probe_task_;
+  Backoff early_trials_;  // touched by probe_step() only
+  CircuitBreaker::Clock::time_point next_early_trial_{};
 };
 
 }  // namespace predflow::connectors

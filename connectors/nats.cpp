@@ -1,4 +1,5 @@
 #include "connectors/nats.hpp"
+#include "engine/thread_name.hpp"
 
 #include <prometheus/gauge.h>
 #include <spdlog/spdlog.h>
@@ -65,6 +66,10 @@ std::string NatsResource::last_error(natsStatus s) const {
 
 void NatsResource::start() {
   if (nc_) return;
+  // nats.c starts its own threads (timers, callbacks, garbage collection) on first use and
+  // the connection's (reader, flusher) here: they take this name (pf:bus:nats), not the
+  // caller's.
+  ScopedThreadName name(name_, ":nats");
   natsOptions* raw = nullptr;
   if (natsOptions_Create(&raw) != NATS_OK) throw std::runtime_error(prefix() + "cannot create options");
   std::unique_ptr<natsOptions, void (*)(natsOptions*)> opts(raw, natsOptions_Destroy);
@@ -84,6 +89,10 @@ void NatsResource::start() {
   check(natsOptions_SetReconnectedCB(raw, &NatsResource::on_reconnected, this), "callbacks");
   check(natsOptions_SetClosedCB(raw, &NatsResource::on_closed, this), "callbacks");
   check(natsOptions_SetErrorHandler(raw, &NatsResource::on_error, this), "callbacks");
+  // Asynchronous subscriptions (each JetStream publisher's PubAck inbox) share nats.c's
+  // delivery pool instead of starting a thread each. The callbacks are short (they settle
+  // tokens), so one pool thread serves them all.
+  check(natsOptions_UseGlobalMessageDelivery(raw, true), "global message delivery");
 
   natsStatus s = natsConnection_Connect(&nc_, raw);
   if (s == NATS_OK) {

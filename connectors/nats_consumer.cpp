@@ -1,4 +1,5 @@
 #include "connectors/nats_consumer.hpp"
+#include "engine/thread_name.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -111,6 +112,9 @@ void NatsConsumer::ensure_consumer() {
 }
 
 void NatsConsumer::open() {
+  // nats.c's threads started by the first subscription or request take the connection's
+  // name (pf:bus:nats), not the source's.
+  ScopedThreadName naming(nats_->name(), ":nats");
   std::lock_guard lock(mutex_);
   if (sub_ && natsSubscription_IsValid(sub_->get())) return;
   sub_.reset();

@@ -1,8 +1,10 @@
 #include "connectors/nats_stream_publisher.hpp"
+#include "engine/thread_name.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "connectors/errors.hpp"
 
@@ -116,6 +118,11 @@ void StreamPublisher::publish(std::span<const Message> messages) {
   if (messages.empty()) return;
   if (target_.stream.empty()) return publish_core(messages);
   if (!nats_->connected()) throw ConnectorError("nats resource '" + nats_->name() + "': not connected; nothing published");
+  // The first requests and the first asynchronous publish start nats.c's threads (the
+  // request and PubAck deliveries), which take the name of the thread that starts them:
+  // the connection's (pf:bus:nats), not this writer's.
+  std::optional<ScopedThreadName> naming;
+  if (!js_) naming.emplace(nats_->name(), ":nats");
   ensure_stream();
   const Duration timeout = nats_->options().timeout;
   if (!js_) {

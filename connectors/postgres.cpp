@@ -159,26 +159,29 @@ void PostgresResource::fail(PGresult* result, const std::string& what) {
 std::vector<PgRow> PostgresResource::query(const std::string& sql, const PgParams& params) {
   return guarded([&](bool trial) {
     std::lock_guard lock(mutex_);
-    PGconn* c = connection(trial);
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-    PGresult* r = PQexecParams(c, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0);
-    count_round_trips(1);
-    auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) fail(r, "query");
-    auto held = hold(r);
-    std::vector<PgRow> rows(static_cast<std::size_t>(PQntuples(r)));
-    const int columns = PQnfields(r);
-    for (int i = 0; i < static_cast<int>(rows.size()); ++i) {
-      auto& row = rows[static_cast<std::size_t>(i)];
-      row.resize(static_cast<std::size_t>(columns));
-      for (int j = 0; j < columns; ++j)
-        if (!PQgetisnull(r, i, j)) row[static_cast<std::size_t>(j)].emplace(PQgetvalue(r, i, j), PQgetlength(r, i, j));
-    }
-    instruments_.connected->Set(1);
-    return rows;
+    return query_on(connection(trial), sql, params);
   });
+}
+
+std::vector<PgRow> PostgresResource::query_on(PGconn* c, const std::string& sql, const PgParams& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  PGresult* r = PQexecParams(c, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0);
+  count_round_trips(1);
+  auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) fail(r, "query");
+  auto held = hold(r);
+  std::vector<PgRow> rows(static_cast<std::size_t>(PQntuples(r)));
+  const int columns = PQnfields(r);
+  for (int i = 0; i < static_cast<int>(rows.size()); ++i) {
+    auto& row = rows[static_cast<std::size_t>(i)];
+    row.resize(static_cast<std::size_t>(columns));
+    for (int j = 0; j < columns; ++j)
+      if (!PQgetisnull(r, i, j)) row[static_cast<std::size_t>(j)].emplace(PQgetvalue(r, i, j), PQgetlength(r, i, j));
+  }
+  instruments_.connected->Set(1);
+  return rows;
 }
 
 std::int64_t PostgresResource::exec(const std::string& sql) {
@@ -272,6 +275,10 @@ void PostgresResource::transaction(const std::function<void(PgTransaction&)>& st
 }
 
 std::int64_t PgTransaction::exec(const std::string& sql) { return db_.exec_on(conn_, sql); }
+
+std::vector<PgRow> PgTransaction::query(const std::string& sql, const PgParams& params) {
+  return db_.query_on(conn_, sql, params);
+}
 
 std::int64_t PgTransaction::copy_in(const std::string& copy_sql, std::string_view rows_text) {
   return db_.copy_on(conn_, copy_sql, rows_text);

@@ -40,6 +40,7 @@ class PostgresResource;
 class PgTransaction {
  public:
   std::int64_t exec(const std::string& sql);
+  std::vector<PgRow> query(const std::string& sql, const PgParams& params = {});
   std::int64_t copy_in(const std::string& copy_sql, std::string_view rows_text);
 
  private:
@@ -90,6 +91,7 @@ class PostgresResource : public GuardedResource {
   void drop_connection();
   // With mutex_ held, on `c`: the bodies of exec() and copy_in().
   std::int64_t exec_on(PGconn* c, const std::string& sql);
+  std::vector<PgRow> query_on(PGconn* c, const std::string& sql, const PgParams& params);
   std::int64_t copy_on(PGconn* c, const std::string& copy_sql, std::string_view rows_text);
   friend class PgTransaction;
 

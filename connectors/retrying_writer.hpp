@@ -1,11 +1,12 @@
 // RetryingWriter: the one way a sink hands rows to a server that may be down (Redis,
 // PostgreSQL, NATS). A sink encodes each input batch into an entry and offers it; the
-// writer's thread groups entries (by size and time), writes them through the sink's
+// writer — a task of the process's I/O executor, not a thread of its own — groups entries
+// (by size and time), writes them through the sink's
 // `write` hook, and on failure holds them in a bounded queue and retries with backoff
 // (full jitter). The entries keep their batches — and so the batches' acknowledgement
 // tokens — until the server confirmed them, they left as dead letters, or (at stop) their
 // tokens were failed so that the source redelivers. Dead letters are emitted from the
-// writer's thread (Output::emit is thread-safe), carrying the tokens of their batches.
+// writer's task (Output::emit is thread-safe), carrying the tokens of their batches.
 //
 // Failures the `write` hook reports:
 //   - it throws CommandError: the server refused the group for good. A group of several
@@ -27,6 +28,8 @@
 #include <deque>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,6 +38,7 @@
 
 #include "connectors/backoff.hpp"
 #include "connectors/errors.hpp"
+#include "engine/io_executor.hpp"
 #include "engine/metrics.hpp"
 #include "engine/node.hpp"
 #include "engine/spec.hpp"
@@ -71,7 +75,7 @@ struct WriterOptions {
   // false (the dead-letter sink itself): refused rows are logged whole instead, and rows
   // out of room or time fail their tokens.
   bool dead_port = true;
-  Duration tick_every{0};                // the `tick` hook's period on the writer thread (0: none)
+  Duration tick_every{0};                // the `tick` hook's period in the writer task (0: none)
   WriterMetricNames metrics;
 };
 
@@ -159,7 +163,7 @@ class RetryingWriter : public WriterCore {
     std::function<void(Group&, const Refusals&, Clock::duration took)> written;  // after a confirmed write
     std::function<bool(Group&)> fallback;     // while writes fail: true = the group is stored elsewhere
     std::function<void(Entry&, std::size_t keep)> truncate;  // keep the first rows (entries that fit in part)
-    std::function<void()> tick;               // every tick_every, on the writer thread
+    std::function<void()> tick;               // every tick_every, in the writer task
   };
 
   RetryingWriter(WriterOptions options, Metrics& metrics, Hooks hooks)
@@ -168,13 +172,14 @@ class RetryingWriter : public WriterCore {
   RetryingWriter(const RetryingWriter&) = delete;
   RetryingWriter& operator=(const RetryingWriter&) = delete;
 
+  // The writer runs as a task of the process's I/O executor (engine/io_executor.hpp),
+  // named pf:<node>:w while it works, and is woken by offer(), flush() and stop().
   void start() {
     std::lock_guard lock(mutex_);
-    if (thread_.joinable() || stopping_) return;
-    thread_ = std::thread([this] {
-      name_this_thread(options_.node_id, ":w");
-      loop();
-    });
+    if (task_ || stopping_) return;
+    backoff_ = Backoff(options_.backoff);
+    next_tick_ = Clock::now() + options_.tick_every;
+    task_ = IoExecutor::shared().task(thread_label(options_.node_id, ":w"), [this] { return step(); });
   }
 
   // Queues the entry; what does not fit in max_pending leaves on `out` as dead letters at
@@ -227,8 +232,8 @@ class RetryingWriter : public WriterCore {
         draining_ = true;
         drain_deadline_ = Clock::now() + options_.stop_timeout;
       }
-      cv_.notify_all();
-      idle_cv_.wait(lock, [&] { return (queue_.empty() && !writing_) || thread_done_ || !thread_.joinable(); });
+      if (task_) task_->wake();
+      idle_cv_.wait(lock, [&] { return (queue_.empty() && !writing_) || done_ || !task_; });
     }
     close_output();
   }
@@ -238,8 +243,9 @@ class RetryingWriter : public WriterCore {
   // the graph may be gone.
   void stop() {
     close_output();
+    std::unique_ptr<IoTask> task;
     {
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
       if (!stopping_) {
         stopping_ = true;
         if (!draining_) {
@@ -247,9 +253,13 @@ class RetryingWriter : public WriterCore {
           drain_deadline_ = Clock::now() + options_.stop_timeout;
         }
       }
+      if (task_) {
+        task_->wake();
+        idle_cv_.wait(lock, [&] { return done_; });  // what is held gets until drain_deadline_
+      }
+      task.swap(task_);
     }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (task) task->cancel();
     std::deque<Entry> left;
     {
       std::lock_guard lock(mutex_);
@@ -273,7 +283,7 @@ class RetryingWriter : public WriterCore {
     queued_ += entry.units;
     pending_gauge_.Set(static_cast<double>(held_));
     queue_.push_back(std::move(entry));
-    cv_.notify_all();
+    if (task_) task_->wake();
   }
 
   // Entries leave as dead letters (or fail their tokens): out of time, or refused.
@@ -326,13 +336,17 @@ class RetryingWriter : public WriterCore {
     release(units);
   }
 
-  void loop() {
-    connectors::Backoff backoff(options_.backoff);
+  // One run of the writer task: writes while there is something to write, and returns
+  // when to run again (a wake() comes earlier: new entries, a flush, stop), or nullopt
+  // once stopped and empty.
+  std::optional<Clock::time_point> step() {
     std::unique_lock lock(mutex_);
-    Clock::time_point retry_at{}, failing_since{};
-    auto next_tick = Clock::now() + options_.tick_every;
-    std::string failing;    // the error of the outage in progress; empty while writes work
-    std::size_t isolate = 0;  // after a refusal: this many writes of one entry each
+    auto& backoff = backoff_;
+    auto& retry_at = retry_at_;
+    auto& failing_since = failing_since_;
+    auto& next_tick = next_tick_;
+    auto& failing = failing_;
+    auto& isolate = isolate_;
     for (;;) {
       auto now = Clock::now();
       if (hooks_.tick && now >= next_tick) {
@@ -347,8 +361,7 @@ class RetryingWriter : public WriterCore {
         flush_now_ = false;
         if (stopping_) break;
         idle_cv_.notify_all();
-        cv_.wait_until(lock, wake, [&] { return stopping_ || !queue_.empty(); });
-        continue;
+        return wake;
       }
       // Out of time (FIFO: the oldest first). Untried entries expire only during an outage
       // or at the drain deadline, so that retry_for 0 still means one attempt.
@@ -374,17 +387,10 @@ class RetryingWriter : public WriterCore {
         continue;
       }
       auto until = std::min(wake, draining_ ? drain_deadline_ : Clock::time_point::max());
-      if (now < retry_at) {
-        cv_.wait_until(lock, std::min(until, retry_at), [&] { return draining_ && Clock::now() >= drain_deadline_; });
-        continue;
-      }
+      if (now < retry_at) return std::min(until, retry_at);  // new entries do not cut the backoff short
       if (!flush_now_ && !draining_ && queued_ < options_.min_group) {
         const auto due = queue_.front().received + options_.max_delay;
-        if (now < due) {
-          cv_.wait_until(lock, std::min(until, due),
-                         [&] { return flush_now_ || draining_ || queued_ >= options_.min_group; });
-          continue;
-        }
+        if (now < due) return std::min(until, due);
       }
 
       Group group;
@@ -446,21 +452,26 @@ class RetryingWriter : public WriterCore {
       }
       writing_ = false;
     }
-    thread_done_ = true;
+    done_ = true;
     lock.unlock();
     idle_cv_.notify_all();
+    return std::nullopt;
   }
 
   Hooks hooks_;
   mutable std::mutex mutex_;
-  std::condition_variable cv_;       // the writer: work, a flush, or stop
-  std::condition_variable idle_cv_;  // flush(): nothing held
+  std::condition_variable idle_cv_;  // flush(): nothing held; stop(): the task is done
   std::deque<Entry> queue_;
   std::size_t held_ = 0;    // units queued or being written: the bound
   std::size_t queued_ = 0;  // units in queue_
-  bool writing_ = false, flush_now_ = false, draining_ = false, stopping_ = false, thread_done_ = false;
+  bool writing_ = false, flush_now_ = false, draining_ = false, stopping_ = false, done_ = false;
   Clock::time_point drain_deadline_{};
-  std::thread thread_;
+  std::unique_ptr<IoTask> task_;
+  // The task's own, kept between its runs.
+  Backoff backoff_;
+  Clock::time_point retry_at_{}, failing_since_{}, next_tick_{};
+  std::string failing_;     // the error of the outage in progress; empty while writes work
+  std::size_t isolate_ = 0;  // after a refusal: this many writes of one entry each
 };
 
 }  // namespace predflow::connectors

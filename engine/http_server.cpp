@@ -1,5 +1,5 @@
 #include "engine/http_server.hpp"
-#include "engine/thread_name.hpp"
+#include "engine/io_executor.hpp"
 
 #include <utility>  // Boost 1.74 asio uses std::exchange without including it
 
@@ -8,7 +8,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <future>
 #include <optional>
+#include <vector>
 #include <stdexcept>
 
 namespace predflow {
@@ -20,15 +22,26 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// What the sessions share with the server; touched on the network thread only.
+struct ServerCore {
+  std::map<std::string, HttpServer::Handler> routes;
+  int live = 0;           // sessions open now
+  bool stopped = false;   // after stop(): no handler is called any more
+  std::vector<std::weak_ptr<class Session>> sessions;
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const std::map<std::string, HttpServer::Handler>& routes, std::shared_ptr<int> live)
-      : stream_(std::move(socket)), routes_(routes), live_(std::move(live)) {
-    ++*live_;
+  Session(tcp::socket socket, std::shared_ptr<ServerCore> core) : stream_(std::move(socket)), core_(std::move(core)) {
+    ++core_->live;
   }
-  ~Session() { --*live_; }
+  ~Session() { --core_->live; }
 
   void start() { read(); }
+  void close() {
+    beast::error_code ec;
+    stream_.socket().close(ec);
+  }
 
  private:
   void read() {
@@ -39,7 +52,7 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(std::chrono::seconds(10));  // a silent client cannot hold a slot
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       if (!ec) self->respond();
+                       if (!ec && !self->core_->stopped) self->respond();
                      });
   }
 
@@ -48,10 +61,11 @@ class Session : public std::enable_shared_from_this<Session> {
     HttpResponse result;
     std::string target(request_.target());
     target = target.substr(0, target.find('?'));
-    auto it = routes_.find(target);
+    const auto& routes = core_->routes;
+    auto it = routes.find(target);
     if (request_.method() != http::verb::get && request_.method() != http::verb::head) {
       result = {405, "text/plain; charset=utf-8", "method not allowed\n"};
-    } else if (it == routes_.end()) {
+    } else if (it == routes.end()) {
       result = {404, "text/plain; charset=utf-8", "not found\n"};
     } else {
       try {
@@ -79,8 +93,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
-  const std::map<std::string, HttpServer::Handler>& routes_;
-  std::shared_ptr<int> live_;  // sessions open now (touched on the I/O thread only)
+  std::shared_ptr<ServerCore> core_;
 };
 
 // Connections served at once; more are closed at once, so that a flood of idle
@@ -89,32 +102,35 @@ constexpr int kMaxSessions = 256;
 
 }  // namespace
 
-struct HttpServer::Impl {
+// Shared with its pending handlers, which may run after ~HttpServer (then they do nothing).
+struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::string bind_address;
   int port;
-  std::map<std::string, Handler> routes;
-  asio::io_context io{1};
+  std::shared_ptr<ServerCore> core = std::make_shared<ServerCore>();
+  asio::io_context& io = IoExecutor::shared().network();
   tcp::acceptor acceptor{io};
   asio::steady_timer retry{io};
-  std::shared_ptr<int> live = std::make_shared<int>(0);
-  std::thread thread;
+  bool serving = false;
 
   void accept() {
-    acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
-      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;  // stopping
+    acceptor.async_accept([this, self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open() || core->stopped) return;  // stopping
       if (ec) {
         // Out of file descriptors (EMFILE) or the like: try again shortly rather than
         // stop serving for good.
         retry.expires_after(std::chrono::milliseconds(100));
-        retry.async_wait([this](beast::error_code wait_ec) {
-          if (!wait_ec) accept();
+        retry.async_wait([this, self](beast::error_code wait_ec) {
+          if (!wait_ec && !core->stopped) accept();
         });
         return;
       }
-      if (*live >= kMaxSessions) {
+      if (core->live >= kMaxSessions) {
         socket.close(ec);
       } else {
-        std::make_shared<Session>(std::move(socket), routes, live)->start();
+        auto session = std::make_shared<Session>(std::move(socket), core);
+        std::erase_if(core->sessions, [](const auto& w) { return w.expired(); });
+        core->sessions.push_back(session);
+        session->start();
       }
       accept();
     });
@@ -122,10 +138,10 @@ struct HttpServer::Impl {
 };
 
 HttpServer::HttpServer(std::string bind_address, int port, std::map<std::string, Handler> routes)
-    : impl_(std::make_unique<Impl>()) {
+    : impl_(std::make_shared<Impl>()) {
   impl_->bind_address = std::move(bind_address);
   impl_->port = port;
-  impl_->routes = std::move(routes);
+  impl_->core->routes = std::move(routes);
 }
 
 HttpServer::~HttpServer() { stop(); }
@@ -143,21 +159,27 @@ void HttpServer::start() {
     throw std::runtime_error("http: cannot listen on " + impl_->bind_address + ":" + std::to_string(impl_->port) +
                              ": " + ec.message());
   bound_port_ = impl_->acceptor.local_endpoint().port();
-  impl_->accept();
-  impl_->thread = std::thread([this] {
-    name_this_thread("http");
-    impl_->io.run();
-  });
+  impl_->serving = true;
+  asio::post(impl_->io, [impl = impl_] { impl->accept(); });
 }
 
 void HttpServer::stop() {
-  if (!impl_ || !impl_->thread.joinable()) return;
-  impl_->io.stop();
-  impl_->thread.join();
-  // Close only after the I/O thread is gone: a listening socket left open would accept
-  // connections into its backlog that nobody ever answers.
-  beast::error_code ec;
-  impl_->acceptor.close(ec);
+  if (!impl_ || !impl_->serving) return;
+  impl_->serving = false;
+  // On the network thread: no handler runs after this (they call into the runtime, which
+  // may be going), the listening socket closes (else connections would queue in its
+  // backlog unanswered), and open sessions end.
+  std::promise<void> done;
+  asio::post(impl_->io, [impl = impl_, &done] {
+    impl->core->stopped = true;
+    beast::error_code ec;
+    impl->acceptor.close(ec);
+    impl->retry.cancel();
+    for (auto& weak : impl->core->sessions)
+      if (auto session = weak.lock()) session->close();
+    done.set_value();
+  });
+  done.get_future().wait();
 }
 
 }  // namespace predflow

@@ -1,12 +1,12 @@
-// A small HTTP/1.1 server (Boost.Beast) for /metrics, /healthz and /readyz, on its own
-// I/O thread so that a slow scraper never touches the pipeline.
+// A small HTTP/1.1 server (Boost.Beast) for /metrics, /healthz and /readyz, on the I/O
+// executor's network thread (engine/io_executor.hpp), so that a slow scraper never touches
+// the pipeline.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 
 namespace predflow {
 
@@ -29,7 +29,7 @@ class HttpServer {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;
   int bound_port_ = 0;
 };
 

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <oneapi/tbb/flow_graph.h>
+#include <oneapi/tbb/task_scheduler_observer.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include <utility>
 
 #include "engine/http_server.hpp"
+#include "engine/io_executor.hpp"
 #include "engine/log.hpp"
 #include "engine/node_stats.hpp"
 
@@ -160,7 +162,8 @@ class NodeRunner : public SourceContext {
   friend class TimerService;
 };
 
-// Delivers on_tick() to nodes that asked for a wake-up, from one thread.
+// Delivers on_tick() to nodes that asked for a wake-up: one task of the process's I/O
+// executor (engine/io_executor.hpp), woken by wake_at().
 class TimerService {
  public:
   explicit TimerService(flow::graph& graph) : graph_(graph) {}
@@ -168,61 +171,42 @@ class TimerService {
 
   void start(std::vector<NodeRunner*> runners) {
     runners_ = std::move(runners);
-    thread_ = std::thread([this] {
-      name_this_thread("timers");
-      loop();
-    });
+    task_ = IoExecutor::shared().task("pf:timers", [this] { return deliver_due(); });
   }
   void poke() {
-    { std::lock_guard lock(mutex_); ++generation_; }
-    cv_.notify_all();
+    if (task_) task_->wake();
   }
   void stop() {
-    {
-      std::lock_guard lock(mutex_);
-      if (done_) return;
-      done_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (task_) task_->cancel();
   }
 
  private:
-  void loop() {
-    std::unique_lock lock(mutex_);
-    while (!done_) {
-      std::int64_t now = Clock::now().time_since_epoch().count();
-      std::int64_t earliest = 0;
-      for (NodeRunner* r : runners_) {
-        std::int64_t t = r->next_tick_ns.load();
-        if (t == 0) continue;
-        if (t <= now) {
-          // Clear before delivering, so a wake_at() from on_tick() is not lost.
-          if (r->next_tick_ns.compare_exchange_strong(t, 0)) {
-            lock.unlock();
-            graph_.reserve_wait();  // keep wait_for_all() honest about this external put
-            r->enqueue({Envelope::Kind::Tick, nullptr});
-            graph_.release_wait();
-            lock.lock();
-          }
-          continue;
+  // Ticks every runner whose time came; returns the earliest time still ahead.
+  std::optional<Clock::time_point> deliver_due() {
+    const std::int64_t now = Clock::now().time_since_epoch().count();
+    std::int64_t earliest = 0;
+    for (NodeRunner* r : runners_) {
+      std::int64_t t = r->next_tick_ns.load();
+      if (t == 0) continue;
+      if (t <= now) {
+        // Clear before delivering, so a wake_at() from on_tick() is not lost.
+        if (r->next_tick_ns.compare_exchange_strong(t, 0)) {
+          graph_.reserve_wait();  // keep wait_for_all() honest about this external put
+          r->enqueue({Envelope::Kind::Tick, nullptr});
+          graph_.release_wait();
         }
-        if (earliest == 0 || t < earliest) earliest = t;
+        continue;
       }
-      std::uint64_t seen = generation_;
-      auto pred = [&] { return done_ || generation_ != seen; };
-      if (earliest == 0) cv_.wait(lock, pred);
-      else cv_.wait_until(lock, Clock::time_point(Clock::duration(earliest)), pred);
+      if (earliest == 0 || t < earliest) earliest = t;
     }
+    // A wake_at() that came while this ran woke the task again (IoTask::wake), so nothing
+    // asked for in the meantime is missed.
+    return earliest == 0 ? Clock::time_point::max() : Clock::time_point(Clock::duration(earliest));
   }
 
   flow::graph& graph_;
   std::vector<NodeRunner*> runners_;
-  std::thread thread_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::uint64_t generation_ = 0;
-  bool done_ = false;
+  std::unique_ptr<IoTask> task_;
 };
 
 NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics& metrics, NodeStats& stats,
@@ -398,7 +382,18 @@ void NodeRunner::run_source() {
 
 }  // namespace
 
+// oneTBB's workers would carry the name of whatever thread started them: they are "pf:tbb".
+class WorkerNames : public oneapi::tbb::task_scheduler_observer {
+ public:
+  WorkerNames() { observe(true); }
+  ~WorkerNames() override { observe(false); }
+  void on_scheduler_entry(bool is_worker) override {
+    if (is_worker) pthread_setname_np(pthread_self(), "pf:tbb");
+  }
+};
+
 struct Runtime::Impl {
+  WorkerNames worker_names;  // first: observes the workers before the graph gives them work
   const Plan& plan;
   Metrics& metrics;
   flow::graph graph;
@@ -411,10 +406,8 @@ struct Runtime::Impl {
   std::shared_ptr<NodeStatsCollector> stats = std::make_shared<NodeStatsCollector>();
   std::vector<std::unique_ptr<NodeRunner>> runners;  // plan order (topological)
   std::unique_ptr<HttpServer> http;
-  // stop_when_readable(): the watcher thread, and the pipe through which ~Runtime tells it
-  // to return before it is joined.
-  std::thread stop_watcher;
-  int watcher_wake[2] = {-1, -1};
+  // stop_when_readable(): the watch on the CLI's signal pipe (the network thread's).
+  std::unique_ptr<IoExecutor::Watch> stop_watch;
 
   Impl(const Plan& p, Metrics& m) : plan(p), metrics(m), limit(p.settings.max_in_flight) {}
 
@@ -463,15 +456,8 @@ Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Im
 }
 
 Runtime::~Runtime() {
-  // First the watcher: it calls request_stop(), which touches everything below.
-  if (impl_->stop_watcher.joinable()) {
-    unsigned char wake = 0;
-    while (::write(impl_->watcher_wake[1], &wake, 1) < 0 && errno == EINTR) {
-    }
-    impl_->stop_watcher.join();
-  }
-  for (int& fd : impl_->watcher_wake)
-    if (fd >= 0) ::close(std::exchange(fd, -1));
+  // First the watch: it calls request_stop(), which touches everything below.
+  impl_->stop_watch.reset();
   impl_->stats->set_in_flight(nullptr);  // the collector outlives us in Metrics
   impl_->timers.stop();
   if (impl_->http) impl_->http->stop();
@@ -513,21 +499,31 @@ void Runtime::start() {
 
 bool Runtime::run() {
   auto& impl = *impl_;
+  auto run_source = [&impl](NodeRunner* runner) {
+    try {
+      runner->run_source();
+    } catch (const std::exception& e) {
+      spdlog::error("msg=\"source failed\" node={} error=\"{}\"", runner->plan().id, e.what());
+      impl.source_failed = true;
+    }
+    impl.graph.release_wait();
+  };
+  // Each source on a thread of its own, except the last, which runs on the calling thread
+  // (it would only wait for the others): one thread fewer. The calling thread keeps its
+  // name (the main thread's is the process's name, which ps and pkill match).
+  std::vector<NodeRunner*> source_runners;
+  for (auto& r : impl.runners)
+    if (r->source()) source_runners.push_back(r.get());
   std::vector<std::thread> sources;
-  for (auto& r : impl.runners) {
-    if (!r->source()) continue;
+  for (std::size_t i = 0; i < source_runners.size(); ++i) {
     impl.graph.reserve_wait();  // sources push from outside the graph: hold it open
-    sources.emplace_back([&impl, runner = r.get()] {
+    if (i + 1 == source_runners.size()) break;
+    sources.emplace_back([run_source, runner = source_runners[i]] {
       name_this_thread(runner->plan().id);
-      try {
-        runner->run_source();
-      } catch (const std::exception& e) {
-        spdlog::error("msg=\"source failed\" node={} error=\"{}\"", runner->plan().id, e.what());
-        impl.source_failed = true;
-      }
-      impl.graph.release_wait();
+      run_source(runner);
     });
   }
+  if (!source_runners.empty()) run_source(source_runners.back());
   for (auto& t : sources) t.join();
   spdlog::info("msg=\"sources ended, draining\" pipeline={} stopping={}", impl.plan.name, impl.stopping.load());
 
@@ -568,28 +564,16 @@ void Runtime::request_stop() {
 
 void Runtime::stop_when_readable(int fd) {
   auto& impl = *impl_;
-  if (impl.stop_watcher.joinable()) throw std::logic_error("Runtime::stop_when_readable: already watching");
-  if (::pipe2(impl.watcher_wake, O_CLOEXEC) != 0) throw std::runtime_error("cannot create the stop watcher's pipe");
-  impl.stop_watcher = std::thread([this, fd, wake = impl.watcher_wake[0]] {
-    name_this_thread("stop_watch");
-    pollfd fds[2] = {{wake, POLLIN, 0}, {fd, POLLIN, 0}};
-    for (;;) {
-      if (::poll(fds, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        spdlog::error("msg=\"stop watcher cannot poll; signals will not drain\" errno={}", errno);
-        return;
-      }
-      if (fds[0].revents != 0) return;  // ~Runtime
-      if (fds[1].revents == 0) continue;
-      unsigned char byte = 0;
-      ssize_t n = ::read(fd, &byte, 1);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n != 1) return;  // closed: nobody can ask any more
-      // The CLI writes the signal's number (engine/cli/main.cpp).
-      spdlog::warn("msg=\"signal received, draining (send again to exit at once)\" signal={}", static_cast<int>(byte));
-      request_stop();
-      return;
-    }
+  if (impl.stop_watch) throw std::logic_error("Runtime::stop_when_readable: already watching");
+  impl.stop_watch = IoExecutor::shared().watch_readable(fd, [this, fd] {
+    unsigned char byte = 0;
+    ssize_t n = ::read(fd, &byte, 1);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;  // watch on
+    if (n != 1) return false;  // closed: nobody can ask any more
+    // The CLI writes the signal's number (engine/cli/main.cpp).
+    spdlog::warn("msg=\"signal received, draining (send again to exit at once)\" signal={}", static_cast<int>(byte));
+    request_stop();
+    return false;
   });
 }
 

@@ -27,8 +27,8 @@ class Runtime {
   bool run();
   // Thread-safe: asks the sources to stop; run() then drains and returns.
   void request_stop();
-  // Watches `fd` (the read end of the CLI's signal pipe) on a thread the runtime owns: the
-  // first byte read asks for request_stop(). The thread is joined in ~Runtime, before
+  // Watches `fd` (the read end of the CLI's signal pipe) on the I/O executor's network
+  // thread: the first byte read asks for request_stop(). The watch ends in ~Runtime, before
   // anything it touches is destroyed, so a signal that arrives during or after shutdown
   // stays unread in the pipe instead of reaching a runtime that is gone. At most once.
   void stop_when_readable(int fd);

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "engine/thread_name.hpp"
 #include "engine/commands.hpp"
 #include "engine/describe.hpp"
 #include "engine/log.hpp"
@@ -147,6 +148,7 @@ int nodes_command(const std::string& type, bool markdown) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  predflow::name_library_threads("pf:lib");
   CLI::App app{"predflow — declarative dataflow pipelines on oneTBB"};
   app.require_subcommand(1);
   std::string log_level;

@@ -7,12 +7,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <condition_variable>
+#include <atomic>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
 #include "connectors/errors.hpp"
+#include "engine/io_executor.hpp"
 #include "engine/thread_name.hpp"
 #include "connectors/postgres.hpp"
 #include "connectors/redis.hpp"
@@ -165,19 +166,21 @@ class CalendarRouter : public Processor {
     if (!db_) return;
     // The first load before any batch; a failure is logged and retried in the background.
     last_load_ok_ = load(mk::to_new_york(as_of_now()).date);
-    refresher_ = std::thread([this] {
-      name_this_thread(id_, ":cal");
-      refresh_loop();
-    });
+    // The refresh runs as a task of the process's I/O executor, not on a thread of its own.
+    refresher_ = IoExecutor::shared().task(
+        thread_label(id_, ":cal"),
+        [this]() -> std::optional<Clock::time_point> {
+          if (reload_requested_.exchange(false) || Clock::now() >= next_refresh_) {
+            last_load_ok_ = load(mk::to_new_york(as_of_now()).date);
+            next_refresh_ = Clock::now() + (last_load_ok_ ? refresh_ : std::min(refresh_, kRetryAfterFailure));
+          }
+          return next_refresh_;
+        },
+        next_refresh_ = Clock::now() + (last_load_ok_ ? refresh_ : std::min(refresh_, kRetryAfterFailure)));
   }
 
   void stop() override {
-    {
-      std::lock_guard lock(loop_mutex_);
-      stopping_ = true;
-    }
-    loop_cv_.notify_all();
-    if (refresher_.joinable()) refresher_.join();
+    if (refresher_) refresher_->cancel();
   }
 
   void process(BatchPtr in, Output& out) override {
@@ -324,27 +327,10 @@ class CalendarRouter : public Processor {
       }
   }
 
+  // From a routing thread: the refresh task loads the calendar again now.
   void request_reload() {
-    {
-      std::lock_guard lock(loop_mutex_);
-      if (reload_requested_) return;
-      reload_requested_ = true;
-    }
-    loop_cv_.notify_all();
-  }
-
-  void refresh_loop() {
-    std::unique_lock lock(loop_mutex_);
-    while (!stopping_) {
-      const Duration wait = last_load_ok_ ? refresh_ : std::min(refresh_, kRetryAfterFailure);
-      loop_cv_.wait_for(lock, wait, [&] { return stopping_ || reload_requested_; });
-      if (stopping_) break;
-      reload_requested_ = false;
-      lock.unlock();
-      const bool ok = load(mk::to_new_york(as_of_now()).date);
-      lock.lock();
-      last_load_ok_ = ok;
-    }
+    if (reload_requested_.exchange(true) || !refresher_) return;
+    refresher_->wake();
   }
 
   // Loads the rows for day d (report dates within d ± kRangeDays) and swaps them in.
@@ -427,10 +413,11 @@ class CalendarRouter : public Processor {
   // Touched by start() and then only by the refresh thread.
   bool loaded_once_ = false, failing_ = false, table_missing_ = false;
 
-  std::mutex loop_mutex_;
-  std::condition_variable loop_cv_;
-  bool stopping_ = false, reload_requested_ = false, last_load_ok_ = false;
-  std::thread refresher_;
+  // The refresh task's own (and start()'s, before the task exists).
+  bool last_load_ok_ = false;
+  Clock::time_point next_refresh_{};
+  std::atomic<bool> reload_requested_{false};
+  std::unique_ptr<IoTask> refresher_;
 };
 
 PREDFLOW_REGISTER_NODE(calendar_router_spec(), [](const NodeContext& ctx) { return std::make_unique<CalendarRouter>(ctx); });

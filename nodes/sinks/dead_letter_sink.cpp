@@ -222,7 +222,7 @@ class DeadLetterSink : public Processor {
     return true;
   }
 
-  // Every replay_every (the writer's thread): the spool, once NATS is back.
+  // Every replay_every (the writer's task): the spool, once NATS is back.
   void replay() {
     if (spool_size_ == 0 || !nats_->connected()) return;
     try {
@@ -268,11 +268,11 @@ class DeadLetterSink : public Processor {
   const fs::path spool_path_;
   const std::uint64_t spool_max_, max_payload_;
   std::shared_ptr<connectors::NatsResource> nats_;
-  connectors::StreamPublisher stream_;  // the writer's thread only
+  connectors::StreamPublisher stream_;  // the writer's task only
   Metrics& metrics_;
   prometheus::Counter &spooled_, &replayed_;
   prometheus::Gauge& spool_bytes_;
-  std::uint64_t spool_size_ = 0;    // the writer's thread only (and start(), before it runs)
+  std::uint64_t spool_size_ = 0;    // the writer's task only (and start(), before it runs)
   std::unique_ptr<Writer> writer_;  // last: stopped before the members its hooks use go
 };
 

@@ -161,7 +161,7 @@ class NatsSink : public Processor {
   const std::string id_;
   const bool jobs_;
   const std::string subject_;
-  connectors::StreamPublisher stream_;  // the writer's thread only
+  connectors::StreamPublisher stream_;  // the writer's task only
   prometheus::Counter& overflow_;
   std::unique_ptr<Writer> writer_;  // last: stopped before the members its hooks use go
 };

@@ -251,7 +251,7 @@ class RedisSink : public Processor {
   const Duration fresh_for_;
   prometheus::Gauge &newest_gauge_, &fresh_gauge_;
   prometheus::Histogram& latency_;
-  // The writer's thread only.
+  // The writer's task only.
   std::unordered_map<std::string, SystemClock::time_point> fresh_;  // symbol → its latest written prediction
   SystemClock::time_point newest_{};
   std::unique_ptr<Writer> writer_;  // last: stopped before the members its hooks use go

@@ -201,6 +201,10 @@ class TimescaleSink : public Processor {
   }
 
  private:
+  // The advisory lock every predflow process takes while it creates tables (any fixed
+  // number: the ASCII of "pf-schema").
+  static constexpr std::int64_t kSchemaLockKey = 0x70662d736368656d;
+
   static std::string dead_payload(const Batch& b, std::uint32_t row) {
     try {
       return prediction_json(b, row).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -234,18 +238,29 @@ class TimescaleSink : public Processor {
       schema_ready_ = true;
       return;
     }
-    auto exists = [&](const std::string& table) {
-      return !table.empty() && db_->query("SELECT to_regclass($1) IS NOT NULL", {sql_identifier(table)})[0][0] == "t";
-    };
-    const bool had_latest = exists(latest_table_), had_history = exists(history_table_);
-    db_->exec(prediction_tables_ddl(latest_table_, history_table_));
+    // Replicas of one pipeline start together: two concurrent CREATE TABLE IF NOT EXISTS of
+    // the same table can both miss it and one then fails on pg_type's unique index (23505).
+    // A transaction-scoped advisory lock makes them take turns; the second finds the tables.
+    bool had_latest = false, had_history = false;
+    db_->transaction([&](connectors::PgTransaction& tx) {
+      tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLockKey) + ")");
+      auto exists = [&](const std::string& table) {
+        return !table.empty() && tx.query("SELECT to_regclass($1) IS NOT NULL", {sql_identifier(table)})[0][0] == "t";
+      };
+      had_latest = exists(latest_table_);
+      had_history = exists(history_table_);
+      tx.exec(prediction_tables_ddl(latest_table_, history_table_));
+    });
     for (const auto& [table, had] : {std::pair{latest_table_, had_latest}, std::pair{history_table_, had_history}})
       if (!table.empty())
         spdlog::info("msg=\"{}\" node={} table={}", had ? "table exists, kept as is" : "created table", id_, table);
     if (!history_table_.empty() && db_->server_has_extension("timescaledb")) {
       try {
-        db_->query("SELECT create_hypertable(" + sql_literal(sql_identifier(history_table_)) +
+        db_->transaction([&](connectors::PgTransaction& tx) {
+          tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLockKey) + ")");
+          tx.query("SELECT create_hypertable(" + sql_literal(sql_identifier(history_table_)) +
                    "::regclass, 'ts', if_not_exists => TRUE, migrate_data => TRUE)");
+        });
         spdlog::info("msg=\"history table is a hypertable on ts\" node={} table={}", id_, history_table_);
       } catch (const connectors::CommandError& e) {
         spdlog::warn("msg=\"cannot make the history table a hypertable; it stays a plain table\" node={} table={} "

@@ -7,6 +7,10 @@
 // served; SIGTERM must drain and exit 0.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <map>
+
 #include "e2e/m5_fixture.hpp"
 
 using namespace predflow;
@@ -64,6 +68,26 @@ TEST_CASE("m5.yaml: every symbol routed, predicted, stored, published and broadc
     return all_stored(clients, expect, "e2e-m5") && live.seen("e2e-m5") >= expect.good.size();
   }, 120s);
   CHECK_MESSAGE(stored, "log: " << log);
+  {
+    // Every thread says whose it is (pf:…), but the main thread, which carries the
+    // process's name; how many there are is in docs/performance.md.
+    std::map<std::string, int> threads;
+    int total = 0;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(predflow.pid()) + "/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      ++threads[name], ++total;
+    }
+    std::string list;
+    for (const auto& [name, n] : threads) list += " " + name + (n > 1 ? "×" + std::to_string(n) : "");
+    MESSAGE("m5.yaml after a run: " << total << " threads:" << list);
+    CHECK(threads["predflow"] == 1);
+    for (const auto& [name, n] : threads) {
+      CAPTURE(name);
+      CHECK((name == "predflow" || name.rfind("pf:", 0) == 0));
+    }
+  }
   eventually([&] { return nats.received_count() >= expect.good.size() + 6; }, 20s);
   auto observed = observe(clients, expect, nats, "e2e-m5");
   check_outcome(expect, observed);

@@ -194,6 +194,29 @@ TEST_CASE("redis: with the breaker open for 30 s, the probe closes it within bac
   redis.stop();
 }
 
+TEST_CASE("redis: however long backoff_max, the probe's early trials stay at most 1 s apart") {
+  // A source redelivers a failed message after 1, 2, 4 s: the breaker must close about a
+  // second after the server is back, not backoff_max (here 60 s) later.
+  RedisServer server;
+  server.start();
+  Metrics metrics;
+  auto options = options_for(server.url(), 2, 120s);
+  options.guard.backoff = {100ms, 60s, 2.0};
+  RedisResource redis("cache", options, metrics);
+  redis.start();
+  REQUIRE(redis.ready());
+  server.stop();
+  for (int i = 0; i < 2; ++i) CHECK_THROWS_AS(redis.ping(), ConnectorError);
+  REQUIRE(redis.breaker().state() == CircuitBreaker::State::Open);
+  std::this_thread::sleep_for(8s);  // long enough for an uncapped backoff to reach 12.8 s
+  server.start();
+  const auto back = std::chrono::steady_clock::now();
+  CHECK(eventually([&] { return redis.ready(); }, 2500ms));
+  MESSAGE("breaker closed " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - back).count()
+                            << " ms after Redis answered again");
+  redis.stop();
+}
+
 TEST_CASE("redis: a restart costs no failed call, and the pool serves several threads") {
   RedisServer server;
   server.start();

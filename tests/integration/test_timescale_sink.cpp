@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <string>
 #include <thread>
 
 #include "connectors/postgres.hpp"
@@ -191,6 +193,40 @@ TEST_CASE("timescale_sink: creates the contract's tables, history a plain table 
   NodeHarness none("timescale_sink", "database: db, create_tables: false, table: other_latest", db_resource(server));
   none.start();
   CHECK(client.db.query("SELECT to_regclass('other_latest') IS NULL")[0][0] == "t");
+}
+
+TEST_CASE("timescale_sink: replicas starting at once on an empty database all start, the tables created once") {
+  // Concurrent CREATE TABLE IF NOT EXISTS of one table can fail on pg_type's unique index;
+  // the sinks take turns under an advisory lock. Several rounds, each on a fresh schema.
+  PostgresServer server;
+  server.start();
+  Client client(server);
+  for (int round = 0; round < 5; ++round) {
+    CAPTURE(round);
+    client.db.exec("DROP TABLE IF EXISTS predictions, prediction_history");
+    constexpr int kReplicas = 6;
+    std::vector<std::unique_ptr<NodeHarness>> sinks;
+    for (int i = 0; i < kReplicas; ++i)
+      sinks.push_back(std::make_unique<NodeHarness>("timescale_sink", "database: db", db_resource(server)));
+    std::atomic<int> started = 0;
+    std::vector<std::string> errors(kReplicas);
+    {
+      std::vector<std::jthread> threads;
+      for (int i = 0; i < kReplicas; ++i)
+        threads.emplace_back([&, i] {
+          try {
+            sinks[static_cast<std::size_t>(i)]->start();
+            ++started;
+          } catch (const std::exception& e) {
+            errors[static_cast<std::size_t>(i)] = e.what();
+          }
+        });
+    }
+    for (const auto& e : errors) CHECK_MESSAGE(e.empty(), e);
+    CHECK(started == kReplicas);
+    CHECK(client.count("predictions") == 0);
+    CHECK(client.count("prediction_history") == 0);
+  }
 }
 
 TEST_CASE("timescale_sink: the history table becomes a hypertable when TimescaleDB is installed") {

@@ -1,0 +1,236 @@
+#include "engine/io_executor.hpp"
+
+#include <pthread.h>
+
+#include <utility>  // Boost 1.74 asio uses std::exchange without including it
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace predflow {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr const char* kPoolThreadName = "pf:io";
+constexpr const char* kNetworkThreadName = "pf:net";
+
+void set_thread_name(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
+
+}  // namespace
+
+struct IoExecutor::Impl {
+  mutable std::mutex mutex;
+  asio::io_context tasks;
+  asio::executor_work_guard<asio::io_context::executor_type> tasks_guard = asio::make_work_guard(tasks);
+  std::vector<std::thread> pool;
+  std::size_t wanted = 2;
+
+  asio::io_context network{1};
+  asio::executor_work_guard<asio::io_context::executor_type> network_guard = asio::make_work_guard(network);
+  std::thread network_thread;
+  bool network_started = false;  // under mutex (the thread is detached: not joinable)
+
+  void grow() {  // with mutex
+    while (pool.size() < wanted) {
+      pool.emplace_back([this] {
+        set_thread_name(kPoolThreadName);
+        tasks.run();
+      });
+      pool.back().detach();  // lives as long as the process, as the executor does
+    }
+  }
+};
+
+struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
+  State(asio::io_context& io, std::string task_name, IoExecutor::Body task_body)
+      : timer(io), name(std::move(task_name)), body(std::move(task_body)) {}
+
+  // Every member below, and every operation on the timer, under mutex: Asio objects are
+  // not safe for concurrent use, and wake() and cancel() come from any thread.
+  std::mutex mutex;
+  std::condition_variable idle;
+  asio::steady_timer timer;
+  const std::string name;
+  IoExecutor::Body body;
+  std::uint64_t generation = 0;  // a timer wait armed before the latest arm() is stale
+  bool running = false, rerun = false, cancelled = false, finished = false;
+  std::thread::id runner;
+
+  void arm(Clock::time_point at) {
+    const std::uint64_t armed = ++generation;
+    if (at == Clock::time_point::max()) {  // only a wake() runs it again
+      timer.cancel();
+      return;
+    }
+    timer.expires_at(at);  // cancels the wait armed before, whose handler is now stale
+    timer.async_wait([self = shared_from_this(), armed](const boost::system::error_code&) { self->fire(armed); });
+  }
+
+  void fire(std::uint64_t armed) {
+    std::unique_lock lock(mutex);
+    if (cancelled || finished || running || armed != generation) return;
+    running = true;
+    runner = std::this_thread::get_id();
+    lock.unlock();
+
+    set_thread_name(name);
+    std::optional<Clock::time_point> next;
+    try {
+      next = body();
+    } catch (const std::exception& e) {
+      // A body's own errors are its business; one that escapes is a bug, but the work it
+      // does (a probe, a writer) must not stop for good: it runs again in a second.
+      spdlog::error("msg=\"background task failed; running it again in 1s\" task={} error=\"{}\"", name, e.what());
+      next = Clock::now() + std::chrono::seconds(1);
+    }
+    set_thread_name(kPoolThreadName);
+
+    lock.lock();
+    running = false;
+    runner = {};
+    if (cancelled || !next) {
+      finished = true;
+      body = nullptr;  // what it captured goes now, not when the last stale wait ends
+    } else if (rerun) {
+      rerun = false;
+      arm(Clock::now());
+    } else {
+      arm(*next);
+    }
+    idle.notify_all();
+  }
+};
+
+IoExecutor& IoExecutor::shared() {
+  static IoExecutor* executor = new IoExecutor();  // never destroyed: see the header
+  return *executor;
+}
+
+IoExecutor::IoExecutor() : impl_(new Impl()) {}
+
+void IoExecutor::set_task_threads(std::size_t threads) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->wanted = std::max<std::size_t>({impl_->wanted, threads, 1});
+  if (!impl_->pool.empty()) impl_->grow();
+}
+
+std::size_t IoExecutor::task_threads() const {
+  std::lock_guard lock(impl_->mutex);
+  return std::max(impl_->pool.size(), impl_->wanted);
+}
+
+asio::io_context& IoExecutor::network() {
+  std::lock_guard lock(impl_->mutex);
+  if (!impl_->network_started) {
+    impl_->network_started = true;
+    impl_->network_thread = std::thread([this] {
+      set_thread_name(kNetworkThreadName);
+      for (;;) {
+        try {
+          impl_->network.run();
+          return;
+        } catch (const std::exception& e) {  // a handler's exception: log it, keep serving
+          spdlog::error("msg=\"network handler failed\" error=\"{}\"", e.what());
+        }
+      }
+    });
+    impl_->network_thread.detach();
+  }
+  return impl_->network;
+}
+
+std::unique_ptr<IoTask> IoExecutor::task(std::string name, Body body, Clock::time_point first) {
+  auto state = std::make_shared<IoTask::State>(impl_->tasks, std::move(name), std::move(body));
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->grow();
+  }
+  {
+    std::lock_guard lock(state->mutex);
+    state->arm(first == Clock::time_point{} ? Clock::now() : first);
+  }
+  return std::unique_ptr<IoTask>(new IoTask(std::move(state)));
+}
+
+struct IoExecutor::Watch::State : std::enable_shared_from_this<IoExecutor::Watch::State> {
+  State(asio::io_context& io, int fd, std::function<bool()> callback) : descriptor(io, fd), on_readable(std::move(callback)) {}
+  asio::posix::stream_descriptor descriptor;  // touched on the network thread only
+  std::function<bool()> on_readable;
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+
+  void wait_readable() {
+    descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
+                          [self = shared_from_this()](const boost::system::error_code& ec) {
+                            if (!ec && self->on_readable && self->on_readable()) return self->wait_readable();
+                            self->finish();
+                          });
+  }
+  void finish() {  // on the network thread
+    if (descriptor.is_open()) descriptor.release();  // the fd is the caller's
+    on_readable = nullptr;
+    std::lock_guard lock(mutex);
+    done = true;
+    done_cv.notify_all();
+  }
+};
+
+std::unique_ptr<IoExecutor::Watch> IoExecutor::watch_readable(int fd, std::function<bool()> on_readable) {
+  auto& io = network();
+  auto state = std::make_shared<Watch::State>(io, fd, std::move(on_readable));
+  asio::post(io, [state] { state->wait_readable(); });
+  return std::unique_ptr<Watch>(new Watch(std::move(state)));
+}
+
+IoExecutor::Watch::~Watch() {
+  // Cancel on the network thread (Asio objects are not for concurrent use), then wait for
+  // the handler, which runs once more with operation_aborted (or has finished already).
+  auto state = state_;
+  asio::post(state->descriptor.get_executor(), [state] {
+    if (state->descriptor.is_open()) state->descriptor.cancel();
+    else state->finish();
+  });
+  std::unique_lock lock(state->mutex);
+  state->done_cv.wait(lock, [&] { return state->done; });
+}
+
+IoTask::~IoTask() { cancel(); }
+
+void IoTask::wake() {
+  std::lock_guard lock(state_->mutex);
+  if (state_->cancelled || state_->finished) return;
+  if (state_->running) state_->rerun = true;
+  else state_->arm(Clock::now());
+}
+
+void IoTask::cancel() {
+  std::unique_lock lock(state_->mutex);
+  state_->cancelled = true;
+  ++state_->generation;
+  state_->timer.cancel();
+  if (state_->running && state_->runner != std::this_thread::get_id())
+    state_->idle.wait(lock, [&] { return !state_->running; });
+  if (!state_->running) {
+    state_->finished = true;
+    state_->body = nullptr;
+  }
+}
+
+bool IoTask::finished() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->finished;
+}
+
+}  // namespace predflow
