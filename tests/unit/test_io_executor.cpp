@@ -104,7 +104,7 @@ TEST_CASE("cancel() waits for a running body, works from inside one, and nothing
   CHECK(runs == 1);
 }
 
-TEST_CASE("a body that returns nullopt finishes its task; one that throws runs again") {
+TEST_CASE("a body that returns nullopt finishes its task, one that throws runs again") {
   std::atomic<int> runs = 0;
   auto once = IoExecutor::shared().task("pf:test:once", [&]() -> std::optional<Clock::time_point> {
     ++runs;
