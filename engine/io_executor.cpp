@@ -53,14 +53,15 @@ struct IoExecutor::Impl {
 };
 
 struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
-  State(asio::io_context& io, std::string task_name, IoExecutor::Body task_body)
-      : timer(io), name(std::move(task_name)), body(std::move(task_body)) {}
+  State(asio::io_context& io, const char* idle_thread_name, std::string task_name, IoExecutor::Body task_body)
+      : timer(io), idle_name(idle_thread_name), name(std::move(task_name)), body(std::move(task_body)) {}
 
   // Every member below, and every operation on the timer, under mutex: Asio objects are
   // not safe for concurrent use, and wake() and cancel() come from any thread.
   std::mutex mutex;
   std::condition_variable idle;
   asio::steady_timer timer;
+  const char* const idle_name;  // the thread's name between bodies
   const std::string name;
   IoExecutor::Body body;
   std::uint64_t generation = 0;  // a timer wait armed before the latest arm() is stale
@@ -94,7 +95,7 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
       spdlog::error("msg=\"background task failed; running it again in 1s\" task={} error=\"{}\"", name, e.what());
       next = Clock::now() + std::chrono::seconds(1);
     }
-    set_thread_name(kPoolThreadName);
+    set_thread_name(idle_name);
 
     lock.lock();
     running = false;
@@ -151,11 +152,20 @@ asio::io_context& IoExecutor::network() {
 }
 
 std::unique_ptr<IoTask> IoExecutor::task(std::string name, Body body, Clock::time_point first) {
-  auto state = std::make_shared<IoTask::State>(impl_->tasks, std::move(name), std::move(body));
+  auto state = std::make_shared<IoTask::State>(impl_->tasks, kPoolThreadName, std::move(name), std::move(body));
   {
     std::lock_guard lock(impl_->mutex);
     impl_->grow();
   }
+  return start_task(std::move(state), first);
+}
+
+std::unique_ptr<IoTask> IoExecutor::network_task(std::string name, Body body, Clock::time_point first) {
+  auto state = std::make_shared<IoTask::State>(network(), kNetworkThreadName, std::move(name), std::move(body));
+  return start_task(std::move(state), first);
+}
+
+std::unique_ptr<IoTask> IoExecutor::start_task(std::shared_ptr<IoTask::State> state, Clock::time_point first) {
   {
     std::lock_guard lock(state->mutex);
     state->arm(first == Clock::time_point{} ? Clock::now() : first);

@@ -34,50 +34,7 @@ namespace predflow {
 
 using Clock = std::chrono::steady_clock;  // as engine/batch.hpp
 
-class IoTask;
-
-class IoExecutor {
- public:
-  // The process's executor. `set_task_threads` before the first task sets the pool size.
-  static IoExecutor& shared();
-  // At least `threads` pool threads (never fewer than already running).
-  void set_task_threads(std::size_t threads);
-  std::size_t task_threads() const;
-
-  // The single-threaded context for non-blocking socket work (started on first call).
-  boost::asio::io_context& network();
-
-  // A task named `name` (a thread label such as "pf:cache:probe"), first run at `first`
-  // (now by default). The returned handle owns it: destroying it cancels it.
-  using Body = std::function<std::optional<Clock::time_point>()>;
-  std::unique_ptr<IoTask> task(std::string name, Body body, Clock::time_point first = {});
-
-  // Calls on_readable on the network thread whenever `fd` is readable, until it returns
-  // false or the handle is destroyed (which waits for a call in progress). The fd stays
-  // the caller's: it is not closed.
-  class Watch;
-  std::unique_ptr<Watch> watch_readable(int fd, std::function<bool()> on_readable);
-
-  struct Impl;
-
- private:
-  IoExecutor();
-  ~IoExecutor() = delete;
-  Impl* impl_;
-};
-
-class IoExecutor::Watch {
- public:
-  ~Watch();
-  Watch(const Watch&) = delete;
-  Watch& operator=(const Watch&) = delete;
-  struct State;
-
- private:
-  friend class IoExecutor;
-  explicit Watch(std::shared_ptr<State> state) : state_(std::move(state)) {}
-  std::shared_ptr<State> state_;
-};
+class IoExecutor;
 
 class IoTask {
  public:
@@ -97,6 +54,53 @@ class IoTask {
  private:
   friend class IoExecutor;
   explicit IoTask(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
+};
+
+class IoExecutor {
+ public:
+  // The process's executor. `set_task_threads` before the first task sets the pool size.
+  static IoExecutor& shared();
+  // At least `threads` pool threads (never fewer than already running).
+  void set_task_threads(std::size_t threads);
+  std::size_t task_threads() const;
+
+  // The single-threaded context for non-blocking socket work (started on first call).
+  boost::asio::io_context& network();
+
+  // A task named `name` (a thread label such as "pf:cache:probe"), first run at `first`
+  // (now by default). The returned handle owns it: destroying it cancels it.
+  using Body = std::function<std::optional<Clock::time_point>()>;
+  std::unique_ptr<IoTask> task(std::string name, Body body, Clock::time_point first = {});
+  // The same on the network thread, for a body that never blocks and must not wait behind
+  // the pool's (the engine's node timers: a batcher's max_delay is milliseconds).
+  std::unique_ptr<IoTask> network_task(std::string name, Body body, Clock::time_point first = {});
+
+  // Calls on_readable on the network thread whenever `fd` is readable, until it returns
+  // false or the handle is destroyed (which waits for a call in progress). The fd stays
+  // the caller's: it is not closed.
+  class Watch;
+  std::unique_ptr<Watch> watch_readable(int fd, std::function<bool()> on_readable);
+
+  struct Impl;
+
+ private:
+  IoExecutor();
+  ~IoExecutor() = delete;
+  std::unique_ptr<IoTask> start_task(std::shared_ptr<IoTask::State> state, Clock::time_point first);
+  Impl* impl_;
+};
+
+class IoExecutor::Watch {
+ public:
+  ~Watch();
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+  struct State;
+
+ private:
+  friend class IoExecutor;
+  explicit Watch(std::shared_ptr<State> state) : state_(std::move(state)) {}
   std::shared_ptr<State> state_;
 };
 

@@ -162,8 +162,10 @@ class NodeRunner : public SourceContext {
   friend class TimerService;
 };
 
-// Delivers on_tick() to nodes that asked for a wake-up: one task of the process's I/O
-// executor (engine/io_executor.hpp), woken by wake_at().
+// Delivers on_tick() to nodes that asked for a wake-up: one task on the I/O executor's
+// network thread (engine/io_executor.hpp), woken by wake_at(). Not on the task pool: a
+// batcher's max_delay is milliseconds, and the pool's bodies may block on a server for
+// seconds; handing a tick into the graph never blocks.
 class TimerService {
  public:
   explicit TimerService(flow::graph& graph) : graph_(graph) {}
@@ -171,7 +173,7 @@ class TimerService {
 
   void start(std::vector<NodeRunner*> runners) {
     runners_ = std::move(runners);
-    task_ = IoExecutor::shared().task("pf:timers", [this] { return deliver_due(); });
+    task_ = IoExecutor::shared().network_task("pf:timers", [this] { return deliver_due(); });
   }
   void poke() {
     if (task_) task_->wake();

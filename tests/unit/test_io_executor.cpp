@@ -137,6 +137,28 @@ TEST_CASE("a body runs under its task's thread name, the pool thread's name come
   CHECK(inside == "pf:cache:probe");
 }
 
+TEST_CASE("a network task runs on the network thread, beside pool tasks that block") {
+  std::atomic<bool> blocking = true;
+  std::vector<std::unique_ptr<IoTask>> busy;
+  for (std::size_t i = 0; i < IoExecutor::shared().task_threads(); ++i)
+    busy.push_back(IoExecutor::shared().task("pf:test:busy", [&]() -> std::optional<Clock::time_point> {
+      while (blocking) std::this_thread::sleep_for(1ms);
+      return std::nullopt;
+    }));
+  std::atomic<int> ticks = 0;
+  std::string name;
+  auto timer = IoExecutor::shared().network_task("pf:test:tick", [&]() -> std::optional<Clock::time_point> {
+    char buf[16] = {};
+    pthread_getname_np(pthread_self(), buf, sizeof buf);
+    if (ticks++ == 0) name = buf;
+    return Clock::now() + 5ms;
+  });
+  CHECK(eventually([&] { return ticks >= 20; }, 2s));  // every pool thread is blocked meanwhile
+  CHECK(name == "pf:test:tick");
+  blocking = false;
+  timer->cancel();
+}
+
 TEST_CASE("many tasks share the few pool threads") {
   constexpr int kTasks = 200;
   std::atomic<int> runs = 0;
