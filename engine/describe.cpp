@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "engine/units.hpp"
+
 namespace predflow {
 
 namespace {
@@ -193,6 +195,96 @@ std::string nodes_markdown(const Registry& registry) {
     out << "## `" << t << "` (resource)\n\n" << spec.summary << ".\n";
     if (!spec.fields.empty()) field_table(out, spec.fields);
     out << "\n";
+  }
+  return out.str();
+}
+
+
+namespace {
+
+// A password in a URL's userinfo (scheme://user:secret@host) becomes ***.
+std::string hide_url_password(const std::string& text) {
+  const auto scheme = text.find("://");
+  if (scheme == std::string::npos) return text;
+  const auto at = text.find('@', scheme + 3);
+  const auto slash = text.find('/', scheme + 3);
+  if (at == std::string::npos || (slash != std::string::npos && slash < at)) return text;
+  const auto colon = text.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return text;
+  return text.substr(0, colon + 1) + "***" + text.substr(at);
+}
+
+// A YAML scalar that reads back as the same string.
+std::string yaml_scalar(const std::string& text) {
+  bool plain = !text.empty() && text.front() != ' ' && text.back() != ' ' &&
+               std::string_view("-?:,[]{}#&*!|>'\"%@`").find(text.front()) == std::string_view::npos;
+  for (char c : text)
+    if (c == '#' || c == '\n' || c == '\t' || static_cast<unsigned char>(c) < 0x20) plain = false;
+  if (text.find(": ") != std::string::npos || text.back() == ':') plain = false;
+  for (const char* special : {"true", "false", "yes", "no", "on", "off", "null", "~"})
+    if (text == special) plain = false;
+  if (plain) return text;
+  std::string quoted = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"': quoted += "\\\""; break;
+      case '\\': quoted += "\\\\"; break;
+      case '\n': quoted += "\\n"; break;
+      case '\t': quoted += "\\t"; break;
+      default: quoted += c;
+    }
+  }
+  return quoted + "\"";
+}
+
+void fields_yaml(std::ostringstream& out, const std::vector<FieldSpec>& fields, const NodeConfig& config,
+                 const std::string& indent) {
+  for (const auto& f : fields) {
+    if (!config.has(f.name)) continue;
+    out << indent << f.name << ": ";
+    if (f.secret) {
+      out << (config.text(f.name).empty() ? "\"\"" : "\"***\"") << "\n";
+    } else if (f.type == FieldType::StringList) {
+      const auto& items = config.get_strings(f.name);
+      out << "[";
+      for (std::size_t i = 0; i < items.size(); ++i) out << (i ? ", " : "") << yaml_scalar(items[i]);
+      out << "]\n";
+    } else {
+      out << yaml_scalar(hide_url_password(config.text(f.name))) << "\n";
+    }
+  }
+}
+
+}  // namespace
+
+std::string effective_yaml(const Plan& plan) {
+  std::ostringstream out;
+  out << "# " << plan.file << " as predflow runs it: variables expanded, --set applied, defaults filled in.\n";
+  out << "pipeline: " << yaml_scalar(plan.name) << "\n";
+  if (!plan.description.empty()) out << "description: " << yaml_scalar(plan.description) << "\n";
+  out << "settings:\n"
+      << "  max_in_flight: " << plan.settings.max_in_flight << "\n"
+      << "  http_bind: " << yaml_scalar(plan.settings.http_bind) << "\n"
+      << "  http_port: " << plan.settings.http_port << "\n"
+      << "  drain_timeout: " << format_duration(plan.settings.drain_timeout) << "\n";
+  if (!plan.resources.empty()) out << "resources:\n";
+  for (const auto& r : plan.resources) {
+    out << "  " << r.name << ":\n    type: " << r.registration->spec.type << "\n";
+    fields_yaml(out, r.registration->spec.fields, r.config, "    ");
+  }
+  out << "nodes:\n";
+  for (const auto& n : plan.nodes) {
+    out << "  " << n.id << ":\n    type: " << n.spec().type << "\n";
+    if (!n.inputs.empty()) {
+      out << "    from: [";
+      for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+        const auto& e = n.inputs[i];
+        out << (i ? ", " : "") << e.from_node << (e.from_port_name.empty() ? "" : "." + e.from_port_name);
+      }
+      out << "]\n";
+    }
+    if (n.spec().max_concurrency > 1) out << "    concurrency: " << n.concurrency << "\n";
+    fields_yaml(out, n.spec().fields, n.config, "    ");
   }
   return out.str();
 }

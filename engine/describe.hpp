@@ -12,6 +12,11 @@ namespace predflow {
 // shaped by category; edges labelled with port names.
 std::string to_dot(const Plan& plan);
 
+// `predflow config`: the pipeline as `run` would run it, as YAML — every ${VAR} expanded,
+// every --set applied, every field with its value (defaults filled in); secret fields and
+// passwords in URLs hidden.
+std::string effective_yaml(const Plan& plan);
+
 // `predflow nodes`: one line per registered node type.
 std::string node_list(const Registry& registry);
 // `predflow nodes TYPE`: ports and fields of one type.

@@ -4,6 +4,7 @@
 // Why ~550 lines: each check is short, and they must all run over the same tree to report
 // every error in one pass; splitting them would scatter one pass over several files.
 #include "engine/plan.hpp"
+#include "engine/paths.hpp"
 
 #include <algorithm>
 #include <map>
@@ -177,6 +178,17 @@ std::optional<FieldValue> Validator::parse_value(const FieldSpec& f, const Confi
       if (it->second != f.resource_type)
         return fail("resource " + quoted(s) + " is of type " + it->second + ", expected " + f.resource_type);
       return s;
+    }
+    case FieldType::Path: {
+      if (s.empty()) return fail("expected a path, got an empty string");
+      const PathLookup found = find_path(file_, s);
+      if (found.path) {
+        text = *found.path;
+        return text;
+      }
+      if (found.beside.empty()) return fail(quoted(s) + " not found");
+      return fail(quoted(s) + " not found: neither " + quoted(found.beside) + " (beside the pipeline file) nor " +
+                  quoted(found.in_current_directory) + " (in the current directory)");
     }
     case FieldType::StringList:
       break;

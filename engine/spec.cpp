@@ -26,6 +26,7 @@ const char* field_type_name(FieldType t) {
     case FieldType::Enum: return "enum";
     case FieldType::StringList: return "list of strings";
     case FieldType::Resource: return "resource";
+    case FieldType::Path: return "path";
   }
   return "?";
 }
@@ -40,6 +41,7 @@ FieldSpec make(std::string name, FieldType type) {
 }
 }  // namespace
 FieldSpec string(std::string name) { return make(std::move(name), FieldType::String); }
+FieldSpec path(std::string name) { return make(std::move(name), FieldType::Path); }
 FieldSpec integer(std::string name) { return make(std::move(name), FieldType::Integer); }
 FieldSpec number(std::string name) { return make(std::move(name), FieldType::Number); }
 FieldSpec boolean(std::string name) { return make(std::move(name), FieldType::Bool); }

@@ -28,7 +28,7 @@ inline constexpr const char* predictions = "predictions";  // + statistics per s
 inline constexpr const char* dead_letters = "dead_letters";
 }  // namespace kind
 
-enum class FieldType { String, Integer, Number, Bool, Duration, Size, Enum, StringList, Resource };
+enum class FieldType { String, Integer, Number, Bool, Duration, Size, Enum, StringList, Resource, Path };
 const char* field_type_name(FieldType t);
 
 struct FieldSpec {
@@ -55,6 +55,9 @@ struct FieldSpec {
 
 namespace field {
 FieldSpec string(std::string name);
+// A file or folder that must exist. Relative: against the pipeline file's folder first,
+// then the current directory; the value the node gets is the path found.
+FieldSpec path(std::string name);
 FieldSpec integer(std::string name);
 FieldSpec number(std::string name);
 FieldSpec boolean(std::string name);

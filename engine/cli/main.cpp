@@ -1,12 +1,14 @@
-// predflow: run · validate · graph · nodes · version, and the subcommands plugins register (check)
+// predflow: run · validate · graph · config · nodes · version, and the subcommands plugins register (check)
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <string_view>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -147,10 +149,59 @@ int nodes_command(const std::string& type, bool markdown) {
 
 }  // namespace
 
+// Exit codes, in `predflow --help`, the README and docs/operations.md.
+constexpr int kExitUsage = 64;  // EX_USAGE (sysexits.h): the command line itself is wrong
+constexpr const char* kExitCodes =
+    "Exit codes:\n"
+    "  0   success (run: a clean stop, or the sources ended)\n"
+    "  1   invalid pipeline file, or a command that could not do its work\n"
+    "  2   run: start-up failed (a port in use, a model that does not load); check: mismatches above --alert-ratio\n"
+    "  3   run: a source failed, or the drain timed out\n"
+    "  64  usage error: unknown command or option, missing argument\n"
+    "  128+N  run: a second signal N, exit without draining";
+
+// The first word that is not an option: what the user meant as the command.
+std::string first_word(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (!a.starts_with("-")) return std::string(a);
+  }
+  return {};
+}
+
+// A usage error: the parser's message, a did-you-mean for a mistyped command, where to
+// read more; exit 64.
+int usage_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
+  std::vector<std::string> commands;
+  for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) commands.push_back(sub->get_name());
+  const std::string word = first_word(argc, argv);
+  const bool known = std::find(commands.begin(), commands.end(), word) != commands.end();
+  if (!word.empty() && !known) {
+    const std::string hint = did_you_mean(word, commands);
+    std::cerr << "predflow: unknown command '" << word << "'" << (hint.empty() ? "" : " (did you mean '" + hint + "'?)")
+              << "\n";
+  } else if (word.empty()) {
+    std::cerr << app.help() << "\npredflow: a command is required\n";
+    return kExitUsage;
+  } else {
+    std::cerr << "predflow " << word << ": " << e.what() << "\n";
+  }
+  std::cerr << "Run 'predflow --help'" << (known ? " or 'predflow " + word + " --help'" : "") << " for usage.\n";
+  return kExitUsage;
+}
+
 int main(int argc, char** argv) {
   predflow::name_library_threads("pf:lib");
   CLI::App app{"predflow — declarative dataflow pipelines on oneTBB"};
   app.require_subcommand(1);
+  // Global options anywhere: `predflow run f.yaml --log-level debug` as well as before it.
+  app.fallthrough();
+  app.footer(kExitCodes);
+  app.set_version_flag("--version", std::string("predflow ") + PREDFLOW_VERSION);
   std::string log_level;
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (default: $PREDFLOW_LOG_LEVEL or info)");
 
@@ -171,6 +222,10 @@ int main(int argc, char** argv) {
   graph->add_option("-o,--output", out, "write to this file instead of stdout");
   graph->add_option("--set", overrides, "override a setting: path=value");
 
+  auto* config = app.add_subcommand("config", "Print the pipeline as run would run it: variables expanded, --set applied, defaults filled in");
+  config->add_option("file", file, "pipeline YAML file")->required();
+  config->add_option("--set", overrides, "override a setting: path=value");
+
   auto* nodes = app.add_subcommand("nodes", "List node types, or show one type's ports and fields");
   nodes->add_option("type", type, "node type");
   nodes->add_flag("--markdown", markdown, "print the node reference page (docs/nodes.md)");
@@ -184,7 +239,17 @@ int main(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "Print the version");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return usage_error(app, e, argc, argv);
+  }
   if (!setup_logging(log_level)) {
     const char* from_env = std::getenv("PREDFLOW_LOG_LEVEL");  // the flag is empty when the variable was used
     std::cerr << "predflow: unknown log level '" << (log_level.empty() && from_env ? from_env : log_level) << "'"
@@ -194,6 +259,12 @@ int main(int argc, char** argv) {
   if (run->parsed()) return run_command(file, overrides);
   if (validate->parsed()) return validate_command(file, overrides);
   if (graph->parsed()) return graph_command(file, overrides, out);
+  if (config->parsed()) {
+    auto plan = load_or_report(file, overrides);
+    if (!plan) return 1;
+    std::cout << effective_yaml(*plan);
+    return 0;
+  }
   if (nodes->parsed()) return nodes_command(type, markdown);
   for (auto& [sub, run_plugin_command] : plugin_commands)
     if (sub->parsed()) return run_plugin_command();

@@ -48,8 +48,9 @@ NodeSpec torch_gpu_infer_spec() {
       .input("in", kind::features, "symbols with prices and a feature matrix of the model's input_width")
       .output("out", kind::samples, "the same rows with mc_samples samples each, model_type, model_version and device")
       .output("dead", kind::dead_letters, "rows that could not be predicted, as failures (stage inference)")
-      .field(field::string("model").require().describe(
-          "model folder holding model.yaml, or the model.yaml file (relative to the current directory)"))
+      .field(field::path("model").require().describe(
+          "model folder holding model.yaml, or the model.yaml file; a relative path is looked up beside the pipeline "
+          "file first, then in the current directory"))
       .field(field::string("device").default_value("auto").describe(
           "auto (CUDA when libtorch sees a GPU, else CPU), cpu, cuda, or cuda:N"))
       .field(field::integer("batch_size").default_value("128").at_least(1).in_unit("symbols")

@@ -102,8 +102,12 @@ TEST_CASE("torch_gpu_infer: the model path may name model.yaml itself, relative 
 }
 
 TEST_CASE("torch_gpu_infer: clear start-up errors for a missing model and a width mismatch naming both widths") {
-  NodeHarness missing("torch_gpu_infer", "model: /no/such/model/folder, device: cpu");
-  CHECK_THROWS_WITH_AS(missing.start(), doctest::Contains("/no/such/model/folder not found"), std::runtime_error);
+  // A path that does not exist is a pipeline error (validate reports it), before any start.
+  CHECK_THROWS_WITH_AS(NodeHarness("torch_gpu_infer", "model: /no/such/model/folder, device: cpu"),
+                       doctest::Contains("\"/no/such/model/folder\" not found"), ConfigError);
+  // A folder without model.yaml exists, but does not load: a start-up error.
+  NodeHarness missing("torch_gpu_infer", "model: /tmp, device: cpu");
+  CHECK_THROWS_AS(missing.start(), std::runtime_error);
   CHECK_FALSE(missing.node().ready());
 
   NodeHarness wrong("torch_gpu_infer", normal("input_width: 37"));

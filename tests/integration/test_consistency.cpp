@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -351,23 +352,28 @@ TEST_CASE("consistency_check node: a check that cannot reach the database is cou
   CHECK(counted);
 }
 
-TEST_CASE("predflow check: prints the report, exits 2 above the alert ratio and 0 once repaired") {
+namespace {
+// `predflow check ARGS` as a user runs it: exit code and standard output.
+std::pair<int, std::string> run_check(const std::string& args) {
+  const std::string cmd = "env -u PREDFLOW_LOG_LEVEL -u REDIS_URL -u DATABASE_URL '" PREDFLOW_BINARY
+                          "' --log-level error check " + args + " 2>/dev/null";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+}  // namespace
+
+TEST_CASE("predflow check: read-only by default, exits 2 above the alert ratio, --repair rewrites, 0 once repaired") {
   Fixture fx;
   const auto now = now_ms();
   for (int i = 0; i < 4; ++i) fx.insert({"C" + std::to_string(i), now - 1s, 30.0 + i, stats_of(i)});
   for (int i = 0; i < 3; ++i) fx.set("pred:C" + std::to_string(i), redis_json({"C" + std::to_string(i), now - 1s, 30.0 + i, stats_of(i)}));
-  auto run = [&](const std::string& args) {
-    const std::string cmd = "env -u PREDFLOW_LOG_LEVEL '" PREDFLOW_BINARY "' --log-level error check --redis '" +
-                            fx.redis_server.url() + "' --database '" + fx.pg_server.url() + "' " + args + " 2>/dev/null";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string out;
-    char buffer[4096];
-    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-    const int status = pclose(pipe);
-    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
-  };
-  auto [code, out] = run("--no-repair");
+  const std::string servers = "--redis '" + fx.redis_server.url() + "' --database '" + fx.pg_server.url() + "' ";
+  auto [code, out] = run_check(servers);
   INFO(out);
   CHECK(code == 2);
   auto report = json::parse(out);
@@ -377,19 +383,51 @@ TEST_CASE("predflow check: prints the report, exits 2 above the alert ratio and 
   CHECK(report["alert"] == true);
   CHECK(report["repaired"] == 0);
   CHECK(report["mismatched"] == json{"C3"});
+  CHECK(fx.get("pred:C3") == std::nullopt);  // a check reads; it does not write
+  CHECK(run_check(servers + "--no-repair").first == 2);  // the old spelling of the default
   CHECK(fx.get("pred:C3") == std::nullopt);
 
-  auto [code2, out2] = run("");
+  auto [code2, out2] = run_check(servers + "--repair");
   CHECK(code2 == 2);  // the check that repairs still reports what it found
   CHECK(json::parse(out2)["repaired"] == 1);
   CHECK(fx.get("pred:C3").has_value());
 
-  auto [code3, out3] = run("");
+  auto [code3, out3] = run_check(servers);
   CHECK(code3 == 0);
   CHECK(json::parse(out3)["mismatch_ratio"] == 0);
 
-  auto [code4, out4] = run("--alert-ratio 2");
-  CHECK(code4 != 0);  // out of range: refused by the argument parser
+  // Usage errors: 64, before touching anything.
+  CHECK(run_check(servers + "--alert-ratio 2").first == 64);  // out of range
+  CHECK(run_check(servers + "--repair --no-repair").first == 64);
+  CHECK(run_check(servers + "--set a=b").first == 64);  // --set needs --pipeline
+}
+
+TEST_CASE("predflow check --pipeline: the servers, key prefix and TTL come from the pipeline file, options win") {
+  Fixture fx;
+  const auto now = now_ms();
+  fx.insert({"P1", now - 1s, 30.0, stats_of(1)});
+  fx.set("other:P1", redis_json({"P1", now - 1s, 30.0, stats_of(1)}));  // under the pipeline's prefix
+  TempDir dir;
+  const std::string file = (dir.path / "persist.yaml").string();
+  std::ofstream(file) << "pipeline: persist\nresources:\n"
+                         "  cache: {type: redis, url: '" << fx.redis_server.url() << "'}\n"
+                         "  db: {type: postgres, url: '" << fx.pg_server.url() << "'}\n"
+                         "nodes:\n  check: {type: consistency_check, redis: cache, database: db, key_prefix: 'other:', "
+                         "alert_ratio: 0.5}\n";
+  auto [code, out] = run_check("--pipeline '" + file + "'");
+  INFO(out);
+  CHECK(code == 0);
+  CHECK(json::parse(out)["matched"] == 1);
+  // The command line wins: under pred: the key is missing, a ratio of 1 (above 0.5).
+  auto [code2, out2] = run_check("--pipeline '" + file + "' --key-prefix pred:");
+  CHECK(code2 == 2);
+  CHECK(json::parse(out2)["missing"] == 1);
+  // --set reaches the pipeline: a ratio of 1 is within alert_ratio 1.
+  CHECK(run_check("--pipeline '" + file + "' --key-prefix pred: --set nodes.check.alert_ratio=1").first == 0);
+  // A pipeline without a consistency_check or redis_sink says so.
+  const std::string empty = (dir.path / "empty.yaml").string();
+  std::ofstream(empty) << "nodes:\n  src: {type: generator}\n  out: {type: log_sink, from: [src]}\n";
+  CHECK(run_check("--pipeline '" + empty + "'").first == 1);
 }
 
 TEST_CASE("persister with Redis stopped: the pipeline goes on, the database gets everything, every message is acknowledged, and the check then repairs Redis") {

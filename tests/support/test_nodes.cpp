@@ -163,6 +163,7 @@ PREDFLOW_REGISTER_NODE(
         .field(field::duration("delay").default_value("0s"))
         .field(field::boolean("keep").default_value("false"))
         .field(field::integer("fail_every").default_value("0").at_least(0))
+        .field(field::path("file").describe("a file it would read (path resolution tests)"))
         .blocking_io(),
     [](const NodeContext& ctx) { return std::make_unique<TestSink>(ctx); });
 

@@ -151,11 +151,71 @@ TEST_CASE("cli: version prints a version and exits 0") {
   CHECK(std::regex_search(r.output, std::regex("^predflow [0-9]+\\.[0-9]+")));
 }
 
-TEST_CASE("cli: no subcommand is a usage error, --help is not") {
-  CHECK(run_cli("").code != 0);
+TEST_CASE("cli: --version prints the same version as the version command") {
+  Result flag = run_cli("--version");
+  CHECK(flag.code == 0);
+  CHECK(flag.output == run_cli("version").output);
+}
+
+TEST_CASE("cli: no command is a usage error (64) that shows the help, --help is not an error") {
+  Result none = run_cli("");
+  CHECK(none.code == 64);
+  CHECK(contains(none.output, "a command is required"));
+  CHECK(contains(none.output, "Exit codes:"));
   Result help = run_cli("--help");
   CHECK(help.code == 0);
-  for (const char* cmd : {"run", "validate", "graph", "nodes", "version"}) CHECK(contains(help.output, cmd));
+  for (const char* cmd : {"run", "validate", "config", "graph", "nodes", "check", "version"}) CHECK(contains(help.output, cmd));
+  // Every exit code is listed.
+  for (const char* code : {"  0 ", "  1 ", "  2 ", "  3 ", "  64 ", "128+N"}) CHECK(contains(help.output, code));
+}
+
+TEST_CASE("cli: a mistyped command gets a suggestion, unknown options and missing arguments exit 64") {
+  Result typo = run_cli("vaildate " + kDemo);
+  CHECK(typo.code == 64);
+  CHECK(contains(typo.output, "unknown command 'vaildate' (did you mean 'validate'?)"));
+  Result far = run_cli("frobnicate");
+  CHECK(far.code == 64);
+  CHECK(contains(far.output, "unknown command 'frobnicate'"));
+  CHECK_FALSE(contains(far.output, "did you mean"));
+  Result option = run_cli("validate " + kDemo + " --bogus");
+  CHECK(option.code == 64);
+  CHECK(contains(option.output, "--bogus"));
+  CHECK(contains(option.output, "predflow validate --help"));
+  Result missing = run_cli("run");
+  CHECK(missing.code == 64);
+  CHECK(contains(missing.output, "file"));
+}
+
+TEST_CASE("cli: global options go before or after the command") {
+  CHECK(run_cli("--log-level warn validate " + kDemo).code == 0);
+  CHECK(run_cli("validate " + kDemo + " --log-level warn").code == 0);
+  Result bad = run_cli("validate " + kDemo + " --log-level loud");
+  CHECK(bad.code == 1);
+  CHECK(contains(bad.output, "unknown log level 'loud'"));
+}
+
+TEST_CASE("cli: config prints the effective pipeline, which validates as it stands") {
+  Result r = run_cli("config " + kDemo + " --set nodes.batches.max_size=7", {{"DEMO_UNUSED", "x"}});
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.output, "pipeline: demo"));
+  CHECK(contains(r.output, "max_size: 7"));            // the override
+  CHECK(contains(r.output, "max_delay: "));            // a default, filled in
+  CHECK(contains(r.output, "drain_timeout: 30s"));     // a setting's default
+  const std::string file = std::filesystem::temp_directory_path() / ("predflow-config-" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(file) << r.output;
+  CHECK(run_cli("validate " + file).code == 0);
+  std::filesystem::remove(file);
+  // Secrets stay hidden: a password in a URL and a secret field.
+  const std::string m5 = PREDFLOW_SOURCE_DIR "/pipelines/m5.yaml";
+  Result m = run_cli("config " + m5, {{"REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0"}, {"PREDFLOW_WS_TOKEN", "sesame"}});
+  INFO(m.output);
+  REQUIRE(m.code == 0);
+  CHECK_FALSE(contains(m.output, "hunter2"));
+  CHECK_FALSE(contains(m.output, "sesame"));
+  CHECK(contains(m.output, "url: redis://:***@127.0.0.1:6379/0"));
+  CHECK(contains(m.output, "token: \"***\""));
+  CHECK(contains(m.output, "models/normal_day"));
 }
 
 TEST_CASE("cli: nodes lists the shipped node types and no test-only ones") {

@@ -3,6 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
 
 #include "engine/plan.hpp"
 #include "engine/registry.hpp"
@@ -651,4 +655,38 @@ TEST_CASE("validate: --set overrides go through the same validation") {
     CHECK(e.diagnostics().items()[0].str() ==
           "--set nodes.batches.max_size=big: nodes.batches.max_size: expected a positive integer, got \"big\"");
   }
+}
+
+TEST_CASE("validate: a relative path is looked up beside the pipeline file, then in the current directory") {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("predflow-paths-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "pipelines" / "models" / "m");
+  fs::create_directories(root / "cwd" / "models" / "only_here");
+  auto write = [&](const std::string& model) {
+    std::ofstream(root / "pipelines" / "p.yaml") << "nodes:\n  src: {type: test_source}\n"
+                                                    "  out: {type: test_sink, from: [src], file: " << model << "}\n";
+    return (root / "pipelines" / "p.yaml").string();
+  };
+  const auto cwd = fs::current_path();
+  fs::current_path(root / "cwd");
+  // Beside the pipeline: the value the node gets is that path.
+  CHECK(load_plan(write("models/m")).find("out")->config.get_string("file") == (root / "pipelines" / "models" / "m").string());
+  // Not beside it, but in the current directory: kept as given.
+  CHECK(load_plan(write("models/only_here")).find("out")->config.get_string("file") == "models/only_here");
+  // Absolute: as given.
+  CHECK(load_plan(write((root / "pipelines" / "models" / "m").string())).find("out")->config.get_string("file") ==
+        (root / "pipelines" / "models" / "m").string());
+  // Nowhere: one error naming both places.
+  std::string message;
+  try {
+    load_plan(write("models/nowhere"));
+  } catch (const ConfigError& e) {
+    message = e.diagnostics().str();
+  }
+  fs::current_path(cwd);
+  CHECK(message.find("nodes.out.file") != std::string::npos);
+  CHECK(message.find((root / "pipelines" / "models" / "nowhere").string() + "\" (beside the pipeline file)") != std::string::npos);
+  CHECK(message.find((root / "cwd" / "models" / "nowhere").string() + "\" (in the current directory)") != std::string::npos);
+  fs::remove_all(root);
 }
