@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/units.hpp"
 
 namespace predflow {
@@ -287,6 +289,30 @@ std::string effective_yaml(const Plan& plan) {
     fields_yaml(out, n.spec().fields, n.config, "    ");
   }
   return out.str();
+}
+
+
+std::string plan_json(const Plan& plan) {
+  using nlohmann::json;
+  json nodes = json::array();
+  for (const auto& n : plan.nodes) {
+    auto ports = [](const std::vector<PortSpec>& list) {
+      json out = json::array();
+      for (const auto& p : list) out.push_back({{"name", p.name}, {"kind", p.kind}});
+      return out;
+    };
+    json from = json::array();
+    for (const auto& e : n.inputs) from.push_back(e.from_node + (e.from_port_name.empty() ? "" : "." + e.from_port_name));
+    nodes.push_back({{"id", n.id},
+                     {"type", n.spec().type},
+                     {"category", category_name(n.spec().category)},
+                     {"concurrency", n.concurrency},
+                     {"inputs", ports(n.spec().inputs)},
+                     {"outputs", ports(n.spec().outputs)},
+                     {"from", from}});
+  }
+  json out = {{"pipeline", plan.name}, {"max_in_flight", plan.settings.max_in_flight}, {"nodes", nodes}};
+  return out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace predflow

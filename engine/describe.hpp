@@ -17,6 +17,12 @@ std::string to_dot(const Plan& plan);
 // passwords in URLs hidden.
 std::string effective_yaml(const Plan& plan);
 
+// `GET /nodes` on the HTTP port: the running pipeline's nodes in plan order, with their
+// type, category, concurrency, input and output ports (name and kind) and inputs, as JSON —
+// what `predflow top` needs to read /metrics (which port is an input, which a dead-letter
+// output).
+std::string plan_json(const Plan& plan);
+
 // `predflow nodes`: one line per registered node type.
 std::string node_list(const Registry& registry);
 // `predflow nodes TYPE`: ports and fields of one type.

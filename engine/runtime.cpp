@@ -22,6 +22,7 @@
 #include <thread>
 #include <utility>
 
+#include "engine/describe.hpp"
 #include "engine/http_server.hpp"
 #include "engine/io_executor.hpp"
 #include "engine/log.hpp"
@@ -486,6 +487,7 @@ void Runtime::start() {
         std::map<std::string, HttpServer::Handler>{
             {"/metrics", [impl] { return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", impl->metrics.serialize()}; }},
             {"/healthz", [] { return HttpResponse{200, "text/plain; charset=utf-8", "ok\n"}; }},
+            {"/nodes", [nodes = plan_json(impl_->plan)] { return HttpResponse{200, "application/json", nodes}; }},
             {"/readyz", [impl] {
                std::string why = impl->readiness();
                return why.empty() ? HttpResponse{200, "text/plain; charset=utf-8", "ready\n"}

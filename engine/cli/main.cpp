@@ -1,4 +1,4 @@
-// predflow: run · validate · graph · config · nodes · version, and the subcommands plugins register (check)
+// predflow: run · validate · graph · config · top · nodes · version, and the subcommands plugins register (check)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "engine/cli/top.hpp"
 #include "engine/thread_name.hpp"
 #include "engine/commands.hpp"
 #include "engine/describe.hpp"
@@ -230,6 +231,13 @@ int main(int argc, char** argv) {
   nodes->add_option("type", type, "node type");
   nodes->add_flag("--markdown", markdown, "print the node reference page (docs/nodes.md)");
 
+  TopOptions top_options;
+  std::string top_interval = "1s";
+  auto* top = app.add_subcommand("top", "Show what a running pipeline is doing, refreshed every second (from its HTTP port)");
+  top->add_option("--url", top_options.url, "the pipeline's HTTP server (default: http://127.0.0.1:$PREDFLOW_HTTP_PORT, 9464)");
+  top->add_option("--interval", top_interval, "time between refreshes")->capture_default_str();
+  top->add_flag("--once", top_options.once, "print one table (rates over one interval) and exit");
+
   // Subcommands of the plugins linked in (e.g. `check`, from the M5 sinks).
   std::vector<std::pair<CLI::App*, std::function<int()>>> plugin_commands;
   for (const auto& c : registered_commands()) {
@@ -259,6 +267,19 @@ int main(int argc, char** argv) {
   if (run->parsed()) return run_command(file, overrides);
   if (validate->parsed()) return validate_command(file, overrides);
   if (graph->parsed()) return graph_command(file, overrides, out);
+  if (top->parsed()) {
+    auto interval = parse_duration(top_interval);
+    if (!interval || *interval < std::chrono::milliseconds(100)) {
+      std::cerr << "predflow top: --interval takes a duration of at least 100ms (e.g. 1s), got '" << top_interval << "'\n";
+      return kExitUsage;
+    }
+    top_options.interval = *interval;
+    if (top_options.url.empty()) {
+      const char* port = std::getenv("PREDFLOW_HTTP_PORT");
+      top_options.url = std::string("http://127.0.0.1:") + (port && *port ? port : "9464");
+    }
+    return top_command(top_options);
+  }
   if (config->parsed()) {
     auto plan = load_or_report(file, overrides);
     if (!plan) return 1;

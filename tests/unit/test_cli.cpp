@@ -33,6 +33,8 @@ using predflow::test::eventually;
 
 using predflow::test::read_file;
 using predflow::test::TempDir;
+using predflow::test::PredflowProcess;
+using predflow::test::free_loopback_port;
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -631,4 +633,40 @@ TEST_CASE("cli: nodes TYPE describes a resource type too") {
   CHECK(contains(r.output, "a resource: declare it under `resources:`"));
   CHECK(contains(r.output, "REDIS_URL"));
   CHECK_FALSE(contains(r.output, "s3cr3t"));
+}
+
+// ---- top ----
+
+TEST_CASE("cli: top --once shows every node of a running pipeline with its rates") {
+  TempDir dir;
+  const int port = free_loopback_port();
+  PredflowProcess demo(kBinary, kDemo, dir.file("demo.log"), {{"DEMO_BATCHES", "0"}},
+                       {"--set", "settings.http_port=" + std::to_string(port), "--set", "nodes.source.rate=200"});
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  REQUIRE(eventually([&] { return run_cli("top --once --interval 200ms --url " + url).code == 0; }, 30s));
+  Result r = run_cli("top --once --interval 500ms --url " + url);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.output, "pipeline demo"));
+  CHECK(contains(r.output, "in flight"));
+  for (const char* node : {"source", "batches", "split", "watched", "everything_else", "summary"}) CHECK(contains(r.output, node));
+  // The generator emits 200 batches of 40 rows a second: its OUT rows/s is in the thousands.
+  std::smatch m;
+  REQUIRE(std::regex_search(r.output, m, std::regex("\\nsource +generator +- +- +([0-9.]+)k?")));
+  CHECK(std::stod(m[1]) > 0);
+  CHECK_FALSE(contains(r.output, "\x1b["));  // not a terminal: no escape codes
+  // The environment's port is the default URL.
+  CHECK(run_cli("top --once --interval 200ms", {{"PREDFLOW_HTTP_PORT", std::to_string(port)}}).code == 0);
+  demo.signal(SIGTERM);
+  CHECK(demo.wait_exit(20000ms));
+}
+
+TEST_CASE("cli: top with nothing listening exits 1 saying where it looked, a bad URL or interval 64") {
+  const int port = free_loopback_port();
+  Result none = run_cli("top --once --url http://127.0.0.1:" + std::to_string(port));
+  CHECK(none.code == 1);
+  CHECK(contains(none.output, "cannot read http://127.0.0.1:" + std::to_string(port) + "/nodes"));
+  CHECK(run_cli("top --once --url https://127.0.0.1:1").code == 64);
+  CHECK(run_cli("top --once --url http://127.0.0.1:port").code == 64);
+  CHECK(run_cli("top --once --interval 0s").code == 64);
 }
