@@ -63,6 +63,10 @@ class Node {
   virtual ~Node() = default;
   // Called once before any data flows; throw to abort start-up with a clear message.
   virtual void start() {}
+  // `predflow validate --deep`: what start() would check that needs no server (a model
+  // that loads and answers its test input, a time that parses, a name a server would
+  // refuse), on a node that is then destroyed without start(). Throw with the reason.
+  virtual void preflight() {}
   // Called once at shutdown after the last process()/flush(); finish background work.
   virtual void stop() {}
   // Reported through /readyz.

@@ -1,5 +1,6 @@
 // predflow: run · validate · graph · config · top · nodes · version, and the subcommands plugins register (check)
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -18,6 +19,7 @@
 #include "engine/describe.hpp"
 #include "engine/log.hpp"
 #include "engine/plan.hpp"
+#include "engine/preflight.hpp"
 #include "engine/process_metrics.hpp"
 #include "engine/runtime.hpp"
 #include "engine/units.hpp"
@@ -99,11 +101,46 @@ int run_command(const std::string& file, const std::vector<std::string>& overrid
   return clean ? 0 : 3;
 }
 
-int validate_command(const std::string& file, const std::vector<std::string>& overrides) {
-  auto plan = load_or_report(file, overrides);
-  if (!plan) return 1;
+struct ValidateOptions {
+  bool deep = false, connect = false;
+  std::string format = "text";
+  std::string connect_timeout = "10s";
+};
+
+// validate: the file against the node types (always); with --deep, every resource and node
+// built and preflighted as run would (engine/preflight.hpp); with --connect, the servers
+// reached too. Text (file:line:col: path: message) or JSON for CI.
+int validate_command(const std::string& file, const std::vector<std::string>& overrides, const ValidateOptions& o) {
+  std::vector<Diagnostic> errors;
+  std::optional<Plan> plan;
+  try {
+    plan = load_plan(file, overrides);
+  } catch (const ConfigError& e) {
+    errors = e.diagnostics().items();
+  }
+  if (plan && (o.deep || o.connect)) {
+    PreflightOptions options;
+    options.connect = o.connect;
+    if (auto t = parse_duration(o.connect_timeout)) options.connect_timeout = *t;
+    for (auto& p : preflight(*plan, options)) errors.push_back({p.mark, p.path, p.message});
+  }
+  if (o.format == "json") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& d : errors)
+      list.push_back({{"file", d.mark.file}, {"line", d.mark.line}, {"column", d.mark.column}, {"path", d.path}, {"message", d.message}});
+    nlohmann::json out = {{"file", file}, {"ok", errors.empty()}, {"deep", o.deep || o.connect}, {"connect", o.connect}, {"errors", list}};
+    if (plan) out["pipeline"] = plan->name;
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return errors.empty() ? 0 : 1;
+  }
+  if (!errors.empty()) {
+    for (const auto& d : errors) std::cerr << d.str() << "\n";
+    std::cerr << errors.size() << (errors.size() == 1 ? " error" : " errors") << " in " << file << "\n";
+    return 1;
+  }
   std::cout << file << ": ok (pipeline " << plan->name << ", " << plan->nodes.size() << " nodes, "
-            << plan->resources.size() << " resources)\n";
+            << plan->resources.size() << " resources" << (o.connect ? "; built, preflighted and connected" : o.deep ? "; built and preflighted" : "")
+            << ")\n";
   return 0;
 }
 
@@ -214,9 +251,18 @@ int main(int argc, char** argv) {
   run->add_option("file", file, "pipeline YAML file")->required();
   run->add_option("--set", overrides, "override a setting: path=value (e.g. nodes.window.max_delay=250ms)");
 
+  ValidateOptions validate_options;
   auto* validate = app.add_subcommand("validate", "Check a pipeline file and list every error");
   validate->add_option("file", file, "pipeline YAML file")->required();
   validate->add_option("--set", overrides, "override a setting: path=value");
+  validate->add_flag("--deep", validate_options.deep,
+                     "also build every resource and node as run would and preflight them (models load and answer their "
+                     "test input, URLs parse, times and names are valid); no server is contacted");
+  validate->add_flag("--connect", validate_options.connect, "--deep, and reach every server (resources must become ready)");
+  validate->add_option("--connect-timeout", validate_options.connect_timeout, "how long --connect waits for each server")
+      ->capture_default_str()
+      ->check([](const std::string& v) { return parse_duration(v) ? std::string() : "expected a duration such as 10s"; });
+  validate->add_option("--format", validate_options.format, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
 
   auto* graph = app.add_subcommand("graph", "Print the pipeline as Graphviz DOT");
   graph->add_option("file", file, "pipeline YAML file")->required();
@@ -265,7 +311,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (run->parsed()) return run_command(file, overrides);
-  if (validate->parsed()) return validate_command(file, overrides);
+  if (validate->parsed()) return validate_command(file, overrides, validate_options);
   if (graph->parsed()) return graph_command(file, overrides, out);
   if (top->parsed()) {
     auto interval = parse_duration(top_interval);

@@ -137,18 +137,37 @@ class TorchGpuInfer : public Processor {
     ctx.metrics.declare("predflow_prediction_errors_total", "Prediction errors by type", prometheus::MetricType::Counter);
   }
 
-  void start() override {
-    const auto started = Clock::now();
+  // The model card, with input_width checked against the node's.
+  inference::ModelCard load_card() const {
     inference::ModelCard card = inference::load_model_card(model_path_);
     if (input_width_ > 0 && input_width_ != card.input_width)
       throw std::runtime_error("input_width " + std::to_string(input_width_) + " (node setting) does not match input_width " +
                                std::to_string(card.input_width) + " of model " + card.name + " (" + card.yaml_path + ")");
+    return card;
+  }
+
+  inference::McModelOptions model_options() const {
     inference::McModelOptions options;
     options.device = device_;
     options.threads = threads_;
     options.batch_size = batch_size_;
     options.warmup_samples = samples_;
     options.mean_estimator = mean_estimator_;
+    return options;
+  }
+
+  // validate --deep: the card, the width, the model loading on its device and answering
+  // its test input (McModel's constructor); no warm-up, nothing kept.
+  void preflight() override {
+    auto options = model_options();
+    options.warmup_iterations = 0;
+    McModel model(load_card(), options);
+  }
+
+  void start() override {
+    const auto started = Clock::now();
+    inference::ModelCard card = load_card();
+    inference::McModelOptions options = model_options();
     // One copy of the model per worker thread: a TorchScript module and McModel's staging
     // buffers serve one call at a time, and the copies are small (the shipped models hold
     // under 1 MiB of weights each).

@@ -153,7 +153,8 @@ class CalendarRouter : public Processor {
 
   ~CalendarRouter() override { stop(); }
 
-  void start() override {
+  // as_of and calendar_table, checked before anything is read (start) or by validate --deep.
+  void check_settings() {
     if (!as_of_text_.empty()) {
       as_of_ = parse_rfc3339(as_of_text_);
       if (!as_of_)
@@ -163,6 +164,12 @@ class CalendarRouter : public Processor {
     if (!plain_identifier(table_))
       throw std::runtime_error("calendar_router " + id_ + ": calendar_table: expected a table name (letters, digits, "
                                "underscores; optionally schema.table), got \"" + table_ + "\"");
+  }
+
+  void preflight() override { check_settings(); }
+
+  void start() override {
+    check_settings();
     if (!db_) return;
     // The first load before any batch; a failure is logged and retried in the background.
     last_load_ok_ = load(mk::to_new_york(as_of_now()).date);

@@ -670,3 +670,59 @@ TEST_CASE("cli: top with nothing listening exits 1 saying where it looked, a bad
   CHECK(run_cli("top --once --url http://127.0.0.1:port").code == 64);
   CHECK(run_cli("top --once --interval 0s").code == 64);
 }
+
+// ---- validate --deep, --connect, --format json ----
+
+TEST_CASE("cli: validate --deep finds what only run found before: a width, a device, a time, a name, a URL") {
+  const std::string m5 = PREDFLOW_SOURCE_DIR "/pipelines/m5.yaml";
+  CHECK(run_cli("validate --deep " + m5).code == 0);
+  // The plain validate accepts all of these; --deep does not.
+  const std::string broken = " --set nodes.route.as_of=yesterday --set nodes.announcements.durable=a.b"
+                             " --set nodes.earnings_model.device=gpu7 --set nodes.normal_model.input_width=37";
+  CHECK(run_cli("validate " + m5 + broken).code == 0);
+  Result r = run_cli("validate --deep " + m5 + broken);
+  INFO(r.output);
+  CHECK(r.code == 1);
+  CHECK(contains(r.output, "m5.yaml:37:3: nodes.route: calendar_router route: as_of: expected an RFC 3339 time"));
+  CHECK(contains(r.output, "nodes.announcements: nats_source announcements: durable name 'a.b'"));
+  CHECK(contains(r.output, "nodes.earnings_model: device: expected auto, cpu, cuda or cuda:N, got \"gpu7\""));
+  CHECK(contains(r.output, "nodes.normal_model: input_width 37 (node setting) does not match input_width 20"));
+  CHECK(contains(r.output, "4 errors in"));
+  // A resource that cannot be built: the URL, with the resource's place in the file.
+  Result url = run_cli("validate --deep " + m5, {{"REDIS_URL", "http://x"}});
+  CHECK(url.code == 1);
+  CHECK(contains(url.output, "m5.yaml:22:3: resources.cache: resource cache (redis): url: a redis URL starts with redis://"));
+}
+
+TEST_CASE("cli: validate --format json lists every error with file, line, column, path and message") {
+  const std::string m5 = PREDFLOW_SOURCE_DIR "/pipelines/m5.yaml";
+  Result ok = run_cli("validate --deep --format json " + m5);
+  INFO(ok.output);
+  CHECK(ok.code == 0);
+  CHECK(contains(ok.output, "\"ok\": true"));
+  CHECK(contains(ok.output, "\"pipeline\": \"m5\""));
+  Result bad = run_cli("validate --format json " + m5 + " --set nodes.window.duration=soon --set nodes.normal_model.input_width=37");
+  INFO(bad.output);
+  CHECK(bad.code == 1);
+  CHECK(contains(bad.output, "\"ok\": false"));
+  CHECK(contains(bad.output, "\"path\": \"nodes.window.duration\""));
+  CHECK(contains(bad.output, "\"line\": "));
+  CHECK_FALSE(contains(bad.output, "input_width 37"));  // not --deep: no model is loaded
+  CHECK(run_cli("validate --format yaml " + m5).code == 64);
+}
+
+TEST_CASE("cli: validate --connect reports the servers it cannot reach, within --connect-timeout") {
+  const std::string m5 = PREDFLOW_SOURCE_DIR "/pipelines/m5.yaml";
+  const std::string dead = std::to_string(free_loopback_port());
+  const auto started = std::chrono::steady_clock::now();
+  Result r = run_cli("validate --connect --connect-timeout 500ms " + m5,
+                     {{"REDIS_URL", "redis://127.0.0.1:" + dead + "/0"},
+                      {"DATABASE_URL", "postgresql://postgres@127.0.0.1:" + dead + "/predflow"},
+                      {"NATS_URL", "nats://127.0.0.1:" + dead}});
+  INFO(r.output);
+  CHECK(r.code == 1);
+  CHECK(contains(r.output, "resources.cache: not ready within 500ms"));
+  CHECK(contains(r.output, "resources.db: not ready within 500ms"));
+  CHECK(contains(r.output, "resources.bus: not ready within 500ms"));
+  CHECK(std::chrono::steady_clock::now() - started < 30s);
+}
