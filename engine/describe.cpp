@@ -1,5 +1,7 @@
 #include "engine/describe.hpp"
 
+#include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -87,11 +89,34 @@ void field_table(std::ostringstream& out, const std::vector<FieldSpec>& fields) 
 }
 }  // namespace
 
-std::string to_dot(const Plan& plan) {
+namespace {
+
+std::string rate_label(double per_second) {
+  char buf[32];
+  if (per_second >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", per_second / 1e6);
+  else if (per_second >= 1e4) std::snprintf(buf, sizeof buf, "%.1fk", per_second / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", per_second);
+  return buf;
+}
+
+std::string seconds_label(double s) {
+  char buf[32];
+  if (s < 1e-3) std::snprintf(buf, sizeof buf, "%.0fus", s * 1e6);
+  else if (s < 1) std::snprintf(buf, sizeof buf, "%.1fms", s * 1e3);
+  else std::snprintf(buf, sizeof buf, "%.2fs", s);
+  return buf;
+}
+
+}  // namespace
+
+std::string to_dot(const Plan& plan, const LiveNumbers* live) {
   std::ostringstream out;
+  std::string title = plan.name;
+  if (live && live->seconds > 0)
+    title += " — live, rates over " + seconds_label(live->seconds) + ", in flight " + std::to_string(live->in_flight);
   out << "digraph \"" << dot_escape(plan.name) << "\" {\n"
       << "  rankdir=LR;\n"
-      << "  graph [fontname=\"Helvetica\", label=\"" << dot_escape(plan.name) << "\", labelloc=t];\n"
+      << "  graph [fontname=\"Helvetica\", label=\"" << dot_escape(title) << "\", labelloc=t];\n"
       << "  node [fontname=\"Helvetica\", fontsize=10, style=filled];\n"
       << "  edge [fontname=\"Helvetica\", fontsize=9];\n";
   for (const auto& node : plan.nodes) {
@@ -103,15 +128,46 @@ std::string to_dot(const Plan& plan) {
       label += "\n" + name + "=" + (f->secret ? std::string("***") : node.config.text(name));
     }
     if (node.concurrency != 1) label += "\nconcurrency=" + (node.concurrency <= 0 ? std::string("unlimited") : std::to_string(node.concurrency));
+    std::string extra;
+    if (live) {
+      auto it = live->nodes.find(node.id);
+      if (it != live->nodes.end()) {
+        const LiveNode& n = it->second;
+        label += "\n—";
+        if (live->seconds > 0) {
+          if (!spec.inputs.empty()) label += "\nin " + rate_label(n.in_rows_per_s) + " rows/s";
+          if (!spec.outputs.empty()) label += "\nout " + rate_label(n.out_rows_per_s) + " rows/s";
+          char busy[32];
+          std::snprintf(busy, sizeof busy, "%.0f", n.busy_percent);
+          label += "\nbusy " + std::string(busy) + "%" +
+                   (n.p99_busy_seconds ? " · p99 " + seconds_label(*n.p99_busy_seconds) : std::string());
+        }
+        label += "\nqueue " + std::to_string(n.queue) + " · errors " + std::to_string(n.errors);
+        if (n.errors > 0) extra = ", color=\"#c0392b\", penwidth=2";
+      }
+    }
     out << "  \"" << dot_escape(node.id) << "\" [label=\"" << dot_escape(label) << "\", shape=" << shape_of(spec.category)
-        << ", fillcolor=\"" << color_of(spec.category) << "\", tooltip=\"" << dot_escape(spec.summary) << "\"];\n";
+        << ", fillcolor=\"" << color_of(spec.category) << "\", tooltip=\"" << dot_escape(spec.summary) << "\"" << extra
+        << "];\n";
   }
   for (const auto& node : plan.nodes)
     for (const auto& edge : node.inputs) {
       const PlanNode* from = plan.find(edge.from_node);
       std::string kind = from ? from->output_kinds[edge.from_port] : "";
+      std::string label = edge.from_port_name, extra;
+      if (live && live->seconds > 0) {
+        auto it = live->nodes.find(edge.from_node);
+        double rate = 0;
+        if (it != live->nodes.end())
+          for (const auto& [port, r] : it->second.port_rows_per_s)
+            if (port == edge.from_port_name) rate = r;
+        label += "\n" + rate_label(rate) + " rows/s";
+        char width[32];
+        std::snprintf(width, sizeof width, "%.1f", 1.0 + std::log10(1.0 + rate));
+        extra = std::string(", penwidth=") + width;
+      }
       out << "  \"" << dot_escape(edge.from_node) << "\" -> \"" << dot_escape(node.id) << "\" [label=\""
-          << dot_escape(edge.from_port_name) << "\", tooltip=\"" << dot_escape(kind) << "\"];\n";
+          << dot_escape(label) << "\", tooltip=\"" << dot_escape(kind) << "\"" << extra << "];\n";
     }
   out << "}\n";
   return out.str();

@@ -1,7 +1,12 @@
 // Everything derived from specs and plans for people: DOT graphs and node help.
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/plan.hpp"
 #include "engine/registry.hpp"
@@ -10,7 +15,22 @@ namespace predflow {
 
 // Graphviz DOT of a validated pipeline: nodes labelled with id, type and key settings,
 // shaped by category; edges labelled with port names.
-std::string to_dot(const Plan& plan);
+// Live numbers for to_dot (engine/live_graph.hpp): per node, over the last interval.
+struct LiveNode {
+  double in_rows_per_s = 0, out_rows_per_s = 0, busy_percent = 0;
+  std::vector<std::pair<std::string, double>> port_rows_per_s;  // output ports
+  std::optional<double> p99_busy_seconds;
+  std::int64_t queue = 0;
+  std::uint64_t errors = 0;
+};
+struct LiveNumbers {
+  double seconds = 0;  // the interval the rates are over; 0: no rates yet
+  std::map<std::string, LiveNode> nodes;
+  std::int64_t in_flight = 0;
+};
+
+// With `live`, every node's label carries its numbers and every edge the rows/s on it.
+std::string to_dot(const Plan& plan, const LiveNumbers* live = nullptr);
 
 // `predflow config`: the pipeline as `run` would run it, as YAML — every ${VAR} expanded,
 // every --set applied, every field with its value (defaults filled in); secret fields and

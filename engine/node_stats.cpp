@@ -99,4 +99,27 @@ std::vector<prometheus::MetricFamily> NodeStatsCollector::Collect() const {
   return families;
 }
 
+
+std::vector<NodeStatsSnapshot> NodeStatsCollector::snapshot() const {
+  std::vector<NodeStatsSnapshot> out;
+  std::lock_guard lock(mutex_);
+  out.reserve(nodes_.size());
+  for (const auto& n : nodes_) {
+    NodeStatsSnapshot s;
+    s.node = n.node_;
+    for (const auto& p : n.ports_) {
+      s.port_rows.emplace_back(p.name, p.rows.load(std::memory_order_relaxed));
+      s.port_messages.emplace_back(p.name, p.messages.load(std::memory_order_relaxed));
+    }
+    std::uint64_t cumulative = 0;
+    for (const auto& b : n.busy_buckets_) s.busy_cumulative.push_back(cumulative += b.load(std::memory_order_relaxed));
+    s.busy_count = cumulative;
+    s.busy_sum_ns = n.busy_sum_ns_.load(std::memory_order_relaxed);
+    s.errors = n.errors_.load(std::memory_order_relaxed);
+    s.queue_depth = n.queue_depth_.load(std::memory_order_relaxed);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 }  // namespace predflow

@@ -46,8 +46,18 @@ class NodeStats {
   std::atomic<std::uint64_t> busy_count_{0}, busy_sum_ns_{0};
 };
 
+// The counters of one node at one moment (the live graph's rates are differences of two).
+struct NodeStatsSnapshot {
+  std::string node;
+  std::vector<std::pair<std::string, std::uint64_t>> port_rows, port_messages;  // by port, in order
+  std::vector<std::uint64_t> busy_cumulative;  // per bucket bound of Metrics::latency_buckets(), then +Inf
+  std::uint64_t busy_count = 0, busy_sum_ns = 0, errors = 0;
+  std::int64_t queue_depth = 0;
+};
+
 class NodeStatsCollector : public prometheus::Collectable {
  public:
+  std::vector<NodeStatsSnapshot> snapshot() const;
   // Stats for one node; ports: the input port (if any) then the output ports, by name.
   NodeStats& add(std::string node, std::vector<std::string> ports);
   // `predflow_in_flight_messages`, read at scrape time (null: not reported).

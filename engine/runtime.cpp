@@ -25,6 +25,7 @@
 #include "engine/describe.hpp"
 #include "engine/http_server.hpp"
 #include "engine/io_executor.hpp"
+#include "engine/live_graph.hpp"
 #include "engine/log.hpp"
 #include "engine/node_stats.hpp"
 
@@ -408,6 +409,7 @@ struct Runtime::Impl {
   Resources resources;
   std::shared_ptr<NodeStatsCollector> stats = std::make_shared<NodeStatsCollector>();
   std::vector<std::unique_ptr<NodeRunner>> runners;  // plan order (topological)
+  std::unique_ptr<LiveGraph> live_graph;  // before http: destroyed after the server that calls it
   std::unique_ptr<HttpServer> http;
   // stop_when_readable(): the watch on the CLI's signal pipe (the network thread's).
   std::unique_ptr<IoExecutor::Watch> stop_watch;
@@ -482,12 +484,21 @@ void Runtime::start() {
   const auto& settings = impl_->plan.settings;
   if (settings.http_port > 0) {
     Impl* impl = impl_.get();
+    impl_->live_graph = std::make_unique<LiveGraph>(impl_->plan, impl_->stats, [impl] { return impl->limit.count(); });
     impl_->http = std::make_unique<HttpServer>(
         settings.http_bind, settings.http_port,
         std::map<std::string, HttpServer::Handler>{
             {"/metrics", [impl] { return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", impl->metrics.serialize()}; }},
             {"/healthz", [] { return HttpResponse{200, "text/plain; charset=utf-8", "ok\n"}; }},
             {"/nodes", [nodes = plan_json(impl_->plan)] { return HttpResponse{200, "application/json", nodes}; }},
+            {"/graph", [] { return HttpResponse{200, "text/html; charset=utf-8", LiveGraph::page()}; }},
+            {"/graph.dot", [impl] { return HttpResponse{200, "text/vnd.graphviz; charset=utf-8", impl->live_graph->dot()}; }},
+            {"/graph.svg", [impl] {
+               std::string error;
+               auto svg = impl->live_graph->svg(error);
+               return svg ? HttpResponse{200, "image/svg+xml", std::move(*svg)}
+                          : HttpResponse{501, "text/plain; charset=utf-8", error + "\n"};
+             }},
             {"/readyz", [impl] {
                std::string why = impl->readiness();
                return why.empty() ? HttpResponse{200, "text/plain; charset=utf-8", "ready\n"}

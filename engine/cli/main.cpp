@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "engine/cli/http_client.hpp"
 #include "engine/cli/top.hpp"
 #include "engine/thread_name.hpp"
 #include "engine/commands.hpp"
@@ -144,6 +145,32 @@ int validate_command(const std::string& file, const std::vector<std::string>& ov
   return 0;
 }
 
+// graph --live: the running pipeline's /graph.dot or /graph.svg, to stdout or a file.
+int live_graph_command(const std::string& url, const std::string& format, const std::string& out) {
+  std::string error;
+  auto endpoint = parse_http_url(url, error);
+  if (!endpoint) {
+    std::cerr << "predflow graph: " << error << "\n";
+    return 64;
+  }
+  auto r = http_get(*endpoint, format == "svg" ? "/graph.svg" : "/graph.dot", std::chrono::seconds(15));
+  if (!r.error.empty() || r.status != 200) {
+    std::cerr << "predflow graph: " << url << (format == "svg" ? "/graph.svg" : "/graph.dot") << ": "
+              << (r.error.empty() ? "HTTP " + std::to_string(r.status) + ": " + r.body : r.error) << "\n";
+    return 1;
+  }
+  if (out.empty() || out == "-") {
+    std::cout << r.body;
+    return 0;
+  }
+  std::ofstream f(out);
+  if (!(f << r.body)) {
+    std::cerr << "predflow: cannot write " << out << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 int graph_command(const std::string& file, const std::vector<std::string>& overrides, const std::string& out) {
   auto plan = load_or_report(file, overrides);
   if (!plan) return 1;
@@ -264,10 +291,19 @@ int main(int argc, char** argv) {
       ->check([](const std::string& v) { return parse_duration(v) ? std::string() : "expected a duration such as 10s"; });
   validate->add_option("--format", validate_options.format, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
 
-  auto* graph = app.add_subcommand("graph", "Print the pipeline as Graphviz DOT");
-  graph->add_option("file", file, "pipeline YAML file")->required();
+  std::string live_url, graph_format = "dot";
+  auto* graph = app.add_subcommand("graph", "Print the pipeline as Graphviz DOT (or, with --live, a running one with its numbers)");
+  auto* graph_file = graph->add_option("file", file, "pipeline YAML file");
   graph->add_option("-o,--output", out, "write to this file instead of stdout");
   graph->add_option("--set", overrides, "override a setting: path=value");
+  auto* live = graph->add_option("--live", live_url,
+                                 "the HTTP server of a running pipeline (http://HOST:PORT): its graph with live rows/s, busy %, "
+                                 "queues and errors")
+                   ->excludes(graph_file);
+  graph->add_option("--format", graph_format, "with --live: dot or svg (svg is drawn by the pipeline's Graphviz)")
+      ->check(CLI::IsMember({"dot", "svg"}))
+      ->capture_default_str();
+  (void)live;
 
   auto* config = app.add_subcommand("config", "Print the pipeline as run would run it: variables expanded, --set applied, defaults filled in");
   config->add_option("file", file, "pipeline YAML file")->required();
@@ -312,7 +348,14 @@ int main(int argc, char** argv) {
   }
   if (run->parsed()) return run_command(file, overrides);
   if (validate->parsed()) return validate_command(file, overrides, validate_options);
-  if (graph->parsed()) return graph_command(file, overrides, out);
+  if (graph->parsed() && !live_url.empty()) return live_graph_command(live_url, graph_format, out);
+  if (graph->parsed()) {
+    if (file.empty()) {
+      std::cerr << "predflow graph: a pipeline file or --live URL is required\nRun 'predflow graph --help' for usage.\n";
+      return kExitUsage;
+    }
+    return graph_command(file, overrides, out);
+  }
   if (top->parsed()) {
     auto interval = parse_duration(top_interval);
     if (!interval || *interval < std::chrono::milliseconds(100)) {

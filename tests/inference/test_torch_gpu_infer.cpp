@@ -269,7 +269,8 @@ TEST_CASE("torch_gpu_infer: an empty batch with failures only passes through") {
 
 TEST_CASE("the spec examples of torch_gpu_infer and mc_dropout validate in a pipeline") {
   // The unit binary's conformance tests do not link the inference nodes: check the
-  // examples here. Validation opens no model.
+  // examples here. Validation opens no model, but the path must exist: the pipeline is
+  // named as if it stood in the repository's root, where models/ is.
   for (const char* type : {"torch_gpu_infer", "mc_dropout"}) {
     CAPTURE(type);
     const std::string example = Registry::instance().find_node(type)->spec.example;
@@ -280,7 +281,7 @@ TEST_CASE("the spec examples of torch_gpu_infer and mc_dropout validate in a pip
                              "  fetch_normal: {type: test_source, feature_width: 20}\n"
                              "  infer_normal: {type: torch_gpu_infer, from: [fetch_normal], model: models/normal_day}\n"
                              "  subject:\n" + body;
-    CHECK_NOTHROW(load_plan_text(yaml, "example.yaml", env_of({})));
+    CHECK_NOTHROW(load_plan_text(yaml, PREDFLOW_SOURCE_DIR "/example.yaml", env_of({})));
   }
   // And a wrong payload kind is refused: mc_dropout needs samples, not features.
   CHECK_THROWS_WITH(load_plan_text("settings: {http_port: 0}\nnodes:\n  src: {type: test_source}\n"
@@ -294,9 +295,10 @@ TEST_CASE("torch_gpu_infer: concurrency is 1 to 16 copies of the model") {
     return "settings: {http_port: 0}\nnodes:\n  src: {type: test_source, feature_width: 20}\n"
            "  infer: {type: torch_gpu_infer, from: [src], model: models/normal_day, concurrency: " + concurrency + "}\n";
   };
-  CHECK_NOTHROW(load_plan_text(plan("2"), "c.yaml", env_of({})));
-  CHECK_NOTHROW(load_plan_text(plan("16"), "c.yaml", env_of({})));
-  CHECK_THROWS_WITH(load_plan_text(plan("17"), "c.yaml", env_of({})), doctest::Contains("at most 16"));
+  const std::string file = PREDFLOW_SOURCE_DIR "/c.yaml";  // beside models/
+  CHECK_NOTHROW(load_plan_text(plan("2"), file, env_of({})));
+  CHECK_NOTHROW(load_plan_text(plan("16"), file, env_of({})));
+  CHECK_THROWS_WITH(load_plan_text(plan("17"), file, env_of({})), doctest::Contains("at most 16"));
 }
 
 TEST_CASE("torch_gpu_infer: a failed call is retried (retries, retry_delay doubling) before its rows are dead-lettered") {

@@ -171,6 +171,47 @@ TEST_CASE("to_dot: Graphviz renders the demo graph to SVG") {
   CHECK(contains(svg, ">listed</text>"));
 }
 
+TEST_CASE("to_dot with live numbers: rates, busy, queue and errors on nodes, rows/s on edges") {
+  Plan plan = demo_plan();
+  LiveNumbers live;
+  live.seconds = 2;
+  live.in_flight = 7;
+  LiveNode batches;
+  batches.in_rows_per_s = 4000;
+  batches.out_rows_per_s = 3964;
+  batches.port_rows_per_s = {{"out", 3964}};
+  batches.busy_percent = 12.4;
+  batches.p99_busy_seconds = 0.0025;
+  batches.queue = 3;
+  live.nodes["batches"] = batches;
+  LiveNode split;
+  split.port_rows_per_s = {{"listed", 3}, {"other", 15000}};
+  split.errors = 2;
+  live.nodes["split"] = split;
+  const std::string dot = to_dot(plan, &live);
+  CHECK(contains(dot, "live, rates over 2.00s, in flight 7"));
+  const std::string b = node_line(dot, "batches");
+  CHECK(contains(b, "\\nin 4000 rows/s\\nout 3964 rows/s\\nbusy 12% · p99 2.5ms\\nqueue 3 · errors 0"));
+  CHECK_FALSE(contains(b, "#c0392b"));
+  CHECK(contains(node_line(dot, "split"), "errors 2\", shape=diamond"));
+  CHECK(contains(node_line(dot, "split"), "color=\"#c0392b\""));  // errors: drawn red
+  CHECK(contains(dot, "\"split\" -> \"everything_else\" [label=\"other\\n15.0k rows/s\""));
+  CHECK(contains(dot, "\"split\" -> \"watched\" [label=\"listed\\n3 rows/s\""));
+  // Before any rate: the counters only, no rows/s.
+  LiveNumbers first;
+  first.nodes["batches"].queue = 1;
+  const std::string start = to_dot(plan, &first);
+  CHECK(contains(node_line(start, "batches"), "queue 1 · errors 0"));
+  CHECK_FALSE(contains(start, "rows/s"));
+  // Without live numbers the graph is the plain one.
+  CHECK(to_dot(plan, nullptr) == to_dot(plan));
+  if (have_dot()) {
+    auto [code, svg] = render_svg(dot);
+    CHECK(code == 0);
+    CHECK(contains(svg, "rows/s"));
+  }
+}
+
 // ---- node help ----
 
 TEST_CASE("node_help: batcher's ports and fields with type, default, unit and doc") {
