@@ -82,17 +82,19 @@ TEST_CASE("headless Chromium renders the live table of predictions with their un
   bool ok = run_pipeline(yaml, [&](Runtime& runtime) {
     if (eventually([&] { return runtime.ready(); }, 10s)) {
       // --virtual-time-budget: let the page run (connect, subscribe, render) before the DOM
-      // is dumped. Several tries: a loaded machine can be slow to start Chromium.
+      // is dumped. Virtual time runs ahead of the real time in which the WebSocket frames
+      // arrive, so a try can end before the first predictions frame (about half do, on 2
+      // busy cores): each try is a fresh page, and up to 20 are made.
       auto rendered = [&] {
         for (const char* symbol : {"TS00001", "TS00002", "TS00007"})
           if (row_cells(dom, symbol).empty()) return false;
         return true;
       };
-      for (int attempt = 0; attempt < 5 && !rendered(); ++attempt)
+      for (int attempt = 0; attempt < 20 && !rendered(); ++attempt)
         dom = run_capture("timeout 90 " + chromium +
                           " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
                           " --user-data-dir=" + profile.path.string() + " --virtual-time-budget=" +
-                          std::to_string(4000 * (attempt + 1)) + " --dump-dom 'http://127.0.0.1:" + std::to_string(port) +
+                          std::to_string(4000 * (1 + attempt % 5)) + " --dump-dom 'http://127.0.0.1:" + std::to_string(port) +
                           "/?symbols=TS00001,TS00002,TS00007' 2>/dev/null");
     }
     runtime.request_stop();
