@@ -11,6 +11,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -24,6 +26,7 @@ namespace {
 
 constexpr const char* kPoolThreadName = "pf:io";
 constexpr const char* kNetworkThreadName = "pf:net";
+constexpr std::size_t kMaxPoolThreads = 8;
 
 void set_thread_name(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
 
@@ -40,6 +43,18 @@ struct IoExecutor::Impl {
   asio::executor_work_guard<asio::io_context::executor_type> network_guard = asio::make_work_guard(network);
   std::thread network_thread;
   bool network_started = false;  // under mutex (the thread is detached: not joinable)
+
+  // A watchdog on the network thread looks every second: when every pool thread has been
+  // in one body for over a second (servers that hang hold them up to their timeouts), one
+  // more thread starts, up to kMaxPoolThreads, so that a hung PostgreSQL cannot starve the
+  // Redis writer or the probes. Short bursts of work do not grow the pool, and it never
+  // shrinks: in an idle process it stays at `wanted`.
+  std::vector<std::weak_ptr<IoTask::State>> pool_tasks;  // under mutex
+  std::unique_ptr<IoTask> watchdog;  // started with the first pool task
+  bool watchdog_started = false;      // under mutex
+
+  void watch(const std::shared_ptr<IoTask::State>& state);  // with mutex
+  std::optional<Clock::time_point> look_for_stuck_threads();
 
   void grow() {  // with mutex
     while (pool.size() < wanted) {
@@ -61,7 +76,8 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
   std::mutex mutex;
   std::condition_variable idle;
   asio::steady_timer timer;
-  const char* const idle_name;  // the thread's name between bodies
+  const char* const idle_name;    // the thread's name between bodies
+  std::atomic<std::int64_t> running_since{0};  // steady-clock ns while a body runs, else 0 (read by the watchdog)
   const std::string name;
   IoExecutor::Body body;
   std::uint64_t generation = 0;  // a timer wait armed before the latest arm() is stale
@@ -86,6 +102,7 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
     lock.unlock();
 
     set_thread_name(name);
+    running_since = Clock::now().time_since_epoch().count();
     std::optional<Clock::time_point> next;
     try {
       next = body();
@@ -95,6 +112,7 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
       spdlog::error("msg=\"background task failed; running it again in 1s\" task={} error=\"{}\"", name, e.what());
       next = Clock::now() + std::chrono::seconds(1);
     }
+    running_since = 0;
     set_thread_name(idle_name);
 
     lock.lock();
@@ -112,6 +130,31 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
     idle.notify_all();
   }
 };
+
+void IoExecutor::Impl::watch(const std::shared_ptr<IoTask::State>& state) {
+  std::erase_if(pool_tasks, [](const auto& w) { return w.expired(); });
+  pool_tasks.push_back(state);
+}
+
+std::optional<Clock::time_point> IoExecutor::Impl::look_for_stuck_threads() {
+  const std::int64_t now = Clock::now().time_since_epoch().count();
+  const std::int64_t stuck_after = std::chrono::nanoseconds(std::chrono::seconds(1)).count();
+  std::lock_guard lock(mutex);
+  std::size_t stuck = 0;
+  std::erase_if(pool_tasks, [](const auto& w) { return w.expired(); });
+  for (const auto& w : pool_tasks)
+    if (auto state = w.lock()) {
+      const std::int64_t since = state->running_since.load();
+      if (since != 0 && now - since > stuck_after) ++stuck;
+    }
+  if (stuck >= pool.size() && pool.size() < kMaxPoolThreads) {
+    wanted = pool.size() + 1;
+    grow();
+    spdlog::warn("msg=\"every I/O pool thread has been blocked for over a second; one more started\" threads={}",
+                 pool.size());
+  }
+  return Clock::now() + std::chrono::seconds(1);
+}
 
 IoExecutor& IoExecutor::shared() {
   static IoExecutor* executor = new IoExecutor();  // never destroyed: see the header
@@ -153,9 +196,19 @@ asio::io_context& IoExecutor::network() {
 
 std::unique_ptr<IoTask> IoExecutor::task(std::string name, Body body, Clock::time_point first) {
   auto state = std::make_shared<IoTask::State>(impl_->tasks, kPoolThreadName, std::move(name), std::move(body));
+  bool start_watchdog = false;
   {
     std::lock_guard lock(impl_->mutex);
     impl_->grow();
+    impl_->watch(state);
+    start_watchdog = !impl_->watchdog_started;
+    impl_->watchdog_started = true;
+  }
+  if (start_watchdog) {
+    auto watchdog = network_task("pf:io:watch", [impl = impl_] { return impl->look_for_stuck_threads(); },
+                                 Clock::now() + std::chrono::seconds(1));
+    std::lock_guard lock(impl_->mutex);
+    impl_->watchdog = std::move(watchdog);
   }
   return start_task(std::move(state), first);
 }

@@ -166,6 +166,9 @@ class TorchGpuInfer : public Processor {
 
   void start() override {
     const auto started = Clock::now();
+    // libtorch and OpenMP start their worker threads on first use, here (the warm-up), on
+    // the engine's start-up thread: under this name they say whose they are.
+    ScopedThreadName naming(id_, ":torch");
     inference::ModelCard card = load_card();
     inference::McModelOptions options = model_options();
     // One copy of the model per worker thread: a TorchScript module and McModel's staging

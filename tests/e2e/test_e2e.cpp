@@ -7,6 +7,7 @@
 // served; SIGTERM must drain and exit 0.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -70,7 +71,9 @@ TEST_CASE("m5.yaml: every symbol routed, predicted, stored, published and broadc
   CHECK_MESSAGE(stored, "log: " << log);
   {
     // Every thread says whose it is (pf:…), but the main thread, which carries the
-    // process's name; how many there are is in docs/performance.md.
+    // process's name, and oneTBB workers that have not worked yet (they are named pf:tbb
+    // when they first enter the pipeline's arena: on a machine with many cores some may
+    // never have); how many there are is in docs/performance.md.
     std::map<std::string, int> threads;
     int total = 0;
     for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(predflow.pid()) + "/task")) {
@@ -82,7 +85,8 @@ TEST_CASE("m5.yaml: every symbol routed, predicted, stored, published and broadc
     std::string list;
     for (const auto& [name, n] : threads) list += " " + name + (n > 1 ? "×" + std::to_string(n) : "");
     MESSAGE("m5.yaml after a run: " << total << " threads:" << list);
-    CHECK(threads["predflow"] == 1);
+    CHECK(threads["predflow"] >= 1);
+    CHECK(threads["predflow"] <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     for (const auto& [name, n] : threads) {
       CAPTURE(name);
       CHECK((name == "predflow" || name.rfind("pf:", 0) == 0));
