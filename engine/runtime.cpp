@@ -387,17 +387,23 @@ void NodeRunner::run_source() {
 }  // namespace
 
 // oneTBB's workers would carry the name of whatever thread started them: they are "pf:tbb".
+// One observer for the process, never destroyed: oneTBB frees an observer's proxy lazily,
+// so one per runtime, observed and unobserved again, left allocations behind (LeakSanitizer).
 class WorkerNames : public oneapi::tbb::task_scheduler_observer {
  public:
-  WorkerNames() { observe(true); }
-  ~WorkerNames() override { observe(false); }
+  static void install() {
+    static WorkerNames* names = new WorkerNames();
+    (void)names;
+  }
   void on_scheduler_entry(bool is_worker) override {
     if (is_worker) pthread_setname_np(pthread_self(), "pf:tbb");
   }
+
+ private:
+  WorkerNames() { observe(true); }
 };
 
 struct Runtime::Impl {
-  WorkerNames worker_names;  // first: observes the workers before the graph gives them work
   const Plan& plan;
   Metrics& metrics;
   flow::graph graph;
@@ -434,6 +440,7 @@ struct Runtime::Impl {
 };
 
 Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Impl>(plan, metrics)) {
+  WorkerNames::install();  // before the graph gets any work
   metrics.add_collectable(impl_->stats);
   impl_->stats->set_in_flight([impl = impl_.get()] { return impl->limit.count(); });
   for (const auto& r : plan.resources) {
