@@ -89,10 +89,6 @@ void NatsResource::start() {
   check(natsOptions_SetReconnectedCB(raw, &NatsResource::on_reconnected, this), "callbacks");
   check(natsOptions_SetClosedCB(raw, &NatsResource::on_closed, this), "callbacks");
   check(natsOptions_SetErrorHandler(raw, &NatsResource::on_error, this), "callbacks");
-  // Asynchronous subscriptions (each JetStream publisher's PubAck inbox) share nats.c's
-  // delivery pool instead of starting a thread each. The callbacks are short (they settle
-  // tokens), so one pool thread serves them all.
-  check(natsOptions_UseGlobalMessageDelivery(raw, true), "global message delivery");
 
   natsStatus s = natsConnection_Connect(&nc_, raw);
   if (s == NATS_OK) {
