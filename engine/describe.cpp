@@ -89,31 +89,11 @@ void field_table(std::ostringstream& out, const std::vector<FieldSpec>& fields) 
 }
 }  // namespace
 
-namespace {
-
-std::string rate_label(double per_second) {
-  char buf[32];
-  if (per_second >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", per_second / 1e6);
-  else if (per_second >= 1e4) std::snprintf(buf, sizeof buf, "%.1fk", per_second / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f", per_second);
-  return buf;
-}
-
-std::string seconds_label(double s) {
-  char buf[32];
-  if (s < 1e-3) std::snprintf(buf, sizeof buf, "%.0fus", s * 1e6);
-  else if (s < 1) std::snprintf(buf, sizeof buf, "%.1fms", s * 1e3);
-  else std::snprintf(buf, sizeof buf, "%.2fs", s);
-  return buf;
-}
-
-}  // namespace
-
 std::string to_dot(const Plan& plan, const LiveNumbers* live) {
   std::ostringstream out;
   std::string title = plan.name;
   if (live && live->seconds > 0)
-    title += " — live, rates over " + seconds_label(live->seconds) + ", in flight " + std::to_string(live->in_flight);
+    title += " — live, rates over " + format_seconds_short(live->seconds) + ", in flight " + std::to_string(live->in_flight);
   out << "digraph \"" << dot_escape(plan.name) << "\" {\n"
       << "  rankdir=LR;\n"
       << "  graph [fontname=\"Helvetica\", label=\"" << dot_escape(title) << "\", labelloc=t];\n"
@@ -135,12 +115,12 @@ std::string to_dot(const Plan& plan, const LiveNumbers* live) {
         const LiveNode& n = it->second;
         label += "\n—";
         if (live->seconds > 0) {
-          if (!spec.inputs.empty()) label += "\nin " + rate_label(n.in_rows_per_s) + " rows/s";
-          if (!spec.outputs.empty()) label += "\nout " + rate_label(n.out_rows_per_s) + " rows/s";
+          if (!spec.inputs.empty()) label += "\nin " + format_rate(n.in_rows_per_s) + " rows/s";
+          if (!spec.outputs.empty()) label += "\nout " + format_rate(n.out_rows_per_s) + " rows/s";
           char busy[32];
           std::snprintf(busy, sizeof busy, "%.0f", n.busy_percent);
           label += "\nbusy " + std::string(busy) + "%" +
-                   (n.p99_busy_seconds ? " · p99 " + seconds_label(*n.p99_busy_seconds) : std::string());
+                   (n.p99_busy_seconds ? " · p99 " + format_seconds_short(*n.p99_busy_seconds) : std::string());
         }
         label += "\nqueue " + std::to_string(n.queue) + " · errors " + std::to_string(n.errors);
         if (n.errors > 0) extra = ", color=\"#c0392b\", penwidth=2";
@@ -161,7 +141,7 @@ std::string to_dot(const Plan& plan, const LiveNumbers* live) {
         if (it != live->nodes.end())
           for (const auto& [port, r] : it->second.port_rows_per_s)
             if (port == edge.from_port_name) rate = r;
-        label += "\n" + rate_label(rate) + " rows/s";
+        label += "\n" + format_rate(rate) + " rows/s";
         char width[32];
         std::snprintf(width, sizeof width, "%.1f", 1.0 + std::log10(1.0 + rate));
         extra = std::string(", penwidth=") + width;

@@ -1,5 +1,7 @@
 #include "engine/units.hpp"
 
+#include <cstdio>
+
 #include <charconv>
 #include <cmath>
 #include <utility>
@@ -89,4 +91,21 @@ std::optional<bool> parse_bool(std::string_view text) {
   return std::nullopt;
 }
 
+std::string format_seconds_short(double s) {
+  char buf[32];
+  if (s < 1e-3) std::snprintf(buf, sizeof buf, "%.0fus", s * 1e6);
+  else if (s < 1) std::snprintf(buf, sizeof buf, "%.1fms", s * 1e3);
+  else std::snprintf(buf, sizeof buf, "%.2fs", s);
+  return buf;
+}
+
+std::string format_rate(double per_second) {
+  char buf[32];
+  if (per_second >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", per_second / 1e6);
+  else if (per_second >= 1e4) std::snprintf(buf, sizeof buf, "%.1fk", per_second / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", per_second);
+  return buf;
+}
+
 }  // namespace predflow
+

@@ -137,21 +137,11 @@ std::optional<double> quantile_between(const Histogram& before, const Histogram&
 std::string seconds_text(std::optional<double> s) {
   if (!s) return "-";
   if (std::isinf(*s)) return ">max";
-  char buf[32];
-  if (*s < 1e-3) std::snprintf(buf, sizeof buf, "%.0fus", *s * 1e6);
-  else if (*s < 1) std::snprintf(buf, sizeof buf, "%.1fms", *s * 1e3);
-  else std::snprintf(buf, sizeof buf, "%.2fs", *s);
-  return buf;
+  return format_seconds_short(*s);
 }
 
 std::string rate_text(double delta, double seconds) {
-  if (seconds <= 0) return "-";
-  char buf[32];
-  const double r = std::max(0.0, delta) / seconds;
-  if (r >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", r / 1e6);
-  else if (r >= 1e4) std::snprintf(buf, sizeof buf, "%.1fk", r / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.1f", r);
-  return buf;
+  return seconds > 0 ? format_rate(std::max(0.0, delta) / seconds) : "-";
 }
 
 std::string count_text(double v) {
