@@ -28,6 +28,7 @@
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_nodes.hpp"
 
@@ -357,13 +358,8 @@ namespace {
 std::pair<int, std::string> run_check(const std::string& args) {
   const std::string cmd = "env -u PREDFLOW_LOG_LEVEL -u REDIS_URL -u DATABASE_URL '" PREDFLOW_BINARY
                           "' --log-level error check " + args + " 2>/dev/null";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  auto r = run_shell(cmd);
+  return {r.code, r.output};
 }
 }  // namespace
 

@@ -3,9 +3,6 @@
 // (/graph) with the graph drawn, checked by its DOM and by a screenshot.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <filesystem>
 #include <regex>
 #include <string>
@@ -13,6 +10,7 @@
 #include "support/eventually.hpp"
 #include "support/predflow_process.hpp"
 #include "support/servers.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace predflow::test;
@@ -23,13 +21,8 @@ namespace {
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 std::pair<int, std::string> run_capture(const std::string& cmd) {
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  auto r = run_shell(cmd);
+  return {r.code, r.output};
 }
 
 std::string find_program(std::initializer_list<const char*> names) {

@@ -5,7 +5,6 @@
 // installs it).
 #include <doctest/doctest.h>
 
-#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +14,7 @@
 
 #include "engine/runtime.hpp"
 #include "support/eventually.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_nodes.hpp"
 
@@ -38,15 +38,7 @@ std::string find_chromium() {
   return "";
 }
 
-std::string run_capture(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return out;
-  std::array<char, 65536> buf{};
-  for (std::size_t n; (n = fread(buf.data(), 1, buf.size(), pipe)) > 0;) out.append(buf.data(), n);
-  pclose(pipe);
-  return out;
-}
+std::string run_capture(const std::string& command) { return predflow::test::run_shell(command).output; }
 
 // The text of each cell of the row for `symbol`, by the cell's class (c-…).
 std::map<std::string, std::string> row_cells(const std::string& dom, const std::string& symbol) {
