@@ -3,6 +3,7 @@
 // decides where process() runs (TBB workers, or the node's own threads for blocking I/O).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,6 +28,16 @@ class ResourceLookup {
  public:
   virtual ~ResourceLookup() = default;
   virtual std::shared_ptr<Resource> find(const std::string& name) const = 0;
+};
+
+// A ResourceLookup over a name → resource map: the runtime's, and validate --deep's.
+class ResourceMap : public ResourceLookup {
+ public:
+  std::shared_ptr<Resource> find(const std::string& name) const override {
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : it->second;
+  }
+  std::map<std::string, std::shared_ptr<Resource>> by_name;
 };
 
 // What a node is built with.

@@ -1,6 +1,5 @@
 #include "engine/preflight.hpp"
 
-#include <map>
 #include <memory>
 #include <thread>
 
@@ -9,23 +8,10 @@
 
 namespace predflow {
 
-namespace {
-
-class Lookup : public ResourceLookup {
- public:
-  std::shared_ptr<Resource> find(const std::string& name) const override {
-    auto it = by_name.find(name);
-    return it == by_name.end() ? nullptr : it->second;
-  }
-  std::map<std::string, std::shared_ptr<Resource>> by_name;
-};
-
-}  // namespace
-
 std::vector<PreflightProblem> preflight(const Plan& plan, const PreflightOptions& options) {
   std::vector<PreflightProblem> problems;
   Metrics metrics;  // the checks' own: nothing is served
-  Lookup resources;
+  ResourceMap resources;
   std::vector<std::pair<const PlanResource*, std::shared_ptr<Resource>>> built;
   for (const auto& r : plan.resources) {
     try {

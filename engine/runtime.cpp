@@ -87,13 +87,8 @@ class InFlightLimit {
   std::condition_variable changed_;
 };
 
-class Resources : public ResourceLookup {
+class Resources : public ResourceMap {
  public:
-  std::shared_ptr<Resource> find(const std::string& name) const override {
-    auto it = by_name.find(name);
-    return it == by_name.end() ? nullptr : it->second;
-  }
-  std::map<std::string, std::shared_ptr<Resource>> by_name;
   std::vector<std::shared_ptr<Resource>> in_order;
 };
 

@@ -4,10 +4,7 @@
 #pragma once
 
 #include <pthread.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <string_view>
 
@@ -26,22 +23,6 @@ inline std::string thread_label(std::string_view id, std::string_view suffix = {
 // Names the calling thread (best effort: a failure changes nothing but the label).
 inline void name_this_thread(std::string_view id, std::string_view suffix = {}) {
   pthread_setname_np(pthread_self(), thread_label(id, suffix).c_str());
-}
-
-// Names the threads that libraries started before main() (OpenBLAS's pool, from its load
-// constructor) and that still carry the process's name: call first thing in main().
-inline void name_library_threads(std::string_view label) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const std::string self = std::to_string(::gettid());
-  std::string process_name;
-  std::getline(std::ifstream("/proc/self/comm"), process_name);
-  for (const auto& task : fs::directory_iterator("/proc/self/task", ec)) {
-    if (task.path().filename() == self) continue;
-    std::string name;
-    std::getline(std::ifstream(task.path() / "comm"), name);
-    if (name == process_name) std::ofstream(task.path() / "comm") << label;
-  }
 }
 
 // Names the calling thread for a scope, then gives it its name back: for calls into a

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string_view>
@@ -32,6 +33,22 @@
 namespace {
 
 using namespace predflow;
+
+// Names the threads that libraries started before main() (OpenBLAS's pool, from its load
+// constructor) and that still carry the process's name: call first thing in main().
+void name_library_threads(std::string_view label) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string self = std::to_string(::gettid());
+  std::string process_name;
+  std::getline(std::ifstream("/proc/self/comm"), process_name);
+  for (const auto& task : fs::directory_iterator("/proc/self/task", ec)) {
+    if (task.path().filename() == self) continue;
+    std::string name;
+    std::getline(std::ifstream(task.path() / "comm"), name);
+    if (name == process_name) std::ofstream(task.path() / "comm") << label;
+  }
+}
 
 // Returns the plan, or prints every error and returns nullopt.
 std::optional<Plan> load_or_report(const std::string& file, const std::vector<std::string>& overrides) {
@@ -260,7 +277,7 @@ int usage_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) 
 }
 
 int main(int argc, char** argv) {
-  predflow::name_library_threads("pf:lib");
+  name_library_threads("pf:lib");
   CLI::App app{"predflow — declarative dataflow pipelines on oneTBB"};
   app.require_subcommand(1);
   // Global options anywhere: `predflow run f.yaml --log-level debug` as well as before it.
