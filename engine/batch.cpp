@@ -13,23 +13,19 @@ namespace {
 std::atomic<std::int64_t> live_batches{0};
 
 template <typename T>
-void select_column(const std::vector<T>& from, std::vector<T>& to, std::span<const std::uint32_t> rows,
-                   std::size_t width = 1) {
-  if (from.empty() || width == 0) return;
-  to.reserve(rows.size() * width);
-  for (std::uint32_t r : rows)
-    to.insert(to.end(), from.begin() + static_cast<std::ptrdiff_t>(r * width),
-              from.begin() + static_cast<std::ptrdiff_t>((r + 1) * width));
+void select_column(const std::vector<T>& from, std::vector<T>& to, std::span<const std::uint32_t> rows) {
+  if (from.empty()) return;
+  to.reserve(rows.size());
+  for (std::uint32_t r : rows) to.push_back(from[r]);
 }
 
-// Appends b to a, padding a column that only one side has so that every non-empty
-// column keeps exactly size() * width entries.
+// Appends b to a, padding a column that only one side has so that a non-empty column
+// keeps exactly size() entries.
 template <typename T>
-void append_column(std::vector<T>& a, const std::vector<T>& b, std::size_t a_rows, std::size_t b_rows,
-                   std::size_t width = 1) {
+void append_column(std::vector<T>& a, const std::vector<T>& b, std::size_t a_rows, std::size_t b_rows) {
   if (a.empty() && b.empty()) return;
-  if (a.empty()) a.resize(a_rows * width);
-  if (b.empty()) a.resize(a.size() + b_rows * width);
+  if (a.empty()) a.resize(a_rows);
+  if (b.empty()) a.resize(a.size() + b_rows);
   else a.insert(a.end(), b.begin(), b.end());
 }
 }  // namespace
@@ -49,21 +45,8 @@ Batch Batch::select(std::span<const std::uint32_t> rows) const {
   Batch out;
   select_column(symbols, out.symbols, rows);
   select_column(correlation_ids, out.correlation_ids, rows);
-  select_column(features_ts, out.features_ts, rows);
-  select_column(prices, out.prices, rows);
-  select_column(features, out.features, rows, feature_width);
-  out.feature_width = feature_width;
-  select_column(samples, out.samples, rows, sample_count);
-  out.sample_count = sample_count;
-  select_column(sample_means, out.sample_means, rows);
-  select_column(stats, out.stats, rows);
-  select_column(earnings, out.earnings, rows);
-  out.route = route;
-  out.model_type = model_type;
-  out.model_version = model_version;
-  out.device = device;
   out.arrived = arrived;
-  out.predicted_at = predicted_at;
+  out.columns_ = columns_.select(rows);
   out.shared_acks = shared_acks;
   if (!acks.empty() && !rows.empty()) {
     if (row_ack.empty()) {
@@ -94,22 +77,11 @@ Batch Batch::slice(std::size_t begin, std::size_t end) const {
 
 void Batch::append(const Batch& other) {
   const std::size_t a_rows = size(), b_rows = other.size();
-  if (a_rows == 0 && symbols.empty() && feature_width == 0) feature_width = other.feature_width;
-  if (a_rows == 0 && sample_count == 0) sample_count = other.sample_count;
-  if (route.empty()) route = other.route;
-  if (model_type.empty()) model_type = other.model_type, model_version = other.model_version, device = other.device;
   if (arrived == Clock::time_point{} || (other.arrived != Clock::time_point{} && other.arrived < arrived))
     arrived = other.arrived;
-  if (predicted_at == std::chrono::system_clock::time_point{}) predicted_at = other.predicted_at;
 
   append_column(correlation_ids, other.correlation_ids, a_rows, b_rows);
-  append_column(features_ts, other.features_ts, a_rows, b_rows);
-  append_column(prices, other.prices, a_rows, b_rows);
-  append_column(features, other.features, a_rows, b_rows, feature_width);
-  append_column(samples, other.samples, a_rows, b_rows, sample_count);
-  append_column(sample_means, other.sample_means, a_rows, b_rows);
-  append_column(stats, other.stats, a_rows, b_rows);
-  append_column(earnings, other.earnings, a_rows, b_rows);
+  columns_.append(other.columns_, a_rows, b_rows);
   symbols.insert(symbols.end(), other.symbols.begin(), other.symbols.end());
   failures.insert(failures.end(), other.failures.begin(), other.failures.end());
   shared_acks.insert(shared_acks.end(), other.shared_acks.begin(), other.shared_acks.end());

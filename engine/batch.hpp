@@ -1,9 +1,12 @@
 // The message on every edge: a columnar batch of symbols.
 //
-// Columns fill in as the batch moves down the pipeline (symbols → features → samples →
-// statistics). Every per-row column is either empty or exactly size() long. After an
-// emit the batch is shared read-only (BatchPtr is a pointer to const); a node that
-// changes it calls Batch::take(), which copies only when someone else still holds it.
+// The engine owns what every pipeline needs — the row keys (symbols), correlation ids,
+// acknowledgement tokens, failures, and when the batch's first event arrived. Everything
+// else is a typed column the nodes declare (engine/columns.hpp) and fill in as the batch
+// moves down the pipeline (the M5 nodes' columns: nodes/schema/prediction_columns.hpp).
+// Every per-row column is either empty or exactly size() long. After an emit the batch is
+// shared read-only (BatchPtr is a pointer to const); a node that changes it calls
+// Batch::take(), which copies only when someone else still holds it.
 #pragma once
 
 #include <chrono>
@@ -15,19 +18,9 @@
 #include <vector>
 
 #include "engine/ack.hpp"
+#include "engine/columns.hpp"
 
 namespace predflow {
-
-struct PredictionStats {
-  double mean = 0, std = 0, p10 = 0, p50 = 0, p90 = 0;
-  int samples = 0;
-};
-
-struct EarningsContext {
-  std::optional<std::string> report_date;
-  std::optional<std::string> timing;
-  bool features_imputed = false;
-};
 
 // A symbol (or a whole input message) that a node could not process; the dead-letter
 // node turns these into `dlq.predflow` records.
@@ -47,29 +40,12 @@ using BatchPtr = std::shared_ptr<const Batch>;
 using Clock = std::chrono::steady_clock;
 
 struct Batch {
-  // --- per-row columns -------------------------------------------------------------
+  // --- per-row, known to the engine ------------------------------------------------
   std::vector<std::string> symbols;
   std::vector<std::string> correlation_ids;
-  std::vector<std::string> features_ts;
-  std::vector<double> prices;
-  std::vector<float> features;  // row-major, size() x feature_width
-  std::size_t feature_width = 0;
-  std::vector<float> samples;   // row-major, size() x sample_count (MC samples per row)
-  std::size_t sample_count = 0;
-  // The Rao-Blackwellised mean of each row's samples (the mean head averaged over the
-  // same dropout passes, without the zero-mean noise), when the model provides one;
-  // mc_dropout publishes it as predicted_return. Empty: the mean of `samples` is used.
-  std::vector<double> sample_means;
-  std::vector<PredictionStats> stats;
-  std::vector<EarningsContext> earnings;
 
   // --- batch-wide ------------------------------------------------------------------
-  std::string route;          // e.g. "normal" / "earnings" once routed
-  std::string model_type;     // set by inference
-  std::string model_version;
-  std::string device;
   Clock::time_point arrived{};  // when the earliest triggering event entered the pipeline
-  std::chrono::system_clock::time_point predicted_at{};  // when its predictions were made (mc_dropout)
   std::vector<RowFailure> failures;
 
   // --- acknowledgement -------------------------------------------------------------
@@ -82,6 +58,46 @@ struct Batch {
   std::vector<std::uint32_t> row_ack;
   std::vector<AckPtr> shared_acks;
 
+  // --- the nodes' columns (engine/columns.hpp) --------------------------------------
+  // Reading a column the batch lacks gives an empty one (const) or adds it (non-const).
+  template <typename T>
+  std::vector<T>& operator[](const Column<T>& key) {
+    return columns_.get_or_add<detail::StoredRows<T>>(&key, key.name).values;
+  }
+  template <typename T>
+  const std::vector<T>& operator[](const Column<T>& key) const {
+    static const std::vector<T> none;
+    const auto* c = columns_.get<detail::StoredRows<T>>(&key);
+    return c != nullptr ? c->values : none;
+  }
+  template <typename T>
+  Matrix<T>& operator[](const MatrixColumn<T>& key) {
+    return columns_.get_or_add<detail::StoredMatrix<T>>(&key, key.name).matrix;
+  }
+  template <typename T>
+  const Matrix<T>& operator[](const MatrixColumn<T>& key) const {
+    static const Matrix<T> none;
+    const auto* c = columns_.get<detail::StoredMatrix<T>>(&key);
+    return c != nullptr ? c->matrix : none;
+  }
+  template <typename T>
+  T& operator[](const Attribute<T>& key) {
+    return columns_.get_or_add<detail::StoredAttribute<T>>(&key, key.name).value;
+  }
+  template <typename T>
+  const T& operator[](const Attribute<T>& key) const {
+    static const T none{};
+    const auto* c = columns_.get<detail::StoredAttribute<T>>(&key);
+    return c != nullptr ? c->value : none;
+  }
+  // Drops a column (e.g. inputs no later node reads, to free their memory).
+  template <typename Key>
+  void erase(const Key& key) { columns_.erase(&key); }
+  // Every column's name and length: non-empty per-row columns must have size() rows.
+  std::vector<ColumnSet::Shape> column_shapes() const { return columns_.shapes(); }
+  // Row `row`'s columns as `"name":value,…` (JSON members without braces), for taps.
+  void write_columns_json(std::string& out, std::size_t row) const { columns_.write_json(out, row); }
+
   std::size_t size() const { return symbols.size(); }
   bool empty() const { return symbols.empty() && failures.empty(); }
 
@@ -92,7 +108,8 @@ struct Batch {
   // failures not (they travel once, with the batch that first carried them).
   Batch select(std::span<const std::uint32_t> rows) const;
   Batch slice(std::size_t begin, std::size_t end) const;
-  // Appends other's rows, failures and tokens (batch-wide fields kept from this batch).
+  // Appends other's rows, columns, failures and tokens (attributes kept from this batch
+  // unless it has none).
   void append(const Batch& other);
 
   // A mutable batch: the same object when `ptr` is its only owner, else a copy.
@@ -102,6 +119,7 @@ struct Batch {
   static std::int64_t live_count();
 
  private:
+  ColumnSet columns_;
   struct LiveCounter {  // counts Batch objects without hand-written special members
     LiveCounter();
     LiveCounter(const LiveCounter&);

@@ -5,6 +5,7 @@
 
 #include "engine/timestamps.hpp"
 #include "nodes/codecs/symbol_messages.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 
@@ -17,25 +18,25 @@ nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : 
 
 nlohmann::json prediction_json(const Batch& b, std::size_t row, std::chrono::system_clock::time_point made_at) {
   if (row >= b.size()) throw std::out_of_range("prediction_json: row " + std::to_string(row) + " of a batch of " + std::to_string(b.size()));
-  if (row >= b.stats.size()) throw std::out_of_range("prediction_json: the batch has no statistics (run mc_dropout first)");
-  const PredictionStats& s = b.stats[row];
+  if (row >= b[col::stats].size()) throw std::out_of_range("prediction_json: the batch has no statistics (run mc_dropout first)");
+  const PredictionStats& s = b[col::stats][row];
   nlohmann::json j;
   j["symbol"] = b.symbols[row];
-  j["model_type"] = b.model_type;
-  j["model_version"] = b.model_version;
-  const bool has_price = row < b.prices.size();
-  j["current_price"] = has_price ? number(b.prices[row]) : nlohmann::json();
+  j["model_type"] = b[col::model_type];
+  j["model_version"] = b[col::model_version];
+  const bool has_price = row < b[col::prices].size();
+  j["current_price"] = has_price ? number(b[col::prices][row]) : nlohmann::json();
   j["predicted_return"] = number(s.mean);
-  j["predicted_price"] = has_price ? number(b.prices[row] * (1.0 + s.mean)) : nlohmann::json();
+  j["predicted_price"] = has_price ? number(b[col::prices][row] * (1.0 + s.mean)) : nlohmann::json();
   j["uncertainty"] = {{"std", number(s.std)}, {"p10", number(s.p10)}, {"p50", number(s.p50)}, {"p90", number(s.p90)},
                       {"samples", s.samples}};
-  j["features_ts"] = row < b.features_ts.size() && !b.features_ts[row].empty() ? nlohmann::json(b.features_ts[row]) : nlohmann::json();
+  j["features_ts"] = row < b[col::features_ts].size() && !b[col::features_ts][row].empty() ? nlohmann::json(b[col::features_ts][row]) : nlohmann::json();
   j["timestamp"] = format_rfc3339_millis(made_at);
   j["correlation_id"] = row < b.correlation_ids.size() && !b.correlation_ids[row].empty() ? nlohmann::json(b.correlation_ids[row])
                                                                                           : nlohmann::json();
-  j["device"] = b.device;
-  if (b.model_type == "earnings_day") {
-    EarningsContext e = row < b.earnings.size() ? b.earnings[row] : EarningsContext{};
+  j["device"] = b[col::device];
+  if (b[col::model_type] == "earnings_day") {
+    EarningsContext e = row < b[col::earnings].size() ? b[col::earnings][row] : EarningsContext{};
     j["earnings_context"] = {{"report_date", optional_string(e.report_date)},
                              {"timing", optional_string(e.timing)},
                              {"features_imputed", e.features_imputed}};
@@ -44,7 +45,7 @@ nlohmann::json prediction_json(const Batch& b, std::size_t row, std::chrono::sys
 }
 
 nlohmann::json prediction_json(const Batch& batch, std::size_t row) {
-  auto made_at = batch.predicted_at;
+  auto made_at = batch[col::predicted_at];
   if (made_at == std::chrono::system_clock::time_point{}) made_at = std::chrono::system_clock::now();
   return prediction_json(batch, row, made_at);
 }
@@ -85,21 +86,21 @@ void append_optional(std::string& out, const std::optional<std::string>& s) {
 }  // namespace
 
 std::string prediction_json_text(const Batch& b, std::size_t row, const std::string& timestamp) {
-  if (row >= b.stats.size()) return prediction_json(b, row).dump();  // throws the library's message
-  const PredictionStats& st = b.stats[row];
-  const bool has_price = row < b.prices.size();
+  if (row >= b[col::stats].size()) return prediction_json(b, row).dump();  // throws the library's message
+  const PredictionStats& st = b[col::stats][row];
+  const bool has_price = row < b[col::prices].size();
   std::string out;
   out.reserve(512);
   out += "{\"correlation_id\":";
   if (row < b.correlation_ids.size() && !b.correlation_ids[row].empty()) append_string(out, b.correlation_ids[row]);
   else out += "null";
   out += ",\"current_price\":";
-  if (has_price) append_number(out, b.prices[row]);
+  if (has_price) append_number(out, b[col::prices][row]);
   else out += "null";
   out += ",\"device\":";
-  append_string(out, b.device);
-  if (b.model_type == "earnings_day") {
-    const EarningsContext e = row < b.earnings.size() ? b.earnings[row] : EarningsContext{};
+  append_string(out, b[col::device]);
+  if (b[col::model_type] == "earnings_day") {
+    const EarningsContext e = row < b[col::earnings].size() ? b[col::earnings][row] : EarningsContext{};
     out += ",\"earnings_context\":{\"features_imputed\":";
     out += e.features_imputed ? "true" : "false";
     out += ",\"report_date\":";
@@ -109,14 +110,14 @@ std::string prediction_json_text(const Batch& b, std::size_t row, const std::str
     out += '}';
   }
   out += ",\"features_ts\":";
-  if (row < b.features_ts.size() && !b.features_ts[row].empty()) append_string(out, b.features_ts[row]);
+  if (row < b[col::features_ts].size() && !b[col::features_ts][row].empty()) append_string(out, b[col::features_ts][row]);
   else out += "null";
   out += ",\"model_type\":";
-  append_string(out, b.model_type);
+  append_string(out, b[col::model_type]);
   out += ",\"model_version\":";
-  append_string(out, b.model_version);
+  append_string(out, b[col::model_version]);
   out += ",\"predicted_price\":";
-  if (has_price) append_number(out, b.prices[row] * (1.0 + st.mean));
+  if (has_price) append_number(out, b[col::prices][row] * (1.0 + st.mean));
   else out += "null";
   out += ",\"predicted_return\":";
   append_number(out, st.mean);

@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "engine/batch.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 

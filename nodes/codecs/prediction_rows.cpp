@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/timestamps.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 
@@ -134,35 +135,35 @@ std::optional<std::string> copy_timestamp(std::string_view rfc3339) {
 
 std::string prediction_row_problem(const Batch& b, std::size_t row) {
   if (row >= b.size()) return "no such row";
-  if (row >= b.stats.size()) return "the batch has no statistics (not a predictions batch)";
-  if (!std::isfinite(b.stats[row].mean)) return "predicted_return is not a finite number";
+  if (row >= b[col::stats].size()) return "the batch has no statistics (not a predictions batch)";
+  if (!std::isfinite(b[col::stats][row].mean)) return "predicted_return is not a finite number";
   auto check = [](std::string_view what, std::string_view s) -> std::string {
     return storable_text(s) ? std::string() : std::string(what) + " is not UTF-8 text without NUL bytes";
   };
   std::string problem = check("symbol", b.symbols[row]);
-  if (problem.empty()) problem = check("model_type", b.model_type);
-  if (problem.empty()) problem = check("model_version", b.model_version);
+  if (problem.empty()) problem = check("model_type", b[col::model_type]);
+  if (problem.empty()) problem = check("model_version", b[col::model_version]);
   if (problem.empty() && row < b.correlation_ids.size()) problem = check("correlation_id", b.correlation_ids[row]);
   return problem;
 }
 
 void append_prediction_row(std::string& out, const Batch& b, std::size_t row, std::string_view ts) {
-  const PredictionStats& s = b.stats.at(row);
-  const bool has_price = row < b.prices.size();
+  const PredictionStats& s = b[col::stats].at(row);
+  const bool has_price = row < b[col::prices].size();
   append_copy_text(out, b.symbols[row]);
   out += '\t';
   out += ts;  // our own RFC 3339 text: nothing to escape
   out += '\t';
-  append_copy_text(out, b.model_type);
+  append_copy_text(out, b[col::model_type]);
   out += '\t';
-  append_copy_text(out, b.model_version);
+  append_copy_text(out, b[col::model_version]);
   out += '\t';
-  if (has_price) append_copy_double(out, b.prices[row]);
+  if (has_price) append_copy_double(out, b[col::prices][row]);
   else append_null(out);
   out += '\t';
   append_copy_double(out, s.mean);
   out += '\t';
-  if (has_price) append_copy_double(out, b.prices[row] * (1.0 + s.mean));
+  if (has_price) append_copy_double(out, b[col::prices][row] * (1.0 + s.mean));
   else append_null(out);
   for (double v : {s.std, s.p10, s.p50, s.p90}) {
     out += '\t';
@@ -172,7 +173,7 @@ void append_prediction_row(std::string& out, const Batch& b, std::size_t row, st
   if (row < b.correlation_ids.size() && !b.correlation_ids[row].empty()) append_copy_text(out, b.correlation_ids[row]);
   else append_null(out);
   out += '\t';
-  if (auto fts = row < b.features_ts.size() ? copy_timestamp(b.features_ts[row]) : std::nullopt) out += *fts;
+  if (auto fts = row < b[col::features_ts].size() ? copy_timestamp(b[col::features_ts][row]) : std::nullopt) out += *fts;
   else append_null(out);
   out += '\n';
 }

@@ -6,6 +6,7 @@
 
 #include "engine/log.hpp"
 #include "engine/registry.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -44,9 +45,9 @@ class Collector : public Processor {
     for (std::size_t r = 0; r < in->size(); ++r) {
       nlohmann::json row = {{"symbol", in->symbols[r]}};
       if (!in->correlation_ids.empty()) row["correlation_id"] = in->correlation_ids[r];
-      if (!in->prices.empty()) row["price"] = in->prices[r];
-      if (!in->route.empty()) row["route"] = in->route;
-      if (!in->stats.empty()) row["predicted_return"] = in->stats[r].mean;
+      if (!(*in)[col::prices].empty()) row["price"] = (*in)[col::prices][r];
+      if (!(*in)[col::route].empty()) row["route"] = (*in)[col::route];
+      if (!(*in)[col::stats].empty()) row["predicted_return"] = (*in)[col::stats][r].mean;
       file_ << row.dump() << '\n';
     }
     file_.flush();  // durable before the batch (and its acknowledgement) is released

@@ -4,6 +4,7 @@
 #include "engine/log.hpp"
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -74,7 +75,7 @@ class Generator : public Source {
     auto batch = make_batch();
     batch->arrived = Clock::now();
     batch->acks = {std::move(ack)};
-    batch->feature_width = width_;
+    (*batch)[col::features].width = width_;
     std::string correlation = "gen-" + std::to_string(n);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::uniform_real_distribution<double> price(5.0, 500.0);
@@ -83,8 +84,8 @@ class Generator : public Source {
       std::snprintf(name, sizeof name, "SYM%05zu", next_symbol_++ % universe_);
       batch->symbols.emplace_back(name);
       batch->correlation_ids.push_back(correlation);
-      batch->prices.push_back(price(rng_));
-      for (std::size_t f = 0; f < width_; ++f) batch->features.push_back(normal(rng_));
+      (*batch)[col::prices].push_back(price(rng_));
+      for (std::size_t f = 0; f < width_; ++f) (*batch)[col::features].values.push_back(normal(rng_));
     }
     return batch;
   }

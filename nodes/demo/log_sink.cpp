@@ -1,6 +1,7 @@
 // log_sink (demo/test): logs a line per batch (or per row).
 #include "engine/log.hpp"
 #include "engine/registry.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -28,13 +29,13 @@ class LogSink : public Processor {
     const std::string first = in->symbols.empty() ? "" : in->symbols.front();
     if (!rows_) {
       spdlog::info("msg=\"batch\" node={} rows={} route={} first_symbol={} failures={}", id_, in->size(),
-                   in->route.empty() ? "-" : in->route, first.empty() ? "-" : first, in->failures.size());
+                   (*in)[col::route].empty() ? "-" : (*in)[col::route], first.empty() ? "-" : first, in->failures.size());
       return;
     }
     for (std::size_t r = 0; r < in->size(); ++r)
       spdlog::info("msg=\"row\" node={} symbol={} correlation_id={} price={}", id_, in->symbols[r],
                    in->correlation_ids.empty() ? "-" : in->correlation_ids[r],
-                   in->prices.empty() ? 0.0 : in->prices[r]);
+                   (*in)[col::prices].empty() ? 0.0 : (*in)[col::prices][r]);
   }
 
  private:

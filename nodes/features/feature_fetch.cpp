@@ -18,6 +18,7 @@
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "nodes/codecs/feature_json.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -199,7 +200,7 @@ class FeatureFetch : public Processor {
       }
       ts.emplace_back(fv.ts);  // before the next parse, which reuses the buffer fv.ts views
       if (earnings_) {
-        EarningsContext context = r < b.earnings.size() ? b.earnings[r] : EarningsContext{};
+        EarningsContext context = r < b[col::earnings].size() ? b[col::earnings][r] : EarningsContext{};
         std::span<float> tail(row + width_, earnings_width_);
         auto& analysis = values[n + r];
         if (!analysis) {
@@ -227,11 +228,11 @@ class FeatureFetch : public Processor {
     matrix.resize(good.size() * W);
 
     auto fill = [&](Batch& ok) {
-      ok.prices = std::move(prices);
-      ok.features_ts = std::move(ts);
-      ok.features = std::move(matrix);
-      ok.feature_width = W;
-      if (earnings_) ok.earnings = std::move(contexts);
+      ok[col::prices] = std::move(prices);
+      ok[col::features_ts] = std::move(ts);
+      ok[col::features].values = std::move(matrix);
+      ok[col::features].width = W;
+      if (earnings_) ok[col::earnings] = std::move(contexts);
     };
 
     if (skipped.empty()) {
@@ -296,7 +297,7 @@ class FeatureFetch : public Processor {
   // A batch for failures: no rows; the tokens the batch as a whole holds.
   static std::shared_ptr<Batch> dead_batch(const Batch& b) {
     auto dead = make_batch();
-    dead->route = b.route;
+    (*dead)[col::route] = b[col::route];
     dead->arrived = b.arrived;
     dead->shared_acks = b.shared_acks;
     return dead;

@@ -5,6 +5,7 @@
 #include "engine/metrics.hpp"
 #include "engine/registry.hpp"
 #include "nodes/inference/mc_stats.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -37,20 +38,20 @@ class McDropout : public Processor {
       if (!in->empty()) out.emit(std::move(in));
       return;
     }
-    const std::size_t S = in->sample_count;
-    if (S == 0 || in->samples.size() != rows * S)
-      throw std::runtime_error("mc_dropout: batch of " + std::to_string(rows) + " rows has " + std::to_string(in->samples.size()) +
+    const std::size_t S = (*in)[col::samples].width;
+    if (S == 0 || (*in)[col::samples].values.size() != rows * S)
+      throw std::runtime_error("mc_dropout: batch of " + std::to_string(rows) + " rows has " + std::to_string((*in)[col::samples].values.size()) +
                                " samples (sample_count " + std::to_string(S) + "); connect it after torch_gpu_infer");
     auto batch = Batch::take(std::move(in));
-    batch->predicted_at = std::chrono::system_clock::now();  // one timestamp for every sink
-    batch->stats.resize(rows);
-    const bool rao_blackwell = batch->sample_means.size() == rows;
+    (*batch)[col::predicted_at] = std::chrono::system_clock::now();  // one timestamp for every sink
+    (*batch)[col::stats].resize(rows);
+    const bool rao_blackwell = (*batch)[col::sample_means].size() == rows;
     for (std::size_t r = 0; r < rows; ++r) {
-      const auto s = inference::summarize(std::span<const float>(batch->samples.data() + r * S, S));
+      const auto s = inference::summarize(std::span<const float>((*batch)[col::samples].values.data() + r * S, S));
       // std and the percentiles always describe the draws themselves.
-      batch->stats[r] = {rao_blackwell ? batch->sample_means[r] : s.mean, s.std, s.p10, s.p50, s.p90, s.samples};
+      (*batch)[col::stats][r] = {rao_blackwell ? (*batch)[col::sample_means][r] : s.mean, s.std, s.p10, s.p50, s.p90, s.samples};
     }
-    predictions(batch->model_type).Increment(static_cast<double>(rows));
+    predictions((*batch)[col::model_type]).Increment(static_cast<double>(rows));
     out.emit(std::move(batch));
   }
 

@@ -21,6 +21,7 @@
 #include "engine/circuit_breaker.hpp"
 #include "nodes/inference/mc_model.hpp"
 #include "nodes/inference/nvml_monitor.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -225,14 +226,14 @@ class TorchGpuInfer : public Processor {
     Lease lease(*this);
     std::string device = lease.model.device();
 
-    const std::size_t width = batch->feature_width;
-    if (width != static_cast<std::size_t>(card.input_width) || batch->features.size() != rows * width) {
+    const std::size_t width = (*batch)[col::features].width;
+    if (width != static_cast<std::size_t>(card.input_width) || (*batch)[col::features].values.size() != rows * width) {
       // A data problem, not a model failure: the breaker does not count it.
       const std::string error =
           width != static_cast<std::size_t>(card.input_width)
               ? "feature width " + std::to_string(width) + " does not match input_width " + std::to_string(card.input_width) +
                     " of model " + card.name
-              : "features hold " + std::to_string(batch->features.size()) + " values, expected rows × width = " +
+              : "features hold " + std::to_string((*batch)[col::features].values.size()) + " values, expected rows × width = " +
                     std::to_string(rows * width);
       spdlog::error("msg=\"inference input rejected\" node={} model={} rows={} correlation_id={} error=\"{}\"", id_, card.name,
                     rows, first_correlation(*batch), error);
@@ -312,7 +313,7 @@ class TorchGpuInfer : public Processor {
   // try for the circuit breaker.
   void run_chunks(McModel& model, const Batch& batch, std::vector<Outcome>& outcome, std::vector<float>& samples,
                   std::vector<double>& means, std::string& device) {
-    const std::size_t rows = batch.size(), width = batch.feature_width, S = static_cast<std::size_t>(samples_);
+    const std::size_t rows = batch.size(), width = batch[col::features].width, S = static_cast<std::size_t>(samples_);
     for (std::size_t begin = 0; begin < rows;) {
       const std::size_t n = std::min(model.batch_size(), rows - begin);
       const bool was_open = (breaker_.state() != CircuitBreaker::State::Closed);
@@ -329,7 +330,7 @@ class TorchGpuInfer : public Processor {
       for (int retry = 0;; ++retry) {
         const auto t0 = Clock::now();
         try {
-          auto report = model.infer(std::span<const float>(batch.features.data() + begin * width, n * width), width, samples_,
+          auto report = model.infer(std::span<const float>(batch[col::features].values.data() + begin * width, n * width), width, samples_,
                                     std::span<float>(samples.data() + begin * S, n * S),
                                     means.empty() ? std::span<double>() : std::span<double>(means.data() + begin, n));
           latency(report.device).Observe(std::chrono::duration<double>(Clock::now() - t0).count());
@@ -406,31 +407,30 @@ class TorchGpuInfer : public Processor {
     for (std::uint32_t r = 0; r < rows; ++r) (outcome[r].ok ? good : bad).push_back(r);
 
     auto label = [&](Batch& b) {
-      b.sample_count = S;
-      b.model_type = card.model_type;
-      b.model_version = card.name;
-      b.device = device;
+      b[col::samples].width = S;
+      b[col::model_type] = card.model_type;
+      b[col::model_version] = card.name;
+      b[col::device] = device;
     };
     if (bad.empty()) {
-      batch->samples = std::move(samples);
-      batch->sample_means = std::move(means);
+      (*batch)[col::samples].values = std::move(samples);
+      (*batch)[col::sample_means] = std::move(means);
       label(*batch);
       out.emit(0, std::move(batch));
       return;
     }
 
-    auto dead = make_batch(batch->select(bad));  // for the rows' acknowledgement tokens
+    // The dead letters travel as failures in a batch without rows, which holds the failed
+    // rows' tokens until the dead-letter path is done with them.
+    Batch failed_rows = batch->select(bad);
+    auto dead = make_batch();
+    dead->arrived = batch->arrived;
+    dead->shared_acks = std::move(failed_rows.shared_acks);
+    for (auto& ack : failed_rows.acks)
+      if (ack) dead->shared_acks.push_back(std::move(ack));
     dead->failures.reserve(bad.size());
     for (std::uint32_t r : bad) dead->failures.push_back(failure_of(*batch, r, outcome[r]));
-    // The tokens of the failed rows stay alive until the dead-letter path is done with them.
-    for (auto& ack : dead->acks)
-      if (ack) dead->shared_acks.push_back(std::move(ack));
-    dead->acks.clear();
-    dead->row_ack.clear();
-    Batch& d = *dead;
-    d.symbols.clear(), d.correlation_ids.clear(), d.features_ts.clear(), d.prices.clear(), d.features.clear();
-    d.samples.clear(), d.sample_means.clear(), d.stats.clear(), d.earnings.clear();
-    d.model_type = card.model_type, d.model_version = card.name, d.device = device;
+    (*dead)[col::model_type] = card.model_type, (*dead)[col::model_version] = card.name, (*dead)[col::device] = device;
 
     if (good.empty()) {
       // Failures that arrived with the batch travel on with the dead letters.
@@ -441,11 +441,13 @@ class TorchGpuInfer : public Processor {
     }
     auto ok = make_batch(batch->select(good));
     ok->failures = std::move(batch->failures);
-    ok->samples.reserve(good.size() * S);
-    for (std::uint32_t r : good) ok->samples.insert(ok->samples.end(), samples.begin() + r * S, samples.begin() + (r + 1) * S);
-    ok->sample_means.clear();
+    auto& kept = (*ok)[col::samples].values;
+    kept.reserve(good.size() * S);
+    for (std::uint32_t r : good) kept.insert(kept.end(), samples.begin() + r * S, samples.begin() + (r + 1) * S);
+    auto& kept_means = (*ok)[col::sample_means];
+    kept_means.clear();
     if (!means.empty())
-      for (std::uint32_t r : good) ok->sample_means.push_back(means[r]);
+      for (std::uint32_t r : good) kept_means.push_back(means[r]);
     label(*ok);
     batch.reset();
     out.emit(0, std::move(ok));
@@ -461,10 +463,13 @@ class TorchGpuInfer : public Processor {
     if (r < b.correlation_ids.size() && !b.correlation_ids[r].empty()) f.correlation_id = b.correlation_ids[r];
     f.attempts = o.attempts;
     nlohmann::json payload = {{"symbol", b.symbols[r]}};
-    if (r < b.prices.size()) payload["price"] = b.prices[r];
-    if (r < b.features_ts.size() && !b.features_ts[r].empty()) payload["features_ts"] = b.features_ts[r];
-    if (b.feature_width > 0 && b.features.size() >= (r + 1) * b.feature_width)
-      payload["features"] = std::vector<float>(b.features.begin() + r * b.feature_width, b.features.begin() + (r + 1) * b.feature_width);
+    if (r < b[col::prices].size()) payload["price"] = b[col::prices][r];
+    if (r < b[col::features_ts].size() && !b[col::features_ts][r].empty()) payload["features_ts"] = b[col::features_ts][r];
+    const auto& features = b[col::features];
+    if (features.width > 0 && features.rows() > r) {
+      auto row = features.row(r);
+      payload["features"] = std::vector<float>(row.begin(), row.end());
+    }
     f.payload = payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return f;
   }

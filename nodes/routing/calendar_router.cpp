@@ -21,6 +21,7 @@
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
 #include "nodes/routing/market_calendar.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -324,13 +325,13 @@ class CalendarRouter : public Processor {
   // rows (source_rows[i] is row i's index in the input batch).
   static void label(Batch& b, std::size_t port, const std::vector<std::uint32_t>& source_rows,
                     const std::vector<std::optional<mk::CalendarRow>>& deciding) {
-    b.route = port == 1 ? "earnings" : "normal";
+    b[col::route] = port == 1 ? "earnings" : "normal";
     if (port != 1) return;
-    if (b.earnings.size() != b.size()) b.earnings.resize(b.size());
+    if (b[col::earnings].size() != b.size()) b[col::earnings].resize(b.size());
     for (std::size_t i = 0; i < source_rows.size(); ++i)
       if (const auto& row = deciding[source_rows[i]]) {
-        b.earnings[i].report_date = mk::format_date(row->report_date);
-        b.earnings[i].timing = mk::timing_name(row->timing);
+        b[col::earnings][i].report_date = mk::format_date(row->report_date);
+        b[col::earnings][i].timing = mk::timing_name(row->timing);
       }
   }
 

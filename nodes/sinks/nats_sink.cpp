@@ -13,6 +13,7 @@
 #include "engine/timestamps.hpp"
 #include "nodes/codecs/prediction_json.hpp"
 #include "nodes/codecs/symbol_messages.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -125,9 +126,9 @@ class NatsSink : public Processor {
   std::vector<OutgoingMessage> prediction_messages(const Batch& b) const {
     std::vector<OutgoingMessage> messages;
     messages.reserve(b.size());
-    const std::string subject = subject_for(b.route);
-    const auto made_at = b.predicted_at == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now()
-                                                                                   : b.predicted_at;
+    const std::string subject = subject_for(b[col::route]);
+    const auto made_at = b[col::predicted_at] == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now()
+                                                                                   : b[col::predicted_at];
     const std::string timestamp = format_rfc3339_millis(made_at);
     for (std::size_t r = 0; r < b.size(); ++r) {
       const std::string& cid = r < b.correlation_ids.size() ? b.correlation_ids[r] : std::string();
@@ -151,7 +152,7 @@ class NatsSink : public Processor {
     for (std::size_t r = 0; r < b.size(); ++r)
       by_correlation[r < b.correlation_ids.size() ? b.correlation_ids[r] : std::string()].push_back(b.symbols[r]);
     const std::string ts = format_rfc3339_millis(std::chrono::system_clock::now());
-    const std::string route = b.route.empty() ? "normal" : b.route;
+    const std::string route = b[col::route].empty() ? "normal" : b[col::route];
     std::vector<OutgoingMessage> messages;
     for (const auto& [cid, symbols] : by_correlation)
       messages.push_back({subject_for(route), job_json(cid, route, symbols, ts), ""});

@@ -18,6 +18,7 @@
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
 #include "nodes/codecs/prediction_json.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -137,7 +138,7 @@ class RedisSink : public Processor {
   void process(BatchPtr in, Output& out) override {
     if (in->size() == 0) return;
     Writer::Entry entry;
-    entry.payload.predicted_at = in->predicted_at == SystemClock::time_point{} ? SystemClock::now() : in->predicted_at;
+    entry.payload.predicted_at = (*in)[col::predicted_at] == SystemClock::time_point{} ? SystemClock::now() : (*in)[col::predicted_at];
     const std::string timestamp = format_rfc3339_millis(entry.payload.predicted_at);
     entry.payload.keys.reserve(in->size());
     entry.payload.values.reserve(in->size());

@@ -17,6 +17,7 @@
 #include "engine/timestamps.hpp"
 #include "nodes/codecs/prediction_json.hpp"
 #include "nodes/codecs/prediction_rows.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -166,8 +167,8 @@ class TimescaleSink : public Processor {
 
   void process(BatchPtr in, Output& out) override {
     if (in->size() == 0) return;
-    auto made_at = in->predicted_at == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now()
-                                                                               : in->predicted_at;
+    auto made_at = (*in)[col::predicted_at] == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now()
+                                                                               : (*in)[col::predicted_at];
     Writer::Entry entry;
     entry.payload.ts = format_rfc3339_millis(made_at);
     entry.payload.made_at = std::chrono::floor<std::chrono::milliseconds>(made_at);

@@ -18,6 +18,7 @@
 #include "connectors/nats_consumer.hpp"
 #include "nodes/codecs/prediction_json.hpp"
 #include "nodes/codecs/symbol_messages.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -298,7 +299,7 @@ class NatsSource : public Source {
       auto& batch = by_route[parsed.route];
       if (!batch) {
         batch = make_batch();
-        batch->route = parsed.route;
+        (*batch)[col::route] = parsed.route;
         batch->acks = {token};
         batch->arrived = Clock::now();
       }
@@ -349,19 +350,19 @@ class NatsSource : public Source {
     auto& batch = groups[key];
     if (!batch) {
       batch = make_batch();
-      batch->model_type = p.model_type, batch->model_version = p.model_version, batch->device = p.device;
-      batch->route = p.model_type == "earnings_day" ? "earnings" : "normal";
-      batch->predicted_at = p.timestamp;
+      (*batch)[col::model_type] = p.model_type, (*batch)[col::model_version] = p.model_version, (*batch)[col::device] = p.device;
+      (*batch)[col::route] = p.model_type == "earnings_day" ? "earnings" : "normal";
+      (*batch)[col::predicted_at] = p.timestamp;
       batch->acks = {token};
       batch->arrived = Clock::now();
     }
     Batch& b = *batch;
     b.symbols.push_back(std::move(p.symbol));
     b.correlation_ids.push_back(std::move(p.correlation_id));
-    b.features_ts.push_back(std::move(p.features_ts));
-    b.prices.push_back(p.current_price);
-    b.stats.push_back(p.stats);
-    b.earnings.push_back(std::move(p.earnings));
+    b[col::features_ts].push_back(std::move(p.features_ts));
+    b[col::prices].push_back(p.current_price);
+    b[col::stats].push_back(p.stats);
+    b[col::earnings].push_back(std::move(p.earnings));
   }
 
   // Groups taken but not settled yet get an in-progress acknowledgement every ack_wait/3

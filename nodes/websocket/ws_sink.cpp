@@ -7,6 +7,7 @@
 #include "engine/registry.hpp"
 #include "engine/timestamps.hpp"
 #include "nodes/codecs/prediction_json.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
 namespace {
@@ -124,7 +125,7 @@ void WsSink::stop() { server_->stop(); }
 void WsSink::process(BatchPtr in, Output&) {
   // Nobody listening: nothing to serialise. A client that connects later sees later batches.
   if (in->size() == 0 || server_->clients() == 0) return;
-  auto made_at = in->predicted_at;
+  auto made_at = (*in)[col::predicted_at];
   if (made_at == std::chrono::system_clock::time_point{}) made_at = std::chrono::system_clock::now();
   const std::string timestamp = format_rfc3339_millis(made_at);
   std::vector<ws::Update::Row> rows;

@@ -9,6 +9,7 @@
 #include "engine/registry.hpp"
 #include "nodes/inference/script_module.hpp"
 #include "support/test_nodes.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow::test {
 
@@ -54,12 +55,12 @@ std::string write_model(const TempDir& dir, const std::string& source, long inpu
 
 std::shared_ptr<Batch> feature_batch(std::size_t rows, std::size_t width, float (*value)(std::size_t, std::size_t)) {
   auto b = make_batch();
-  b->feature_width = width;
+  (*b)[col::features].width = width;
   for (std::size_t r = 0; r < rows; ++r) {
     b->symbols.push_back("S" + std::to_string(r));
     b->correlation_ids.push_back("corr-" + std::to_string(r));
-    b->prices.push_back(100.0 + static_cast<double>(r));
-    for (std::size_t f = 0; f < width; ++f) b->features.push_back(value ? value(r, f) : 0.0f);
+    (*b)[col::prices].push_back(100.0 + static_cast<double>(r));
+    for (std::size_t f = 0; f < width; ++f) (*b)[col::features].values.push_back(value ? value(r, f) : 0.0f);
   }
   return b;
 }

@@ -6,6 +6,7 @@
 
 #include "inference/inference_support.hpp"
 #include "nodes/inference/mc_stats.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 #include "support/test_nodes.hpp"
 
 using namespace predflow;
@@ -35,25 +36,25 @@ nodes:
   CHECK(Recorder::instance().sink("dead").failures == 0);
   std::size_t rows = 0;
   for (const auto& b : sink.batches) {
-    REQUIRE(b->stats.size() == b->size());
-    CHECK(b->model_type == "normal_day");
-    CHECK(b->model_version == "lstm_normal_v2.2");
-    CHECK(b->device == "cpu");
-    CHECK(b->sample_count == 20);
+    REQUIRE((*b)[col::stats].size() == b->size());
+    CHECK((*b)[col::model_type] == "normal_day");
+    CHECK((*b)[col::model_version] == "lstm_normal_v2.2");
+    CHECK((*b)[col::device] == "cpu");
+    CHECK((*b)[col::samples].width == 20);
     // The shipped model's default: predicted_return is the Rao-Blackwellised mean that
     // torch_gpu_infer passes along; std and the percentiles describe the draws.
-    REQUIRE(b->sample_means.size() == b->size());
+    REQUIRE((*b)[col::sample_means].size() == b->size());
     for (std::size_t r = 0; r < b->size(); ++r) {
-      const auto draws = inference::summarize(std::span<const float>(b->samples.data() + r * 20, 20));
-      CHECK(b->stats[r].mean == b->sample_means[r]);
-      CHECK(b->stats[r].std == draws.std);
-      CHECK(b->stats[r].p10 == draws.p10);
-      CHECK(b->stats[r].p90 == draws.p90);
+      const auto draws = inference::summarize(std::span<const float>((*b)[col::samples].values.data() + r * 20, 20));
+      CHECK((*b)[col::stats][r].mean == (*b)[col::sample_means][r]);
+      CHECK((*b)[col::stats][r].std == draws.std);
+      CHECK((*b)[col::stats][r].p10 == draws.p10);
+      CHECK((*b)[col::stats][r].p90 == draws.p90);
     }
     // mc_dropout stamps the batch once, so every sink writes the same prediction time.
-    CHECK(b->predicted_at != std::chrono::system_clock::time_point{});
-    CHECK(std::chrono::system_clock::now() - b->predicted_at < std::chrono::minutes(5));
-    for (const auto& s : b->stats) {
+    CHECK((*b)[col::predicted_at] != std::chrono::system_clock::time_point{});
+    CHECK(std::chrono::system_clock::now() - (*b)[col::predicted_at] < std::chrono::minutes(5));
+    for (const auto& s : (*b)[col::stats]) {
       CHECK(s.samples == 20);
       CHECK(std::isfinite(s.mean));
       CHECK(s.std > 0);
@@ -79,9 +80,9 @@ nodes:
   auto sink = Recorder::instance().sink("sink");
   CHECK(sink.rows == 20);
   for (const auto& b : sink.batches) {
-    CHECK(b->sample_means.empty());
+    CHECK((*b)[col::sample_means].empty());
     for (std::size_t r = 0; r < b->size(); ++r)
-      CHECK(b->stats[r].mean == inference::summarize(std::span<const float>(b->samples.data() + r * 20, 20)).mean);
+      CHECK((*b)[col::stats][r].mean == inference::summarize(std::span<const float>((*b)[col::samples].values.data() + r * 20, 20)).mean);
   }
 }
 
@@ -139,8 +140,8 @@ nodes:
   CHECK(Recorder::instance().sink("dead").failures == 0);
   std::size_t rows = 0;
   for (const auto& b : sink.batches) {
-    REQUIRE(b->stats.size() == b->size());
-    for (const auto& s : b->stats) {
+    REQUIRE((*b)[col::stats].size() == b->size());
+    for (const auto& s : (*b)[col::stats]) {
       CHECK(s.samples == 20);
       CHECK(std::isfinite(s.mean));
       CHECK(s.std > 0);

@@ -11,6 +11,7 @@
 #include "engine/registry.hpp"
 #include "inference/inference_support.hpp"
 #include "support/test_nodes.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace predflow::test;
@@ -53,24 +54,24 @@ TEST_CASE("torch_gpu_infer: ready only after start, fills samples, model and dev
   CHECK(h.node().ready());
 
   auto batch = feature_batch(40, 20, varied);  // 16 + 16 + 8
-  batch->features_ts.assign(40, "2026-11-26T14:30:00Z");
-  batch->route = "normal";
+  (*batch)[col::features_ts].assign(40, "2026-11-26T14:30:00Z");
+  (*batch)[col::route] = "normal";
   h.process(batch);
   REQUIRE(h.output.out().size() == 1);
   CHECK(h.output.dead().empty());
   const Batch& b = *h.output.out()[0];
   CHECK(b.size() == 40);
-  CHECK(b.sample_count == 20);
-  REQUIRE(b.samples.size() == 40 * 20);
-  for (float v : b.samples) CHECK(std::isfinite(v));
-  CHECK(b.model_type == "normal_day");
-  CHECK(b.model_version == "lstm_normal_v2.2");
-  CHECK(b.device == "cpu");
-  CHECK(b.route == "normal");
+  CHECK(b[col::samples].width == 20);
+  REQUIRE(b[col::samples].values.size() == 40 * 20);
+  for (float v : b[col::samples].values) CHECK(std::isfinite(v));
+  CHECK(b[col::model_type] == "normal_day");
+  CHECK(b[col::model_version] == "lstm_normal_v2.2");
+  CHECK(b[col::device] == "cpu");
+  CHECK(b[col::route] == "normal");
   CHECK(b.symbols[39] == "S39");
-  CHECK(b.prices[39] == 139.0);
-  CHECK(b.features_ts[0] == "2026-11-26T14:30:00Z");
-  CHECK(b.features.size() == 40 * 20);  // the raw features stay as they were
+  CHECK(b[col::prices][39] == 139.0);
+  CHECK(b[col::features_ts][0] == "2026-11-26T14:30:00Z");
+  CHECK(b[col::features].values.size() == 40 * 20);  // the raw features stay as they were
 
   const std::string m = h.metrics_text();
   CHECK(metric_value(m, "predflow_inference_latency_seconds_count{device=\"cpu\",model_type=\"normal_day\"}") == 3);
@@ -85,9 +86,9 @@ TEST_CASE("torch_gpu_infer: mc_samples 1 gives one deterministic sample per row"
   h.process(feature_batch(5, 20, varied));
   h.process(feature_batch(5, 20, varied));
   REQUIRE(h.output.out().size() == 2);
-  CHECK(h.output.out()[0]->sample_count == 1);
-  CHECK(h.output.out()[0]->samples.size() == 5);
-  CHECK(h.output.out()[0]->samples == h.output.out()[1]->samples);
+  CHECK((*h.output.out()[0])[col::samples].width == 1);
+  CHECK((*h.output.out()[0])[col::samples].values.size() == 5);
+  CHECK((*h.output.out()[0])[col::samples].values == (*h.output.out()[1])[col::samples].values);
 }
 
 TEST_CASE("torch_gpu_infer: the model path may name model.yaml itself, relative to the current directory") {
@@ -98,7 +99,7 @@ TEST_CASE("torch_gpu_infer: the model path may name model.yaml itself, relative 
   std::filesystem::current_path(cwd);
   h.process(feature_batch(3, 37, varied));
   REQUIRE(h.output.out().size() == 1);
-  CHECK(h.output.out()[0]->model_type == "earnings_day");
+  CHECK((*h.output.out()[0])[col::model_type] == "earnings_day");
 }
 
 TEST_CASE("torch_gpu_infer: clear start-up errors for a missing model and a width mismatch naming both widths") {
@@ -206,8 +207,8 @@ TEST_CASE("torch_gpu_infer: a big batch splits into calls, a failure in one call
   const Batch& ok = *h.output.out()[0];
   CHECK(ok.size() == 24);
   CHECK(ok.symbols.front() == "S16");
-  CHECK(ok.samples.size() == 24 * 20);
-  CHECK(ok.prices.front() == 116.0);
+  CHECK(ok[col::samples].values.size() == 24 * 20);
+  CHECK(ok[col::prices].front() == 116.0);
   // Failures that arrived with the batch travel on with the rows that went on.
   REQUIRE(ok.failures.size() == 1);
   CHECK(ok.failures[0].stage == "feature_fetch");

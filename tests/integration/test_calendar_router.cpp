@@ -16,6 +16,7 @@
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace predflow::connectors;
@@ -109,11 +110,11 @@ std::map<std::string, Routed> routed(NodeHarness& h) {
   std::map<std::string, Routed> out;
   for (std::size_t port : {std::size_t{0}, std::size_t{1}})
     for (const auto& b : h.output.port(port)) {
-      CHECK(b->route == (port == 1 ? "earnings" : "normal"));
-      if (port == 1) REQUIRE(b->earnings.size() == b->size());
+      CHECK((*b)[col::route] == (port == 1 ? "earnings" : "normal"));
+      if (port == 1) REQUIRE((*b)[col::earnings].size() == b->size());
       for (std::size_t r = 0; r < b->size(); ++r) {
-        Routed x{b->route, std::nullopt, std::nullopt};
-        if (port == 1) x.report_date = b->earnings[r].report_date, x.timing = b->earnings[r].timing;
+        Routed x{(*b)[col::route], std::nullopt, std::nullopt};
+        if (port == 1) x.report_date = (*b)[col::earnings][r].report_date, x.timing = (*b)[col::earnings][r].timing;
         out[b->symbols[r]] = x;
       }
     }
@@ -400,8 +401,8 @@ TEST_CASE("calendar_router: acknowledgement tokens, failures and every column su
   {
     auto in = symbols_batch(symbols, "", {token("a"), token("m"), token("n"), token("o")});
     in->correlation_ids = {"c1", "c2", "c3", "c4"};
-    in->prices = {1, 2, 3, 4};
-    in->features_ts = {"t1", "t2", "t3", "t4"};
+    (*in)[col::prices] = {1, 2, 3, 4};
+    (*in)[col::features_ts] = {"t1", "t2", "t3", "t4"};
     in->shared_acks = {token("shared")};
     in->failures.push_back(RowFailure{"upstream", std::string("BAD!"), "invalid_symbol", "", std::string("c9"), 1, "BAD!"});
     h->process(std::move(in));
@@ -412,15 +413,15 @@ TEST_CASE("calendar_router: acknowledgement tokens, failures and every column su
   const Batch& earnings = *h->output.port(1)[0];
   CHECK(normal.symbols == std::vector<std::string>{"MSFT", "ORCL"});
   CHECK(normal.correlation_ids == std::vector<std::string>{"c2", "c4"});
-  CHECK(normal.prices == std::vector<double>{2, 4});
-  CHECK(normal.features_ts == std::vector<std::string>{"t2", "t4"});
+  CHECK(normal[col::prices] == std::vector<double>{2, 4});
+  CHECK(normal[col::features_ts] == std::vector<std::string>{"t2", "t4"});
   CHECK(normal.failures.size() == 1);  // failures travel once, with the first batch
   CHECK(earnings.symbols == std::vector<std::string>{"AAPL", "NVDA"});
   CHECK(earnings.correlation_ids == std::vector<std::string>{"c1", "c3"});
-  CHECK(earnings.prices == std::vector<double>{1, 3});
+  CHECK(earnings[col::prices] == std::vector<double>{1, 3});
   CHECK(earnings.failures.empty());
-  CHECK(earnings.earnings[0].timing == "BMO");
-  CHECK(earnings.earnings[1].timing == "UNKNOWN");
+  CHECK(earnings[col::earnings][0].timing == "BMO");
+  CHECK(earnings[col::earnings][1].timing == "UNKNOWN");
   CHECK(normal.shared_acks.size() == 1);
   CHECK(earnings.shared_acks.size() == 1);
   CHECK(normal.acks.size() == 2);
@@ -440,8 +441,8 @@ TEST_CASE("calendar_router: acknowledgement tokens, failures and every column su
   REQUIRE(h->output.port(1).size() == 1);
   CHECK(h->output.port(0).empty());
   CHECK(h->output.port(1)[0].get() == raw);
-  CHECK(h->output.port(1)[0]->route == "earnings");
-  CHECK(h->output.port(1)[0]->earnings[1].report_date == "2026-11-26");
+  CHECK((*h->output.port(1)[0])[col::route] == "earnings");
+  CHECK((*h->output.port(1)[0])[col::earnings][1].report_date == "2026-11-26");
   h->output.clear();
   CHECK(done["w"] == 1);
 
@@ -452,7 +453,7 @@ TEST_CASE("calendar_router: acknowledgement tokens, failures and every column su
   h->process(std::move(empty));
   REQUIRE(h->output.port(0).size() == 1);
   CHECK(h->output.port(0)[0]->failures.size() == 1);
-  CHECK(h->output.port(0)[0]->route == "normal");
+  CHECK((*h->output.port(0)[0])[col::route] == "normal");
   h->output.clear();
   CHECK(done["e"] == 1);
 

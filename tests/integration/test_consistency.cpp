@@ -31,6 +31,7 @@
 #include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_nodes.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace predflow::connectors;
@@ -64,13 +65,13 @@ std::shared_ptr<Batch> batch_of(const Planted& p) {
   auto b = make_batch();
   b->symbols = {p.symbol};
   b->correlation_ids = {"c-" + p.symbol};
-  b->features_ts = {"2026-11-26T14:30:00Z"};
-  b->prices = {p.price};
-  b->stats = {p.stats};
-  b->model_type = p.model_type;
-  b->model_version = p.model_type == "normal_day" ? "lstm_normal_v2.2" : "lstm_earnings_v1.3";
-  b->device = "cpu";
-  b->predicted_at = p.ts;
+  (*b)[col::features_ts] = {"2026-11-26T14:30:00Z"};
+  (*b)[col::prices] = {p.price};
+  (*b)[col::stats] = {p.stats};
+  (*b)[col::model_type] = p.model_type;
+  (*b)[col::model_version] = p.model_type == "normal_day" ? "lstm_normal_v2.2" : "lstm_earnings_v1.3";
+  (*b)[col::device] = "cpu";
+  (*b)[col::predicted_at] = p.ts;
   return b;
 }
 

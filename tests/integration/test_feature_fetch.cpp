@@ -15,6 +15,7 @@
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace predflow::connectors;
@@ -101,7 +102,7 @@ TEST_CASE("feature_fetch: normal route fills prices, features_ts and 20 features
   auto a = acks.token(), m = acks.token(), k = acks.token();
   auto in = symbols_batch({"AAPL", "MSFT", "BRK.B"}, "", {a, m, k});
   in->correlation_ids = {"c-1", "c-2", "c-1"};
-  in->route = "normal";
+  (*in)[col::route] = "normal";
   const auto arrived = in->arrived;
   fx.h().process(std::move(in));
 
@@ -110,14 +111,14 @@ TEST_CASE("feature_fetch: normal route fills prices, features_ts and 20 features
   const Batch& b = *fx.h().output.out().front();
   CHECK(b.symbols == std::vector<std::string>{"AAPL", "MSFT", "BRK.B"});
   CHECK(b.correlation_ids == std::vector<std::string>{"c-1", "c-2", "c-1"});
-  CHECK(b.prices == std::vector<double>{189.52, 401.25, 455.0});
-  CHECK(b.features_ts == std::vector<std::string>{"2026-11-26T14:30:00Z", "2026-11-26T14:29:59.5Z", "2026-11-26T14:30:00Z"});
-  CHECK(b.feature_width == 20);
-  REQUIRE(b.features.size() == 60);
+  CHECK(b[col::prices] == std::vector<double>{189.52, 401.25, 455.0});
+  CHECK(b[col::features_ts] == std::vector<std::string>{"2026-11-26T14:30:00Z", "2026-11-26T14:29:59.5Z", "2026-11-26T14:30:00Z"});
+  CHECK(b[col::features].width == 20);
+  REQUIRE(b[col::features].values.size() == 60);
   for (std::size_t r = 0; r < 3; ++r)
-    for (std::size_t i = 0; i < 20; ++i) CHECK(b.features[r * 20 + i] == doctest::Approx(feature_of(r, i)).epsilon(1e-6));
-  CHECK(b.earnings.empty());  // the normal route has no earnings context
-  CHECK(b.route == "normal");
+    for (std::size_t i = 0; i < 20; ++i) CHECK(b[col::features].values[r * 20 + i] == doctest::Approx(feature_of(r, i)).epsilon(1e-6));
+  CHECK(b[col::earnings].empty());  // the normal route has no earnings context
+  CHECK(b[col::route] == "normal");
   CHECK(b.arrived == arrived);
   CHECK(b.failures.empty());
   CHECK(b.ack_of_row(0) == a);
@@ -141,46 +142,46 @@ TEST_CASE("feature_fetch: earnings route appends 17 analysis features, with repo
           {"earnings_analysis:NVDA", R"({"features": )" + array_of(vector_of(102, 17)) + R"(, "timing": null})"}});
 
   auto in = symbols_batch({"AAPL", "MSFT", "NVDA"}, "corr");
-  in->route = "earnings";
+  (*in)[col::route] = "earnings";
   // What the router found in the calendar: the analysis overrides it where it has a value.
-  in->earnings = {EarningsContext{"2026-11-25", "AMC", false}, EarningsContext{"2026-11-26", "DMH", false},
+  (*in)[col::earnings] = {EarningsContext{"2026-11-25", "AMC", false}, EarningsContext{"2026-11-26", "DMH", false},
                   EarningsContext{"2026-11-26", "UNKNOWN", false}};
   fx.h().process(std::move(in));
 
   REQUIRE(fx.h().output.out().size() == 1);
   CHECK(fx.h().output.dead().empty());
   const Batch& b = *fx.h().output.out().front();
-  CHECK(b.feature_width == 37);
-  REQUIRE(b.features.size() == 3 * 37);
-  REQUIRE(b.earnings.size() == 3);
-  for (std::size_t i = 0; i < 20; ++i) CHECK(b.features[i] == doctest::Approx(feature_of(0, i)).epsilon(1e-6));
-  for (std::size_t i = 0; i < 17; ++i) CHECK(b.features[20 + i] == doctest::Approx(feature_of(100, i)).epsilon(1e-6));
+  CHECK(b[col::features].width == 37);
+  REQUIRE(b[col::features].values.size() == 3 * 37);
+  REQUIRE(b[col::earnings].size() == 3);
+  for (std::size_t i = 0; i < 20; ++i) CHECK(b[col::features].values[i] == doctest::Approx(feature_of(0, i)).epsilon(1e-6));
+  for (std::size_t i = 0; i < 17; ++i) CHECK(b[col::features].values[20 + i] == doctest::Approx(feature_of(100, i)).epsilon(1e-6));
   // AAPL: the analysis decides.
-  CHECK(b.earnings[0].report_date == std::optional<std::string>("2026-11-26"));
-  CHECK(b.earnings[0].timing == std::optional<std::string>("BMO"));
-  CHECK_FALSE(b.earnings[0].features_imputed);
+  CHECK(b[col::earnings][0].report_date == std::optional<std::string>("2026-11-26"));
+  CHECK(b[col::earnings][0].timing == std::optional<std::string>("BMO"));
+  CHECK_FALSE(b[col::earnings][0].features_imputed);
   // MSFT: no analysis: zeros, imputed, the router's context kept.
-  for (std::size_t i = 0; i < 20; ++i) CHECK(b.features[37 + i] == doctest::Approx(feature_of(1, i)).epsilon(1e-6));
-  for (std::size_t i = 0; i < 17; ++i) CHECK(b.features[37 + 20 + i] == 0.0f);
-  CHECK(b.earnings[1].features_imputed);
-  CHECK(b.earnings[1].report_date == std::optional<std::string>("2026-11-26"));
-  CHECK(b.earnings[1].timing == std::optional<std::string>("DMH"));
+  for (std::size_t i = 0; i < 20; ++i) CHECK(b[col::features].values[37 + i] == doctest::Approx(feature_of(1, i)).epsilon(1e-6));
+  for (std::size_t i = 0; i < 17; ++i) CHECK(b[col::features].values[37 + 20 + i] == 0.0f);
+  CHECK(b[col::earnings][1].features_imputed);
+  CHECK(b[col::earnings][1].report_date == std::optional<std::string>("2026-11-26"));
+  CHECK(b[col::earnings][1].timing == std::optional<std::string>("DMH"));
   // NVDA: an analysis without report_date and with a null timing keeps the router's values.
-  for (std::size_t i = 0; i < 17; ++i) CHECK(b.features[74 + 20 + i] == doctest::Approx(feature_of(102, i)).epsilon(1e-6));
-  CHECK_FALSE(b.earnings[2].features_imputed);
-  CHECK(b.earnings[2].report_date == std::optional<std::string>("2026-11-26"));
-  CHECK(b.earnings[2].timing == std::optional<std::string>("UNKNOWN"));
+  for (std::size_t i = 0; i < 17; ++i) CHECK(b[col::features].values[74 + 20 + i] == doctest::Approx(feature_of(102, i)).epsilon(1e-6));
+  CHECK_FALSE(b[col::earnings][2].features_imputed);
+  CHECK(b[col::earnings][2].report_date == std::optional<std::string>("2026-11-26"));
+  CHECK(b[col::earnings][2].timing == std::optional<std::string>("UNKNOWN"));
 
   // Without a router context (an empty earnings column): null unless the analysis has them.
   fx.h().output.clear();
   fx.h().process(symbols_batch({"AAPL", "MSFT"}, "corr"));
   REQUIRE(fx.h().output.out().size() == 1);
   const Batch& c = *fx.h().output.out().front();
-  REQUIRE(c.earnings.size() == 2);
-  CHECK(c.earnings[0].report_date == std::optional<std::string>("2026-11-26"));
-  CHECK_FALSE(c.earnings[1].report_date.has_value());
-  CHECK_FALSE(c.earnings[1].timing.has_value());
-  CHECK(c.earnings[1].features_imputed);
+  REQUIRE(c[col::earnings].size() == 2);
+  CHECK(c[col::earnings][0].report_date == std::optional<std::string>("2026-11-26"));
+  CHECK_FALSE(c[col::earnings][1].report_date.has_value());
+  CHECK_FALSE(c[col::earnings][1].timing.has_value());
+  CHECK(c[col::earnings][1].features_imputed);
 }
 
 TEST_CASE("feature_fetch: with missing_earnings skip, a symbol without analysis is dead-lettered") {
@@ -305,14 +306,14 @@ TEST_CASE("feature_fetch: 5,000 symbols are fetched in one round trip of MGETs o
   CHECK(fx.h().output.dead().empty());
   const Batch& b = *fx.h().output.out().front();
   REQUIRE(b.size() == n);
-  REQUIRE(b.features.size() == n * 37);
+  REQUIRE(b[col::features].values.size() == n * 37);
   for (std::size_t r : {std::size_t{0}, std::size_t{1}, std::size_t{2499}, std::size_t{4999}}) {
     CAPTURE(r);
     CHECK(b.symbols[r] == "S" + std::to_string(r));
-    CHECK(b.prices[r] == doctest::Approx(10.0 + static_cast<double>(r)));
-    CHECK(b.features[r * 37 + 19] == doctest::Approx(feature_of(r % 50, 19)).epsilon(1e-6));
-    CHECK(b.earnings[r].features_imputed == (r % 2 == 1));
-    if (r % 2 == 0) CHECK(b.features[r * 37 + 36] == doctest::Approx(feature_of(100 + r % 50, 16)).epsilon(1e-6));
+    CHECK(b[col::prices][r] == doctest::Approx(10.0 + static_cast<double>(r)));
+    CHECK(b[col::features].values[r * 37 + 19] == doctest::Approx(feature_of(r % 50, 19)).epsilon(1e-6));
+    CHECK(b[col::earnings][r].features_imputed == (r % 2 == 1));
+    if (r % 2 == 0) CHECK(b[col::features].values[r * 37 + 36] == doctest::Approx(feature_of(100 + r % 50, 16)).epsilon(1e-6));
   }
 
   // Without earnings, the same batch is 5 MGETs, still one round trip.
@@ -381,7 +382,7 @@ TEST_CASE("feature_fetch: a mixed batch splits into out and dead, each with the 
   in->correlation_ids = {"ca", "ca", "cb", "cc"};
   in->acks = {a, b, c};
   in->row_ack = {0, 0, 1, 2};
-  in->route = "normal";
+  (*in)[col::route] = "normal";
   in->shared_acks = {upstream};
   in->failures.push_back(RowFailure{"ingest", std::string("bad$"), "invalid_symbol", "not a symbol", std::string("cu"), 1, "bad$"});
   fx.h().process(std::move(in));
@@ -391,12 +392,12 @@ TEST_CASE("feature_fetch: a mixed batch splits into out and dead, each with the 
   const Batch& ok = *fx.h().output.out().front();
   CHECK(ok.symbols == std::vector<std::string>{"AAPL", "MSFT"});
   CHECK(ok.correlation_ids == std::vector<std::string>{"ca", "cb"});
-  CHECK(ok.prices == std::vector<double>{189.52, 401.25});
+  CHECK(ok[col::prices] == std::vector<double>{189.52, 401.25});
   CHECK(ok.ack_of_row(0) == a);
   CHECK(ok.ack_of_row(1) == b);
   CHECK(ok.acks.size() == 2);
   CHECK(ok.failures.empty());
-  CHECK(ok.route == "normal");
+  CHECK(ok[col::route] == "normal");
 
   const Batch& dead = *fx.h().output.dead().front();
   CHECK(dead.size() == 0);
@@ -408,7 +409,7 @@ TEST_CASE("feature_fetch: a mixed batch splits into out and dead, each with the 
   CHECK(dead.failures[2].correlation_id == std::optional<std::string>("cc"));
   CHECK(std::set<AckPtr>(dead.shared_acks.begin(), dead.shared_acks.end()) == std::set<AckPtr>{upstream, a, c});
   CHECK(dead.shared_acks.size() == 3);
-  CHECK(dead.route == "normal");
+  CHECK(dead[col::route] == "normal");
 
   // Every message completes, none failed, once both outputs are released.
   a.reset(), b.reset(), c.reset(), upstream.reset();

@@ -21,6 +21,7 @@
 #include "support/servers.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_nodes.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace predflow::test;
@@ -38,15 +39,15 @@ std::shared_ptr<Batch> predictions(const std::vector<std::string>& symbols, cons
                                    std::vector<AckPtr> acks = {}) {
   auto b = symbols_batch(symbols, correlation_id, std::move(acks));
   for (std::size_t r = 0; r < symbols.size(); ++r) {
-    b->prices.push_back(100.0 + static_cast<double>(r));
-    b->features_ts.push_back("2026-11-26T14:30:00Z");
-    b->stats.push_back({0.01, 0.002, 0.008, 0.01, 0.012, 20});
+    (*b)[col::prices].push_back(100.0 + static_cast<double>(r));
+    (*b)[col::features_ts].push_back("2026-11-26T14:30:00Z");
+    (*b)[col::stats].push_back({0.01, 0.002, 0.008, 0.01, 0.012, 20});
   }
-  b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.2";
-  b->device = "cpu";
-  b->route = "normal";
-  b->predicted_at = std::chrono::system_clock::now();
+  (*b)[col::model_type] = "normal_day";
+  (*b)[col::model_version] = "lstm_normal_v2.2";
+  (*b)[col::device] = "cpu";
+  (*b)[col::route] = "normal";
+  (*b)[col::predicted_at] = std::chrono::system_clock::now();
   return b;
 }
 
@@ -421,7 +422,7 @@ TEST_CASE("nats_sink: jobs per route and correlation id on job.predict.{route}")
   h.start();
   auto b = symbols_batch({"AAPL", "MSFT", "IBM"}, "w-1");
   b->correlation_ids[2] = "w-2";
-  b->route = "earnings";
+  (*b)[col::route] = "earnings";
   h.process(std::move(b));
   REQUIRE(eventually([&] { return client.received_count() == 2; }, 10s));
   std::map<std::string, json> by_correlation;
@@ -647,8 +648,8 @@ TEST_CASE("nats_prediction_source: predictions published by nats_sink come back 
   auto sink = Recorder::instance().sink("sink");
   std::map<std::string, std::string> back;
   for (const auto& b : sink.batches) {
-    CHECK(b->model_type == "normal_day");
-    CHECK(b->route == "normal");
+    CHECK((*b)[col::model_type] == "normal_day");
+    CHECK((*b)[col::route] == "normal");
     for (std::size_t r = 0; r < b->size(); ++r) back[b->symbols[r]] = prediction_json(*b, r).dump();
   }
   for (std::size_t r = 0; r < sent->size(); ++r) CHECK(back[sent->symbols[r]] == prediction_json(*sent, r).dump());

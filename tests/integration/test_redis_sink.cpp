@@ -26,6 +26,7 @@
 #include "support/servers.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_nodes.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace predflow::connectors;
@@ -40,15 +41,15 @@ std::shared_ptr<Batch> predictions(const std::vector<std::string>& symbols, cons
                                    std::vector<AckPtr> acks = {}) {
   auto b = symbols_batch(symbols, correlation_id, std::move(acks));
   for (std::size_t r = 0; r < symbols.size(); ++r) {
-    b->prices.push_back(100.0 + static_cast<double>(r) / 7.0);
-    b->features_ts.push_back("2026-11-26T14:30:00Z");
-    b->stats.push_back({0.01 / 3.0 + static_cast<double>(r) * 1e-5, 0.002, 0.008, 0.01, 0.012, 20});
+    (*b)[col::prices].push_back(100.0 + static_cast<double>(r) / 7.0);
+    (*b)[col::features_ts].push_back("2026-11-26T14:30:00Z");
+    (*b)[col::stats].push_back({0.01 / 3.0 + static_cast<double>(r) * 1e-5, 0.002, 0.008, 0.01, 0.012, 20});
   }
-  b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.2";
-  b->device = "cpu";
-  b->route = "normal";
-  b->predicted_at = std::chrono::system_clock::now();
+  (*b)[col::model_type] = "normal_day";
+  (*b)[col::model_version] = "lstm_normal_v2.2";
+  (*b)[col::device] = "cpu";
+  (*b)[col::route] = "normal";
+  (*b)[col::predicted_at] = std::chrono::system_clock::now();
   b->arrived = Clock::now() - 50ms;
   return b;
 }
@@ -126,7 +127,7 @@ TEST_CASE("redis_sink: pred:{symbol} holds the prediction JSON exactly, with the
   Fixture fx;
   AckCounter acks;
   auto b = predictions({"AAPL", "MSFT", "BRK.B"}, "c-1", {acks.token()});
-  const double predicted_at = std::chrono::duration<double>(b->predicted_at.time_since_epoch()).count();
+  const double predicted_at = std::chrono::duration<double>((*b)[col::predicted_at].time_since_epoch()).count();
   const std::vector<std::string> expected = {prediction_json(*b, 0).dump(), prediction_json(*b, 1).dump(),
                                              prediction_json(*b, 2).dump()};
   const auto before = fx.redis().stats();
@@ -165,23 +166,23 @@ TEST_CASE("redis_sink: the value is prediction_json byte for byte, for earnings 
   Fixture fx;
   AckCounter acks;
   auto b = predictions({"E1", "E2", "E3", "E4"}, "", {acks.token()});
-  b->model_type = "earnings_day";
-  b->model_version = "lstm_earnings_v1.3";
-  b->device = "cuda:0";
+  (*b)[col::model_type] = "earnings_day";
+  (*b)[col::model_version] = "lstm_earnings_v1.3";
+  (*b)[col::device] = "cuda:0";
   b->correlation_ids = {"c-\"quoted\"\\back", "caf\u00e9 \u00fcml", "ctl\x01\ttab", ""};
-  b->features_ts = {"2026-11-26T14:30:00Z", "", "2026-11-26T14:30:00.5+01:00", "x"};
-  b->earnings = {EarningsContext{"2026-11-26", "BMO", false}, EarningsContext{std::nullopt, "AMC", true}, EarningsContext{},
+  (*b)[col::features_ts] = {"2026-11-26T14:30:00Z", "", "2026-11-26T14:30:00.5+01:00", "x"};
+  (*b)[col::earnings] = {EarningsContext{"2026-11-26", "BMO", false}, EarningsContext{std::nullopt, "AMC", true}, EarningsContext{},
                  EarningsContext{"2026-11-27", std::nullopt, true}};
-  b->stats[1].mean = std::nan("");
-  b->stats[2].std = std::numeric_limits<double>::infinity();
-  b->stats[3] = {0.0, 1e-300, -2.5e-8, 1.0, 123456789.125, 0};
-  b->prices[2] = 100.0;
-  b->prices[3] = std::numeric_limits<double>::quiet_NaN();
+  (*b)[col::stats][1].mean = std::nan("");
+  (*b)[col::stats][2].std = std::numeric_limits<double>::infinity();
+  (*b)[col::stats][3] = {0.0, 1e-300, -2.5e-8, 1.0, 123456789.125, 0};
+  (*b)[col::prices][2] = 100.0;
+  (*b)[col::prices][3] = std::numeric_limits<double>::quiet_NaN();
   std::vector<std::string> expected;
   for (std::size_t r = 0; r < b->size(); ++r) expected.push_back(prediction_json(*b, r).dump());
   auto no_prices = predictions({"P1"}, "c-p", {acks.token()});
-  no_prices->prices.clear();
-  no_prices->features_ts.clear();
+  (*no_prices)[col::prices].clear();
+  (*no_prices)[col::features_ts].clear();
   no_prices->correlation_ids.clear();
   const std::string no_prices_expected = prediction_json(*no_prices, 0).dump();
   fx.h().process(std::move(b));

@@ -21,6 +21,7 @@
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace predflow::connectors;
@@ -70,16 +71,16 @@ std::shared_ptr<Batch> predictions(const std::vector<std::string>& symbols, SysT
                                    std::vector<AckPtr> acks = {}, const std::string& correlation_id = "c-1") {
   auto b = symbols_batch(symbols, correlation_id, std::move(acks));
   for (std::size_t r = 0; r < symbols.size(); ++r) {
-    b->prices.push_back(100.0 + static_cast<double>(r));
-    b->features_ts.push_back("2026-11-26T14:30:00Z");
+    (*b)[col::prices].push_back(100.0 + static_cast<double>(r));
+    (*b)[col::features_ts].push_back("2026-11-26T14:30:00Z");
     double mean = base + static_cast<double>(r) / 1000.0;
-    b->stats.push_back({mean, 0.002, mean - 0.004, mean, mean + 0.004, 20});
+    (*b)[col::stats].push_back({mean, 0.002, mean - 0.004, mean, mean + 0.004, 20});
   }
-  b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.2";
-  b->device = "cpu";
-  b->route = "normal";
-  b->predicted_at = made_at;
+  (*b)[col::model_type] = "normal_day";
+  (*b)[col::model_version] = "lstm_normal_v2.2";
+  (*b)[col::device] = "cpu";
+  (*b)[col::route] = "normal";
+  (*b)[col::predicted_at] = made_at;
   return b;
 }
 
@@ -256,14 +257,14 @@ TEST_CASE("timescale_sink: values round-trip exactly, NULLs where the prediction
   h.start();
   std::atomic<int> done{0}, failed{0};
   auto b = predictions({"AAPL", "MSFT", "BRK.B"}, at(0, 412), 0.0, {counting_token(done, failed)});
-  b->stats[0] = {1.0 / 3.0, 0.1 + 0.2, -1e-300, 4.9406564584124654e-324, 1.7976931348623157e308, 20};
-  b->prices[0] = 189.52;
-  b->prices[2] = 0.0;
-  b->stats[1].std = std::numeric_limits<double>::quiet_NaN();  // no JSON form: null
+  (*b)[col::stats][0] = {1.0 / 3.0, 0.1 + 0.2, -1e-300, 4.9406564584124654e-324, 1.7976931348623157e308, 20};
+  (*b)[col::prices][0] = 189.52;
+  (*b)[col::prices][2] = 0.0;
+  (*b)[col::stats][1].std = std::numeric_limits<double>::quiet_NaN();  // no JSON form: null
   b->correlation_ids[1] = "tab\there, back\\slash, new\nline, caf\xC3\xA9";
-  b->features_ts[1] = "2026-11-26T09:29:59.123456-05:00";
+  (*b)[col::features_ts][1] = "2026-11-26T09:29:59.123456-05:00";
   b->correlation_ids[2] = "";  // none: NULL
-  b->features_ts[2] = "garbage";
+  (*b)[col::features_ts][2] = "garbage";
   const json p = prediction_json(*b, 0);  // the prediction the other stores get
   h.process(b);
   b.reset();
@@ -474,7 +475,7 @@ TEST_CASE("timescale_sink: rows the database can never take are dead letters, th
   h.start();
   std::atomic<int> done{0}, failed{0};
   auto nan_row = predictions({"GOOD1", "NAN"}, at(0), 0.01, {counting_token(done, failed)});
-  nan_row->stats[1].mean = std::numeric_limits<double>::quiet_NaN();
+  (*nan_row)[col::stats][1].mean = std::numeric_limits<double>::quiet_NaN();
   h.process(nan_row);
   nan_row.reset();
   REQUIRE(h.output.port(0).size() == 1);
@@ -482,7 +483,7 @@ TEST_CASE("timescale_sink: rows the database can never take are dead letters, th
   h.output.clear();
 
   auto refused = predictions({"NEG"}, at(0), 0.01, {counting_token(done, failed)});
-  refused->prices[0] = -1;  // violates the operator's CHECK (current_price > 0)
+  (*refused)[col::prices][0] = -1;  // violates the operator's CHECK (current_price > 0)
   h.process(refused);  // buffered in the same flush as GOOD1 and GOOD2
   refused.reset();
   h.process(predictions({"GOOD2"}, at(0), 0.01, {counting_token(done, failed)}));

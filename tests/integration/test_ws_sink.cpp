@@ -24,6 +24,7 @@
 #include "support/eventually.hpp"
 #include "support/node_harness.hpp"
 #include "support/test_nodes.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace predflow::test;
@@ -36,15 +37,15 @@ namespace predflow::test {
 std::shared_ptr<Batch> ws_predictions(const std::vector<std::string>& symbols, double mean = 0.01) {
   auto b = symbols_batch(symbols, "c-ws");
   for (std::size_t r = 0; r < symbols.size(); ++r) {
-    b->prices.push_back(100.0 + static_cast<double>(r));
-    b->features_ts.push_back("2026-11-26T14:30:00Z");
-    b->stats.push_back({mean, 0.002, mean - 0.003, mean, mean + 0.003, 20});
+    (*b)[col::prices].push_back(100.0 + static_cast<double>(r));
+    (*b)[col::features_ts].push_back("2026-11-26T14:30:00Z");
+    (*b)[col::stats].push_back({mean, 0.002, mean - 0.003, mean, mean + 0.003, 20});
   }
-  b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.2";
-  b->device = "cpu";
-  b->route = "normal";
-  b->predicted_at = std::chrono::system_clock::now();
+  (*b)[col::model_type] = "normal_day";
+  (*b)[col::model_version] = "lstm_normal_v2.2";
+  (*b)[col::device] = "cpu";
+  (*b)[col::route] = "normal";
+  (*b)[col::predicted_at] = std::chrono::system_clock::now();
   return b;
 }
 

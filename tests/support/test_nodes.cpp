@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "engine/registry.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow::test {
 
@@ -84,15 +85,15 @@ class TestSource : public Source {
       auto batch = make_batch();
       batch->acks = {std::move(ack)};
       batch->arrived = Clock::now();
-      batch->feature_width = width_;
+      (*batch)[col::features].width = width_;
       for (std::int64_t r = 0; r < rows_; ++r) {
         batch->symbols.push_back("T" + std::to_string(m) + "_" + std::to_string(r));
         batch->correlation_ids.push_back("c" + std::to_string(m));
-        batch->prices.push_back(100.0 + static_cast<double>(m));
-        batch->features.resize(batch->features.size() + width_, static_cast<float>(m));
+        (*batch)[col::prices].push_back(100.0 + static_cast<double>(m));
+        (*batch)[col::features].values.resize((*batch)[col::features].values.size() + width_, static_cast<float>(m));
       }
       // Ballast so that unbounded queueing would show up as memory.
-      if (payload_ > 0) batch->features_ts.assign(batch->size(), std::string(payload_ / std::max<std::size_t>(1, batch->size()), 'x'));
+      if (payload_ > 0) (*batch)[col::features_ts].assign(batch->size(), std::string(payload_ / std::max<std::size_t>(1, batch->size()), 'x'));
       ctx.emit(std::move(batch));
       auto& rec = Recorder::instance();
       std::lock_guard lock(rec.mutex);

@@ -6,6 +6,13 @@
 using namespace predflow;
 
 namespace {
+// Columns of this test's own: the engine knows no column, so any node (or test) declares
+// the ones it needs, and every batch operation carries them.
+namespace col {
+constexpr Column<double> prices{"prices"};
+constexpr MatrixColumn<float> features{"features"};
+}  // namespace col
+
 struct AckCounter {
   int done = 0, failed = 0;
   AckPtr token() {
@@ -16,11 +23,11 @@ struct AckCounter {
 Batch rows_of(const std::vector<std::string>& symbols, const AckPtr& ack, std::size_t width = 2) {
   Batch b;
   b.acks = {ack};
-  b.feature_width = width;
+  b[col::features].width = width;
   for (std::size_t i = 0; i < symbols.size(); ++i) {
     b.symbols.push_back(symbols[i]);
-    b.prices.push_back(static_cast<double>(i + 1));
-    for (std::size_t f = 0; f < width; ++f) b.features.push_back(static_cast<float>(i * 10 + f));
+    b[col::prices].push_back(static_cast<double>(i + 1));
+    for (std::size_t f = 0; f < width; ++f) b[col::features].values.push_back(static_cast<float>(i * 10 + f));
   }
   return b;
 }
@@ -54,15 +61,15 @@ TEST_CASE("select keeps every column aligned and only the tokens of the chosen r
   Batch two = rows_of({"C", "D"}, b.token());
   one.append(two);
   REQUIRE(one.size() == 4);
-  CHECK(one.features.size() == 8);
+  CHECK(one[col::features].values.size() == 8);
   CHECK(one.acks.size() == 2);
   CHECK(one.row_ack == std::vector<std::uint32_t>{0, 0, 1, 1});
 
   std::vector<std::uint32_t> pick{3};
   Batch d = one.select(pick);
   CHECK(d.symbols == std::vector<std::string>{"D"});
-  CHECK(d.prices == std::vector<double>{2.0});
-  CHECK(d.features == std::vector<float>{10.0f, 11.0f});
+  CHECK(d[col::prices] == std::vector<double>{2.0});
+  CHECK(d[col::features].values == std::vector<float>{10.0f, 11.0f});
   REQUIRE(d.acks.size() == 1);
   CHECK(d.acks[0] == one.acks[1]);
   CHECK(d.row_ack.empty());
@@ -98,9 +105,9 @@ TEST_CASE("append pads a column that only one side has") {
   x.symbols = {"A"};
   Batch y;
   y.symbols = {"B"};
-  y.prices = {5.0};
+  y[col::prices] = {5.0};
   x.append(y);
-  CHECK(x.prices == std::vector<double>{0.0, 5.0});
+  CHECK(x[col::prices] == std::vector<double>{0.0, 5.0});
   CHECK(x.size() == 2);
 }
 
@@ -149,4 +156,105 @@ TEST_CASE("take() reuses a sole owner and copies a shared batch") {
   auto copy = Batch::take(std::move(one));
   CHECK(copy.get() != address);
   CHECK(copy->symbols == std::vector<std::string>{"A"});
+}
+
+namespace {
+struct Quote {  // a type the engine has never heard of
+  std::string venue;
+  int lots = 0;
+  bool operator==(const Quote&) const = default;
+};
+constexpr Column<Quote> quotes{"quotes"};
+constexpr MatrixColumn<int> grid{"grid"};
+constexpr Attribute<std::string> stage{"stage"};
+constexpr Attribute<int> generation{"generation"};
+}  // namespace
+
+TEST_CASE("a column the engine does not know survives select, slice, append and a copy") {
+  Batch b;
+  b.symbols = {"A", "B", "C"};
+  b[quotes] = {{"X", 1}, {"Y", 2}, {"Z", 3}};
+  b[grid] = {{1, 2, 3, 4, 5, 6}, 2};
+  b[stage] = "scored";
+
+  std::vector<std::uint32_t> rows{2, 0};
+  Batch picked = b.select(rows);
+  CHECK(picked[quotes] == std::vector<Quote>{{"Z", 3}, {"X", 1}});
+  CHECK(picked[grid].width == 2);
+  CHECK(picked[grid].values == std::vector<int>{5, 6, 1, 2});
+  CHECK(picked[stage] == "scored");
+
+  Batch tail = b.slice(1, 3);
+  CHECK(tail[quotes] == std::vector<Quote>{{"Y", 2}, {"Z", 3}});
+  CHECK(tail[grid].row(1)[0] == 5);
+
+  picked.append(tail);
+  CHECK(picked.size() == 4);
+  CHECK(picked[quotes].size() == 4);
+  CHECK(picked[grid].values == std::vector<int>{5, 6, 1, 2, 3, 4, 5, 6});
+
+  Batch copy = picked;  // a copy owns its columns: changing it leaves the original
+  copy[quotes][0].lots = 99;
+  CHECK(picked[quotes][0].lots == 3);
+}
+
+TEST_CASE("append pads a matrix column by its width, whichever side lacks it") {
+  Batch has;
+  has.symbols = {"A"};
+  has[grid] = {{7, 8, 9}, 3};
+  Batch lacks;
+  lacks.symbols = {"B", "C"};
+
+  Batch left = has;
+  left.append(lacks);
+  CHECK(left[grid].values == std::vector<int>{7, 8, 9, 0, 0, 0, 0, 0, 0});
+  CHECK(left[grid].rows() == 3);
+
+  Batch right = lacks;
+  right.append(has);
+  CHECK(right[grid].width == 3);
+  CHECK(right[grid].values == std::vector<int>{0, 0, 0, 0, 0, 0, 7, 8, 9});
+  CHECK(right[quotes].empty());  // a column neither side has stays empty
+}
+
+TEST_CASE("an attribute keeps this batch's value, and takes the other's only when it has none") {
+  Batch first;
+  first.symbols = {"A"};
+  first[stage] = "routed";
+  Batch second;
+  second.symbols = {"B"};
+  second[stage] = "scored";
+  second[generation] = 4;
+
+  first.append(second);
+  CHECK(first[stage] == "routed");
+  CHECK(first[generation] == 4);  // first had none
+
+  Batch empty;
+  empty.append(second);
+  CHECK(empty[stage] == "scored");
+}
+
+TEST_CASE("reading a column a const batch lacks gives an empty one and adds nothing") {
+  Batch b;
+  b.symbols = {"A"};
+  const Batch& view = b;
+  CHECK(view[quotes].empty());
+  CHECK(view[grid].width == 0);
+  CHECK(view[stage].empty());
+  CHECK(view[generation] == 0);
+  CHECK(b.column_shapes().empty());
+
+  b[quotes] = {{"X", 1}};
+  b[stage] = "x";
+  auto shapes = b.column_shapes();
+  REQUIRE(shapes.size() == 2);
+  CHECK(shapes[0].name == "quotes");
+  CHECK(shapes[0].rows == 1);
+  CHECK(shapes[0].per_row);
+  CHECK_FALSE(shapes[1].per_row);
+
+  b.erase(quotes);
+  CHECK(view[quotes].empty());
+  CHECK(b.column_shapes().size() == 1);
 }

@@ -77,7 +77,9 @@ std::string sample_value(const FieldSpec& f, const std::string& resource_name) {
     case FieldType::Enum: return f.allowed.empty() ? "\"\"" : f.allowed.front();
     case FieldType::StringList: return "[x]";
     case FieldType::Resource: return resource_name;
+    case FieldType::Path: return "\"" PREDFLOW_SOURCE_DIR "/README.md\"";  // must exist
   }
+  return "";
   return "x";
 }
 
@@ -258,6 +260,9 @@ TEST_CASE("conformance: with only required fields, every default round-trips as 
           break;
         case FieldType::StringList:
           CHECK(config.get_strings(f.name) == split_list(*text));
+          break;
+        case FieldType::Path:  // resolved beside the pipeline file or in the current directory
+          CHECK(config.get_string(f.name).ends_with(*text));
           break;
       }
       if (f.type != FieldType::StringList) CHECK(config.text(f.name) == *text);

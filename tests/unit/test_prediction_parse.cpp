@@ -12,11 +12,11 @@ using namespace std::chrono;
 
 TEST_CASE("parse_prediction_json: round trip of prediction_json, earnings context included") {
   auto b = test::symbols_batch({"AAPL", "BRK.B"}, "c-1");
-  b->prices = {189.52, std::numeric_limits<double>::quiet_NaN()};
-  b->features_ts = {"2026-11-26T14:30:00Z", ""};
-  b->stats = {{0.0042, 0.0031, -0.0001, 0.0041, 0.0083, 20}, {-0.01, 0.002, -0.012, -0.01, -0.008, 7}};
-  b->earnings = {{std::string("2026-11-26"), std::string("BMO"), false}, {std::nullopt, std::nullopt, true}};
-  b->model_type = "earnings_day", b->model_version = "lstm_earnings_v2.2", b->device = "cuda:0";
+  (*b)[col::prices] = {189.52, std::numeric_limits<double>::quiet_NaN()};
+  (*b)[col::features_ts] = {"2026-11-26T14:30:00Z", ""};
+  (*b)[col::stats] = {{0.0042, 0.0031, -0.0001, 0.0041, 0.0083, 20}, {-0.01, 0.002, -0.012, -0.01, -0.008, 7}};
+  (*b)[col::earnings] = {{std::string("2026-11-26"), std::string("BMO"), false}, {std::nullopt, std::nullopt, true}};
+  (*b)[col::model_type] = "earnings_day", (*b)[col::model_version] = "lstm_earnings_v2.2", (*b)[col::device] = "cuda:0";
   const auto at = sys_days{year{2026} / 11 / 26} + hours{14} + minutes{30} + milliseconds{412};
   for (std::size_t r = 0; r < 2; ++r) {
     auto text = prediction_json(*b, r, at).dump();
@@ -28,26 +28,26 @@ TEST_CASE("parse_prediction_json: round trip of prediction_json, earnings contex
     CHECK(p.model_version == "lstm_earnings_v2.2");
     CHECK(p.device == "cuda:0");
     CHECK(p.correlation_id == "c-1");
-    CHECK(p.features_ts == b->features_ts[r]);
+    CHECK(p.features_ts == (*b)[col::features_ts][r]);
     CHECK(p.timestamp == at);
-    CHECK(p.stats.mean == b->stats[r].mean);
-    CHECK(p.stats.std == b->stats[r].std);
-    CHECK(p.stats.p10 == b->stats[r].p10);
-    CHECK(p.stats.p50 == b->stats[r].p50);
-    CHECK(p.stats.p90 == b->stats[r].p90);
-    CHECK(p.stats.samples == b->stats[r].samples);
-    CHECK(p.earnings.report_date == b->earnings[r].report_date);
-    CHECK(p.earnings.timing == b->earnings[r].timing);
-    CHECK(p.earnings.features_imputed == b->earnings[r].features_imputed);
+    CHECK(p.stats.mean == (*b)[col::stats][r].mean);
+    CHECK(p.stats.std == (*b)[col::stats][r].std);
+    CHECK(p.stats.p10 == (*b)[col::stats][r].p10);
+    CHECK(p.stats.p50 == (*b)[col::stats][r].p50);
+    CHECK(p.stats.p90 == (*b)[col::stats][r].p90);
+    CHECK(p.stats.samples == (*b)[col::stats][r].samples);
+    CHECK(p.earnings.report_date == (*b)[col::earnings][r].report_date);
+    CHECK(p.earnings.timing == (*b)[col::earnings][r].timing);
+    CHECK(p.earnings.features_imputed == (*b)[col::earnings][r].features_imputed);
     if (r == 0) CHECK(p.current_price == 189.52);
     else CHECK(std::isnan(p.current_price));  // null price stays unknown
     // Written again, it is the same JSON.
     auto again = test::symbols_batch({p.symbol}, p.correlation_id);
-    again->prices = {p.current_price};
-    again->features_ts = {p.features_ts};
-    again->stats = {p.stats};
-    again->earnings = {p.earnings};
-    again->model_type = p.model_type, again->model_version = p.model_version, again->device = p.device;
+    (*again)[col::prices] = {p.current_price};
+    (*again)[col::features_ts] = {p.features_ts};
+    (*again)[col::stats] = {p.stats};
+    (*again)[col::earnings] = {p.earnings};
+    (*again)[col::model_type] = p.model_type, (*again)[col::model_version] = p.model_version, (*again)[col::device] = p.device;
     CHECK(prediction_json(*again, 0, p.timestamp).dump() == text);
   }
 }

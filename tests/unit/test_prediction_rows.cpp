@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nodes/codecs/prediction_rows.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 
@@ -29,11 +30,11 @@ Batch one_prediction() {
   Batch b;
   b.symbols = {"AAPL"};
   b.correlation_ids = {"c-1"};
-  b.features_ts = {"2026-11-26T14:30:00Z"};
-  b.prices = {189.52};
-  b.stats = {{0.0042, 0.0031, -0.0001, 0.0041, 0.0083, 20}};
-  b.model_type = "normal_day";
-  b.model_version = "lstm_normal_v2.2";
+  b[col::features_ts] = {"2026-11-26T14:30:00Z"};
+  b[col::prices] = {189.52};
+  b[col::stats] = {{0.0042, 0.0031, -0.0001, 0.0041, 0.0083, 20}};
+  b[col::model_type] = "normal_day";
+  b[col::model_version] = "lstm_normal_v2.2";
   return b;
 }
 
@@ -67,11 +68,11 @@ TEST_CASE("prediction_rows: one line, the contract's columns in order") {
 
 TEST_CASE("prediction_rows: missing values and non-finite numbers are NULL") {
   Batch b = one_prediction();
-  b.prices.clear();
+  b[col::prices].clear();
   b.correlation_ids = {""};
-  b.features_ts = {"not a time"};
-  b.stats[0].std = std::numeric_limits<double>::quiet_NaN();
-  b.stats[0].p90 = std::numeric_limits<double>::infinity();
+  b[col::features_ts] = {"not a time"};
+  b[col::stats][0].std = std::numeric_limits<double>::quiet_NaN();
+  b[col::stats][0].p90 = std::numeric_limits<double>::infinity();
   std::string out;
   append_prediction_row(out, b, 0, "2026-11-26T14:30:00.412Z");
   auto cols = split(out.substr(0, out.size() - 1));
@@ -81,7 +82,7 @@ TEST_CASE("prediction_rows: missing values and non-finite numbers are NULL") {
   CHECK(cols[10] == "\\N");  // p90
   CHECK(cols[11] == "\\N");  // correlation_id
   CHECK(cols[12] == "\\N");  // features_ts
-  b.features_ts.clear();
+  b[col::features_ts].clear();
   b.correlation_ids.clear();
   out.clear();
   append_prediction_row(out, b, 0, "x");
@@ -132,7 +133,7 @@ TEST_CASE("prediction_rows: timestamps are RFC 3339 UTC with microseconds, offse
 
 TEST_CASE("prediction_rows: rows the database would refuse are named with the reason") {
   Batch b = one_prediction();
-  b.stats[0].mean = std::numeric_limits<double>::quiet_NaN();
+  b[col::stats][0].mean = std::numeric_limits<double>::quiet_NaN();
   CHECK(prediction_row_problem(b, 0).find("predicted_return") != std::string::npos);
   b = one_prediction();
   b.correlation_ids = {std::string("a\0b", 3)};
@@ -141,12 +142,12 @@ TEST_CASE("prediction_rows: rows the database would refuse are named with the re
   b.symbols = {"\xC3("};
   CHECK(prediction_row_problem(b, 0).find("symbol") != std::string::npos);
   b = one_prediction();
-  b.model_version = "caf\xC3\xA9 \xF0\x9F\x93\x88";  // valid UTF-8 is fine
+  b[col::model_version] = "caf\xC3\xA9 \xF0\x9F\x93\x88";  // valid UTF-8 is fine
   CHECK(prediction_row_problem(b, 0).empty());
-  b.model_version = "\xED\xA0\x80";  // a surrogate
+  b[col::model_version] = "\xED\xA0\x80";  // a surrogate
   CHECK_FALSE(prediction_row_problem(b, 0).empty());
   b = one_prediction();
-  b.stats.clear();
+  b[col::stats].clear();
   CHECK_FALSE(prediction_row_problem(b, 0).empty());
 }
 

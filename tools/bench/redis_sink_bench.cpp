@@ -31,6 +31,7 @@
 #include "engine/runtime.hpp"
 #include "nodes/codecs/prediction_json.hpp"
 #include "support/servers.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 
@@ -58,16 +59,16 @@ std::shared_ptr<Batch> prediction_batch(std::int64_t first, std::int64_t rows) {
     const auto i = first + r;
     b->symbols.push_back("SYM" + std::to_string(i));
     b->correlation_ids.push_back("0b8e6c1e-2f4d-4c9a-9a51-" + std::to_string(100000000000 + i / kBatchRows));
-    b->features_ts.push_back("2026-11-26T14:30:00Z");
-    b->prices.push_back(100.0 + static_cast<double>(i % 1000) / 7.0);
+    (*b)[col::features_ts].push_back("2026-11-26T14:30:00Z");
+    (*b)[col::prices].push_back(100.0 + static_cast<double>(i % 1000) / 7.0);
     const double m = 0.001 + static_cast<double>(i % 97) * 1.3e-5;
-    b->stats.push_back({m, 0.0031 + m / 11.0, m - 0.004, m + 1e-5, m + 0.0041, 20});
+    (*b)[col::stats].push_back({m, 0.0031 + m / 11.0, m - 0.004, m + 1e-5, m + 0.0041, 20});
   }
-  b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.2";
-  b->device = "cpu";
-  b->route = "normal";
-  b->predicted_at = std::chrono::system_clock::now();
+  (*b)[col::model_type] = "normal_day";
+  (*b)[col::model_version] = "lstm_normal_v2.2";
+  (*b)[col::device] = "cpu";
+  (*b)[col::route] = "normal";
+  (*b)[col::predicted_at] = std::chrono::system_clock::now();
   b->arrived = Clock::now();
   return b;
 }

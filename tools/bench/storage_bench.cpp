@@ -38,6 +38,7 @@
 #include "nodes/codecs/prediction_rows.hpp"
 #include "support/node_harness.hpp"
 #include "support/servers.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace predflow::test;
@@ -67,15 +68,15 @@ std::vector<std::shared_ptr<Batch>> make_batches(std::size_t n, std::chrono::sys
     for (std::size_t i = at; i < std::min(n, at + kWindow); ++i) {
       b->symbols.push_back(symbol(i));
       b->correlation_ids.push_back("bench-" + std::to_string(at / kWindow));
-      b->features_ts.push_back("2026-11-26T14:30:00Z");
-      b->prices.push_back(50.0 + static_cast<double>(i % 1000) * 0.37);
+      (*b)[col::features_ts].push_back("2026-11-26T14:30:00Z");
+      (*b)[col::prices].push_back(50.0 + static_cast<double>(i % 1000) * 0.37);
       double mean = (static_cast<double>(i % 200) - 100.0) / 12345.0;
-      b->stats.push_back({mean, 0.0031, mean - 0.004, mean + 0.0001, mean + 0.004, 20});
+      (*b)[col::stats].push_back({mean, 0.0031, mean - 0.004, mean + 0.0001, mean + 0.004, 20});
     }
-    b->model_type = "normal_day";
-    b->model_version = "lstm_normal_v2.2";
-    b->device = "cpu";
-    b->predicted_at = made_at;
+    (*b)[col::model_type] = "normal_day";
+    (*b)[col::model_version] = "lstm_normal_v2.2";
+    (*b)[col::device] = "cpu";
+    (*b)[col::predicted_at] = made_at;
     batches.push_back(std::move(b));
   }
   return batches;
@@ -85,7 +86,7 @@ std::string copy_text(const std::vector<std::shared_ptr<Batch>>& batches) {
   std::string text;
   text.reserve(batches.size() * kWindow * 224);
   for (const auto& b : batches) {
-    const std::string ts = format_rfc3339_millis(b->predicted_at);  // as the sink writes it
+    const std::string ts = format_rfc3339_millis((*b)[col::predicted_at]);  // as the sink writes it
     for (std::size_t r = 0; r < b->size(); ++r) append_prediction_row(text, *b, r, ts);
   }
   return text;
@@ -116,7 +117,7 @@ double run_sink(NodeHarness& h, const std::vector<std::shared_ptr<Batch>>& batch
   std::vector<BatchPtr> copies;
   for (const auto& b : batches) {
     auto c = std::make_shared<Batch>(*b);
-    c->predicted_at = made_at;
+    (*c)[col::predicted_at] = made_at;
     c->acks = {std::make_shared<AckToken>([&](AckOutcome o) {
       std::lock_guard lock(mutex);
       ++(o == AckOutcome::Done ? done : failed);

@@ -33,6 +33,7 @@
 #include "engine/registry.hpp"
 #include "integration/ws_test_client.hpp"
 #include "nodes/websocket/ws_sink.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 using namespace std::chrono_literals;
@@ -98,15 +99,15 @@ std::shared_ptr<Batch> burst(std::size_t n) {
     std::snprintf(name, sizeof name, "SYM%05zu", i);
     b->symbols.emplace_back(name);
     b->correlation_ids.push_back("bench-window-1");
-    b->features_ts.push_back("2026-11-26T14:30:00Z");
-    b->prices.push_back(100.0 + static_cast<double>(i % 400));
+    (*b)[col::features_ts].push_back("2026-11-26T14:30:00Z");
+    (*b)[col::prices].push_back(100.0 + static_cast<double>(i % 400));
     const double mean = 0.0001 * static_cast<double>(i % 97) - 0.004;
-    b->stats.push_back({mean, 0.0031, mean - 0.004, mean, mean + 0.004, 20});
+    (*b)[col::stats].push_back({mean, 0.0031, mean - 0.004, mean, mean + 0.004, 20});
   }
-  b->model_type = "normal_day";
-  b->model_version = "lstm_normal_v2.2";
-  b->device = "cpu";
-  b->predicted_at = std::chrono::system_clock::now();
+  (*b)[col::model_type] = "normal_day";
+  (*b)[col::model_version] = "lstm_normal_v2.2";
+  (*b)[col::device] = "cpu";
+  (*b)[col::predicted_at] = std::chrono::system_clock::now();
   return b;
 }
 
