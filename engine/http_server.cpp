@@ -8,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <array>
 #include <future>
 #include <optional>
 #include <vector>
@@ -22,9 +23,53 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+HttpRequest parse_http_target(std::string_view target) {
+  HttpRequest out;
+  const auto q = target.find('?');
+  out.path = std::string(target.substr(0, q));
+  if (q == std::string_view::npos) return out;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    const auto eq = pair.find('=');
+    std::string name = percent_decode(pair.substr(0, eq));
+    if (!name.empty()) out.query[name] = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+  }
+  return out;
+}
+
+namespace {
+
 // What the sessions share with the server; touched on the network thread only.
 struct ServerCore {
   std::map<std::string, HttpServer::Handler> routes;
+  std::map<std::string, HttpServer::StreamHandler> streams;
   int live = 0;           // sessions open now
   bool stopped = false;   // after stop(): no handler is called any more
   std::vector<std::weak_ptr<class Session>> sessions;
@@ -41,6 +86,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void close() {
     beast::error_code ec;
     stream_.socket().close(ec);
+    if (poll_timer_) poll_timer_->cancel();
   }
 
  private:
@@ -59,11 +105,23 @@ class Session : public std::enable_shared_from_this<Session> {
   void respond() {
     request_ = parser_->release();
     HttpResponse result;
-    std::string target(request_.target());
-    target = target.substr(0, target.find('?'));
+    const std::string full_target(request_.target());
+    const std::string target = full_target.substr(0, full_target.find('?'));
     const auto& routes = core_->routes;
     auto it = routes.find(target);
-    if (request_.method() != http::verb::get && request_.method() != http::verb::head) {
+    auto stream_route = core_->streams.find(target);
+    if (stream_route != core_->streams.end() && request_.method() == http::verb::get) {
+      HttpStreamStart start;
+      try {
+        start = stream_route->second(parse_http_target(full_target));
+      } catch (const std::exception& e) {
+        start.refusal = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n"};
+      }
+      if (start.stream) return begin_stream(std::move(start.stream));
+      result = std::move(start.refusal);
+    } else if (stream_route != core_->streams.end()) {
+      result = {405, "text/plain; charset=utf-8", "method not allowed: " + target + " takes GET\n"};
+    } else if (request_.method() != http::verb::get && request_.method() != http::verb::head) {
       result = {405, "text/plain; charset=utf-8", "method not allowed\n"};
     } else if (it == routes.end()) {
       result = {404, "text/plain; charset=utf-8", "not found\n"};
@@ -87,6 +145,69 @@ class Session : public std::enable_shared_from_this<Session> {
       else self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     });
   }
+
+  // --- streaming (server-sent events): close-delimited, the session's last response ---
+  void begin_stream(std::unique_ptr<HttpStream> body) {
+    body_ = std::move(body);
+    stream_.expires_never();  // the stream's own deadline (kStreamWriteTimeout) applies
+    poll_timer_.emplace(stream_.get_executor());
+    pending_ = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
+               "X-Accel-Buffering: no\r\nConnection: close\r\nServer: predflow\r\n\r\n";
+    // The client sends nothing more: a read that completes means it closed (or broke the
+    // protocol); either way the stream ends and the subscription with it.
+    stream_.socket().async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code, std::size_t) {
+      self->close();
+    });
+    stream_tick();
+  }
+
+  void stream_tick() {
+    if (core_->stopped || !stream_.socket().is_open()) return close();
+    if (writing_) {
+      if (Clock::now() - write_started_ > kStreamWriteTimeout) return close();  // not reading
+    } else {
+      if (!ending_) {
+        try {
+          ending_ = !body_->poll(pending_);
+        } catch (const std::exception&) {
+          ending_ = true;
+        }
+      }
+      if (!pending_.empty()) stream_write();
+      else if (ending_) return finish_stream();
+    }
+    poll_timer_->expires_after(kStreamPoll);
+    poll_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->stream_tick();
+    });
+  }
+
+  void stream_write() {
+    writing_ = true;
+    write_started_ = Clock::now();
+    in_write_.swap(pending_);
+    pending_.clear();
+    asio::async_write(stream_.socket(), asio::buffer(in_write_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->writing_ = false;
+      self->in_write_.clear();
+      if (ec) return self->close();
+      if (self->ending_ && self->pending_.empty()) self->finish_stream();
+    });
+  }
+
+  void finish_stream() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    close();
+  }
+
+  using Clock = std::chrono::steady_clock;
+  std::unique_ptr<HttpStream> body_;
+  std::optional<asio::steady_timer> poll_timer_;
+  std::string pending_, in_write_;
+  std::array<char, 512> scratch_{};
+  bool writing_ = false, ending_ = false;
+  Clock::time_point write_started_;
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
@@ -137,11 +258,13 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   }
 };
 
-HttpServer::HttpServer(std::string bind_address, int port, std::map<std::string, Handler> routes)
+HttpServer::HttpServer(std::string bind_address, int port, std::map<std::string, Handler> routes,
+                       std::map<std::string, StreamHandler> streams)
     : impl_(std::make_shared<Impl>()) {
   impl_->bind_address = std::move(bind_address);
   impl_->port = port;
   impl_->core->routes = std::move(routes);
+  impl_->core->streams = std::move(streams);
 }
 
 HttpServer::~HttpServer() { stop(); }

@@ -1,12 +1,14 @@
-// A small HTTP/1.1 server (Boost.Beast) for /metrics, /healthz and /readyz, on the I/O
-// executor's network thread (engine/io_executor.hpp), so that a slow scraper never touches
-// the pipeline.
+// A small HTTP/1.1 server (Boost.Beast) for /metrics, /healthz, /readyz, the live graph and
+// taps, on the I/O executor's network thread (engine/io_executor.hpp), so that a slow
+// scraper never touches the pipeline.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace predflow {
 
@@ -16,11 +18,46 @@ struct HttpResponse {
   std::string body;
 };
 
+struct HttpRequest {
+  std::string path;
+  std::map<std::string, std::string> query;  // percent-decoded; a repeated name keeps the last
+
+  std::string param(const std::string& name) const {
+    auto it = query.find(name);
+    return it == query.end() ? std::string() : it->second;
+  }
+};
+
+// "/path?a=1&b=x%20y" → path and percent-decoded parameters (any text: the request line of
+// whoever connects).
+HttpRequest parse_http_target(std::string_view target);
+
+// A response produced over time (server-sent events). The server asks it for more every
+// kStreamPoll on its network thread, writes what it gives, and closes the connection when
+// it ends or when the client goes away (which destroys it). A client that stops reading
+// for kStreamWriteTimeout is disconnected.
+class HttpStream {
+ public:
+  virtual ~HttpStream() = default;
+  // Appends what is ready to `out`; false: the stream has ended once `out` is written.
+  virtual bool poll(std::string& out) = 0;
+};
+
+struct HttpStreamStart {
+  std::unique_ptr<HttpStream> stream;  // null: answer with `refusal` instead
+  HttpResponse refusal;
+};
+
+inline constexpr std::chrono::milliseconds kStreamPoll{100};
+inline constexpr std::chrono::seconds kStreamWriteTimeout{30};
+
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse()>;
+  using StreamHandler = std::function<HttpStreamStart(const HttpRequest&)>;
 
-  HttpServer(std::string bind_address, int port, std::map<std::string, Handler> routes);
+  HttpServer(std::string bind_address, int port, std::map<std::string, Handler> routes,
+             std::map<std::string, StreamHandler> streams = {});
   ~HttpServer();
   // Binds and starts serving; throws std::runtime_error when the port cannot be bound.
   void start();

@@ -23,11 +23,13 @@
 #include <utility>
 
 #include "engine/describe.hpp"
+#include "engine/diagnostics.hpp"
 #include "engine/http_server.hpp"
 #include "engine/io_executor.hpp"
 #include "engine/live_graph.hpp"
 #include "engine/log.hpp"
 #include "engine/node_stats.hpp"
+#include "engine/tap.hpp"
 
 namespace predflow {
 
@@ -122,6 +124,17 @@ class NodeRunner : public SourceContext {
   Node& node() { return *node_; }
   Source* source() { return source_; }
   const PlanNode& plan() const { return plan_; }
+  // The tap of a port, by name (inputs first, as in NodeStats); null when there is none.
+  std::shared_ptr<TapPoint> tap_point(const std::string& port) const {
+    for (const auto& t : taps_)
+      if (t->port() == port) return t;
+    return nullptr;
+  }
+  std::vector<std::string> port_names() const {
+    std::vector<std::string> out;
+    for (const auto& t : taps_) out.push_back(t->port());
+    return out;
+  }
   std::atomic<std::int64_t> next_tick_ns{0};  // 0 = none requested
 
  private:
@@ -141,6 +154,7 @@ class NodeRunner : public SourceContext {
   NodeStats& stats_;                // port 0 is the input, if any; outputs follow
   const std::size_t first_output_;  // stats port index of output 0
   prometheus::Counter* unrouted_failures_ = nullptr;
+  std::vector<std::shared_ptr<TapPoint>> taps_;  // one per port, indexed as stats_
 
   // Compute nodes run on TBB workers.
   std::unique_ptr<flow::function_node<Envelope>> compute_;
@@ -218,6 +232,8 @@ NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics
   if (spec.inputs.empty() ? !source_ : !processor_)
     throw std::logic_error("node type " + spec.type + ": its class does not match its spec (source vs processor)");
   successors_.resize(spec.outputs.size());
+  for (const auto& port : spec.inputs) taps_.push_back(std::make_shared<TapPoint>(plan.id, port.name));
+  for (const auto& port : spec.outputs) taps_.push_back(std::make_shared<TapPoint>(plan.id, port.name));
 
   const std::string& id = plan.id;
   unrouted_failures_ = &metrics.counter("predflow_node_unrouted_failures_total",
@@ -281,7 +297,10 @@ void NodeRunner::worker_loop() {
 }
 
 void NodeRunner::enqueue(Envelope envelope) {
-  if (envelope.kind == Envelope::Kind::Data) stats_.count(0, envelope.batch->size());
+  if (envelope.kind == Envelope::Kind::Data) {
+    stats_.count(0, envelope.batch->size());
+    if (taps_[0]->tapped()) taps_[0]->offer(*envelope.batch);
+  }
   stats_.queued();
   if (compute_) compute_->try_put(std::move(envelope));
   else async_->try_put(std::move(envelope));
@@ -314,6 +333,7 @@ void NodeRunner::handle(const Envelope& envelope) {
 void NodeRunner::emit(std::size_t port, BatchPtr batch) {
   if (!batch || port >= successors_.size()) return;
   stats_.count(first_output_ + port, batch->size());
+  if (TapPoint& tap = *taps_[first_output_ + port]; tap.tapped()) tap.offer(*batch);
   const auto& next = successors_[port];
   if (next.empty() && !batch->failures.empty()) {
     // Failures on a port nobody consumes would vanish: log each one and count them.
@@ -339,6 +359,7 @@ void NodeRunner::emit(std::size_t port, BatchPtr batch) {
 
 void NodeRunner::run_inline(BatchPtr batch) {
   stats_.count(0, batch->size());
+  if (taps_[0]->tapped()) taps_[0]->offer(*batch);
   stats_.queued();  // handle() takes it off again
   ++inline_depth;
   handle({Envelope::Kind::Data, std::move(batch)});
@@ -421,6 +442,45 @@ struct Runtime::Impl {
     for (auto& r : runners)
       if (r->plan().id == id) return r.get();
     return nullptr;
+  }
+
+  // GET /tap?node=ID[&port=PORT][&rate=R][&limit=N]: a live sample of a port's rows.
+  HttpStreamStart open_tap(const HttpRequest& request) {
+    auto refuse = [](int status, std::string message) {
+      return HttpStreamStart{nullptr, {status, "text/plain; charset=utf-8", std::move(message) + "\n"}};
+    };
+    std::vector<std::string> ids;
+    for (const auto& r : runners) ids.push_back(r->plan().id);
+    const std::string id = request.param("node");
+    if (id.empty()) return refuse(400, "name a node: /tap?node=ID[&port=PORT][&rate=ROWS_PER_S][&limit=N]; nodes: " + join(ids));
+    NodeRunner* node = runner(id);
+    if (node == nullptr) {
+      std::string hint = did_you_mean(id, ids);
+      return refuse(404, "unknown node '" + id + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                             "; nodes: " + join(ids));
+    }
+    const auto& spec = node->plan().spec();
+    std::string port = request.param("port");
+    if (port.empty()) port = spec.outputs.empty() ? spec.inputs.front().name : spec.outputs.front().name;
+    auto point = node->tap_point(port);
+    if (!point) {
+      const auto ports = node->port_names();
+      std::string hint = did_you_mean(port, ports);
+      return refuse(404, "node '" + id + "' has no port '" + port + "'" +
+                             (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; ports: " + join(ports));
+    }
+    TapOptions options;
+    if (auto why = parse_tap_options(request.param("rate"), request.param("limit"), options); !why.empty())
+      return refuse(400, why);
+    HttpStreamStart start;
+    start.stream = open_tap_stream(std::move(point), options, start.refusal);
+    return start;
+  }
+
+  static std::string join(const std::vector<std::string>& words) {
+    std::string out;
+    for (const auto& w : words) out += (out.empty() ? "" : ", ") + w;
+    return out;
   }
 
   std::string readiness() const {
@@ -506,6 +566,9 @@ void Runtime::start() {
                return why.empty() ? HttpResponse{200, "text/plain; charset=utf-8", "ready\n"}
                                   : HttpResponse{503, "text/plain; charset=utf-8", "not ready: " + why + "\n"};
              }},
+        },
+        std::map<std::string, HttpServer::StreamHandler>{
+            {"/tap", [impl](const HttpRequest& request) { return impl->open_tap(request); }},
         });
     impl_->http->start();
   }

@@ -2,7 +2,11 @@
 
 #include <utility>  // Boost 1.74 asio uses std::exchange without including it
 
+#include <array>
+#include <cstdlib>
+
 #include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -81,6 +85,107 @@ HttpResult http_get(const Endpoint& endpoint, const std::string& path, Duration 
   io.run_for(std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
   if (!done) out.error = "no answer within " + format_duration(timeout);
   return out;
+}
+
+HttpResult http_stream(const Endpoint& endpoint, const std::string& path, Duration connect_timeout,
+                       Duration idle_timeout, const std::function<bool(std::string_view)>& on_data) {
+  HttpResult out;
+  asio::io_context io;
+  tcp::resolver resolver(io);
+  tcp::socket socket(io);
+  // Runs the context until `done` or `limit`; false (and the operation cancelled) on timeout.
+  auto wait = [&](bool& done, Duration limit) {
+    io.restart();
+    io.run_for(std::chrono::duration_cast<std::chrono::milliseconds>(limit));
+    if (done) return true;
+    beast::error_code ignored;
+    socket.close(ignored);
+    resolver.cancel();
+    io.restart();
+    io.run();  // let the cancelled handlers finish before their captures go away
+    return false;
+  };
+  beast::error_code ec;
+  bool connected = false;
+  resolver.async_resolve(endpoint.host, endpoint.port, [&](beast::error_code e, tcp::resolver::results_type results) {
+    if (e) {
+      ec = e, connected = true;
+      return;
+    }
+    asio::async_connect(socket, results, [&](beast::error_code e2, const tcp::endpoint&) { ec = e2, connected = true; });
+  });
+  if (!wait(connected, connect_timeout)) {
+    out.error = "no connection within " + format_duration(connect_timeout);
+    return out;
+  }
+  if (ec) {
+    out.error = "connect: " + ec.message();
+    return out;
+  }
+  const std::string request = "GET " + endpoint.base + path + " HTTP/1.1\r\nHost: " + endpoint.host +
+                              "\r\nUser-Agent: predflow\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n";
+  asio::write(socket, asio::buffer(request), ec);
+  if (ec) {
+    out.error = "write: " + ec.message();
+    return out;
+  }
+  std::string header;
+  std::array<char, 16 * 1024> buffer;
+  bool in_header = true;
+  constexpr std::size_t kMaxHeader = 16 * 1024, kMaxRefusal = 64 * 1024;
+  while (true) {
+    bool got = false;
+    std::size_t n = 0;
+    socket.async_read_some(asio::buffer(buffer), [&](beast::error_code e, std::size_t bytes) { ec = e, n = bytes, got = true; });
+    if (!wait(got, in_header ? connect_timeout : idle_timeout)) {
+      out.error = in_header ? "no answer within " + format_duration(connect_timeout)
+                            : "nothing received for " + format_duration(idle_timeout);
+      return out;
+    }
+    std::string_view chunk(buffer.data(), n);
+    if (in_header) {
+      header.append(chunk);
+      const auto end = header.find("\r\n\r\n");
+      if (end == std::string::npos) {
+        if (ec) {
+          out.error = "read: " + ec.message();
+          return out;
+        }
+        if (header.size() > kMaxHeader) {
+          out.error = "response header over 16 KiB";
+          return out;
+        }
+        continue;
+      }
+      // "HTTP/1.1 200 OK"
+      const auto space = header.find(' ');
+      out.status = space == std::string::npos ? 0 : std::atoi(header.c_str() + space + 1);
+      if (out.status == 0) {
+        out.error = "not an HTTP response";
+        return out;
+      }
+      std::string body = header.substr(end + 4);
+      in_header = false;
+      if (out.status != 200) {
+        out.body = std::move(body);
+        while (!ec && out.body.size() < kMaxRefusal) {
+          bool more = false;
+          socket.async_read_some(asio::buffer(buffer), [&](beast::error_code e, std::size_t bytes) { ec = e, n = bytes, more = true; });
+          if (!wait(more, connect_timeout)) break;
+          out.body.append(buffer.data(), n);
+        }
+        return out;
+      }
+      if (!body.empty() && !on_data(body)) return out;
+    } else if (n > 0 && !on_data(chunk)) {
+      return out;
+    }
+    if (ec == asio::error::eof) return out;
+    if (ec) {
+      out.error = "read: " + ec.message();
+      return out;
+    }
+  }
 }
 
 }  // namespace predflow

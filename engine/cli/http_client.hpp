@@ -1,8 +1,11 @@
 // A small HTTP/1.1 client for the CLI's commands that talk to a running pipeline
-// (`predflow top`, `predflow graph --live`): one GET with a deadline.
+// (`predflow top`, `predflow graph --live`, `predflow tap`): one GET with a deadline, or
+// one GET whose body is read as it arrives.
 #pragma once
 
+#include <functional>
 #include <optional>
+#include <string_view>
 #include <string>
 
 #include "engine/units.hpp"
@@ -24,5 +27,13 @@ struct HttpResult {
 // One GET of base + path; connect, write and read together take at most `timeout`; a body
 // over 32 MiB is refused.
 HttpResult http_get(const Endpoint& endpoint, const std::string& path, Duration timeout);
+
+// One GET of base + path whose body (close-delimited, such as server-sent events) is handed
+// to `on_data` as it arrives, until the server closes or on_data returns false. Connecting
+// and the response header take at most `connect_timeout`; then a silence longer than
+// `idle_timeout` ends the read with an error. A status other than 200: returned with the
+// first 64 KiB of its body, and on_data is not called.
+HttpResult http_stream(const Endpoint& endpoint, const std::string& path, Duration connect_timeout,
+                       Duration idle_timeout, const std::function<bool(std::string_view)>& on_data);
 
 }  // namespace predflow

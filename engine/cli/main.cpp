@@ -1,4 +1,4 @@
-// predflow: run · validate · graph · config · top · nodes · version, and the subcommands plugins register (check)
+// predflow: run · validate · graph · config · top · tap · nodes · version, and the subcommands plugins register (check)
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "engine/cli/http_client.hpp"
+#include "engine/cli/tap.hpp"
 #include "engine/cli/top.hpp"
 #include "engine/thread_name.hpp"
 #include "engine/commands.hpp"
@@ -337,6 +338,16 @@ int main(int argc, char** argv) {
   top->add_option("--interval", top_interval, "time between refreshes")->capture_default_str();
   top->add_flag("--once", top_options.once, "print one table (rates over one interval) and exit");
 
+  TapCommandOptions tap_options;
+  auto* tap = app.add_subcommand("tap", "Show a live sample of the rows passing a port of a running pipeline (from its HTTP port)");
+  tap->add_option("target", tap_options.target, "NODE or NODE.PORT (default port: the node's first output, or its input)")->required();
+  tap->add_option("--url", tap_options.url, "the pipeline's HTTP server (default: http://127.0.0.1:$PREDFLOW_HTTP_PORT, 9464)");
+  tap->add_option("--limit", tap_options.limit, "rows to show, then exit (default: until Ctrl-C)");
+  tap->add_option("--rate", tap_options.rate, "rows per second the pipeline may sample, at most 10000 (default 100)");
+  tap->add_option("--format", tap_options.format, "table or json (one JSON object per line)")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+
   // Subcommands of the plugins linked in (e.g. `check`, from the M5 sinks).
   std::vector<std::pair<CLI::App*, std::function<int()>>> plugin_commands;
   for (const auto& c : registered_commands()) {
@@ -385,6 +396,13 @@ int main(int argc, char** argv) {
       top_options.url = std::string("http://127.0.0.1:") + (port && *port ? port : "9464");
     }
     return top_command(top_options);
+  }
+  if (tap->parsed()) {
+    if (tap_options.url.empty()) {
+      const char* port = std::getenv("PREDFLOW_HTTP_PORT");
+      tap_options.url = std::string("http://127.0.0.1:") + (port && *port ? port : "9464");
+    }
+    return tap_command(tap_options);
   }
   if (config->parsed()) {
     auto plan = load_or_report(file, overrides);

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <random>
 #include <regex>
@@ -669,6 +670,62 @@ TEST_CASE("cli: top with nothing listening exits 1 saying where it looked, a bad
   CHECK(run_cli("top --once --url https://127.0.0.1:1").code == 64);
   CHECK(run_cli("top --once --url http://127.0.0.1:port").code == 64);
   CHECK(run_cli("top --once --interval 0s").code == 64);
+}
+
+// ---- tap ----
+
+TEST_CASE("cli: tap shows a live sample of a running pipeline's rows, as JSON lines or a table") {
+  TempDir dir;
+  const int port = free_loopback_port();
+  PredflowProcess demo(kBinary, kDemo, dir.file("demo.log"), {{"DEMO_BATCHES", "0"}},
+                       {"--set", "settings.http_port=" + std::to_string(port), "--set", "nodes.source.rate=200"});
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  REQUIRE(eventually([&] { return run_cli("tap source --limit 1 --url " + url).code == 0; }, 30s));
+
+  Result json = run_cli("tap split.other --limit 5 --format json --url " + url);
+  INFO(json.output);
+  REQUIRE(json.code == 0);
+  std::istringstream lines(json.output);
+  int records = 0;
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line);  // every line is one JSON object
+    CHECK(j["node"] == "split");
+    CHECK(j["port"] == "other");
+    CHECK(j["symbol"].get<std::string>().starts_with("SYM"));
+    CHECK(j["columns"].contains("prices"));
+    ++records;
+  }
+  CHECK(records == 5);
+
+  Result table = run_cli("tap batches --limit 3 --rate 50 --url " + url);
+  INFO(table.output);
+  REQUIRE(table.code == 0);
+  CHECK(contains(table.output, "tapping batches.out at up to 50 rows/s, 3 rows"));
+  CHECK(contains(table.output, "SYMBOL"));
+  CHECK(std::regex_search(table.output, std::regex("\nSYM[0-9]+ +[0-9]+ +[0-9]+ +.*prices=")));
+  // The environment's port is the default URL.
+  CHECK(run_cli("tap source --limit 1", {{"PREDFLOW_HTTP_PORT", std::to_string(port)}}).code == 0);
+
+  // What the pipeline refuses is a usage error, with its reason.
+  Result typo = run_cli("tap splt --limit 1 --url " + url);
+  CHECK(typo.code == 64);
+  CHECK(contains(typo.output, "did you mean 'split'"));
+  Result bad_port = run_cli("tap split.lsted --limit 1 --url " + url);
+  CHECK(bad_port.code == 64);
+  CHECK(contains(bad_port.output, "did you mean 'listed'"));
+  CHECK(run_cli("tap source --rate 0 --url " + url).code == 64);
+  CHECK(run_cli("tap source --format xml --url " + url).code == 64);
+  CHECK(run_cli("tap source. --url " + url).code == 64);
+  demo.signal(SIGTERM);
+  CHECK(demo.wait_exit(20000ms));
+}
+
+TEST_CASE("cli: tap with nothing listening exits 1 saying where it looked, a bad URL 64") {
+  const int port = free_loopback_port();
+  Result none = run_cli("tap source --limit 1 --url http://127.0.0.1:" + std::to_string(port));
+  CHECK(none.code == 1);
+  CHECK(contains(none.output, "http://127.0.0.1:" + std::to_string(port) + "/tap"));
+  CHECK(run_cli("tap source --url https://127.0.0.1:1").code == 64);
 }
 
 // ---- validate --deep, --connect, --format json ----
