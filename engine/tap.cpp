@@ -23,7 +23,9 @@ void append_head(std::string& out, const std::string& node, const std::string& p
   json_out::append_unsigned(out, batch);
 }
 
-std::string row_line(const std::string& node, const std::string& port, std::uint64_t batch_number, const Batch& batch,
+}  // namespace
+
+std::string tap_row_record(const std::string& node, const std::string& port, std::uint64_t batch_number, const Batch& batch,
                      std::size_t row) {
   std::string out;
   out.reserve(256);
@@ -43,7 +45,7 @@ std::string row_line(const std::string& node, const std::string& port, std::uint
   return out;
 }
 
-std::string failure_line(const std::string& node, const std::string& port, std::uint64_t batch_number,
+std::string tap_failure_record(const std::string& node, const std::string& port, std::uint64_t batch_number,
                          const RowFailure& f) {
   std::string out;
   out.reserve(256);
@@ -67,8 +69,6 @@ std::string failure_line(const std::string& node, const std::string& port, std::
   out += "}}";
   return out;
 }
-
-}  // namespace
 
 TapSubscription::TapSubscription(std::string node, std::string port, TapOptions options)
     : node_(std::move(node)), port_(std::move(port)), options_(options), tokens_(burst()), refilled_(Clock::now()) {}
@@ -109,9 +109,9 @@ void TapSubscription::offer(const Batch& batch) {
   std::vector<std::string> lines;
   lines.reserve(take);
   const std::size_t from_failures = std::min(take, failures);
-  for (std::size_t i = 0; i < from_failures; ++i) lines.push_back(failure_line(node_, port_, batch_number, batch.failures[i]));
+  for (std::size_t i = 0; i < from_failures; ++i) lines.push_back(tap_failure_record(node_, port_, batch_number, batch.failures[i]));
   const std::size_t from_rows = take - from_failures;
-  for (std::size_t i = 0; i < from_rows; ++i) lines.push_back(row_line(node_, port_, batch_number, batch, i * rows / from_rows));
+  for (std::size_t i = 0; i < from_rows; ++i) lines.push_back(tap_row_record(node_, port_, batch_number, batch, i * rows / from_rows));
   std::lock_guard lock(mutex_);
   writing_ -= take;
   for (auto& line : lines) {

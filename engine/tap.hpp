@@ -42,6 +42,15 @@ struct TapCounters {
   std::uint64_t dropped = 0;  // taken, but the client was not reading (queue full)
 };
 
+// The records a tap sends (and `predflow test` compares), one JSON object each:
+// {"node","port","batch","batch_rows","row","symbol","correlation_id","columns":{…}} for a
+// row, {"node","port","batch","failure":{"stage","symbol","reason","error","correlation_id",
+// "attempts","payload_bytes","payload"}} for a failure (payload: its first 256 bytes).
+std::string tap_row_record(const std::string& node, const std::string& port, std::uint64_t batch_number,
+                           const Batch& batch, std::size_t row);
+std::string tap_failure_record(const std::string& node, const std::string& port, std::uint64_t batch_number,
+                               const RowFailure& failure);
+
 // One client's tap on one port.
 class TapSubscription {
  public:

@@ -1,4 +1,4 @@
-// predflow: run · validate · graph · config · top · tap · nodes · version, and the subcommands plugins register (check)
+// predflow: run · validate · graph · config · top · tap · test · nodes · version, and the subcommands plugins register (check)
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +16,7 @@
 
 #include "engine/cli/http_client.hpp"
 #include "engine/cli/tap.hpp"
+#include "engine/cli/test_command.hpp"
 #include "engine/cli/top.hpp"
 #include "engine/thread_name.hpp"
 #include "engine/commands.hpp"
@@ -238,7 +239,8 @@ constexpr const char* kExitCodes =
     "Exit codes:\n"
     "  0   success (run: a clean stop, or the sources ended)\n"
     "  1   invalid pipeline file, or a command that could not do its work\n"
-    "  2   run: start-up failed (a port in use, a model that does not load); check: mismatches above --alert-ratio\n"
+    "  2   run: start-up failed (a port in use, a model that does not load); check: mismatches above --alert-ratio;\n"
+    "      test: a test failed\n"
     "  3   run: a source failed, or the drain timed out\n"
     "  64  usage error: unknown command or option, missing argument\n"
     "  128+N  run: a second signal N, exit without draining";
@@ -348,6 +350,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
 
+  TestCommandOptions test_options;
+  auto* test = app.add_subcommand("test", "Run pipeline unit tests: inject rows at nodes, check what reaches ports (FILE.test.yaml)");
+  test->add_option("files", test_options.files, "test files")->required();
+  test->add_option("--set", test_options.overrides, "override a setting of the pipeline under test: path=value");
+  test->add_option("--junit", test_options.junit, "also write the results as JUnit XML to this file");
+  test->add_option("--only", test_options.only, "run only the tests whose name contains this text");
+
   // Subcommands of the plugins linked in (e.g. `check`, from the M5 sinks).
   std::vector<std::pair<CLI::App*, std::function<int()>>> plugin_commands;
   for (const auto& c : registered_commands()) {
@@ -368,6 +377,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return usage_error(app, e, argc, argv);
   }
+  // A test run prints its own report: the runtime's info lines (one start and stop per
+  // case) only with an explicit level.
+  if (test->parsed() && log_level.empty() && std::getenv("PREDFLOW_LOG_LEVEL") == nullptr) log_level = "warn";
   if (!setup_logging(log_level)) {
     const char* from_env = std::getenv("PREDFLOW_LOG_LEVEL");  // the flag is empty when the variable was used
     std::cerr << "predflow: unknown log level '" << (log_level.empty() && from_env ? from_env : log_level) << "'"
@@ -397,6 +409,7 @@ int main(int argc, char** argv) {
     }
     return top_command(top_options);
   }
+  if (test->parsed()) return test_command(test_options);
   if (tap->parsed()) {
     if (tap_options.url.empty()) {
       const char* port = std::getenv("PREDFLOW_HTTP_PORT");

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/columns.hpp"
+#include "engine/config.hpp"
 
 namespace predflow {
 
@@ -22,6 +23,11 @@ struct EarningsContext {
   std::optional<std::string> timing;
   bool features_imputed = false;
 };
+
+// How fixtures of `predflow test` give them (engine/config_value.hpp; in
+// prediction_columns.cpp): maps with the same keys as write_json writes.
+bool read_config(const ConfigNode& node, PredictionStats& out, std::string& error);
+bool read_config(const ConfigNode& node, EarningsContext& out, std::string& error);
 
 // How `predflow tap` shows them (engine/json_value.hpp).
 inline void write_json(std::string& out, const PredictionStats& s) {

@@ -728,6 +728,33 @@ TEST_CASE("cli: tap with nothing listening exits 1 saying where it looked, a bad
   CHECK(run_cli("tap source --url https://127.0.0.1:1").code == 64);
 }
 
+// ---- test ----
+
+TEST_CASE("cli: test runs pipeline tests: 0 when they pass, 2 when one fails, 1 for an invalid file; JUnit XML") {
+  TempDir dir;
+  const std::string models = PREDFLOW_SOURCE_DIR "/tests/pipelines/m5_models.test.yaml";
+  Result ok = run_cli("test " + models + " --junit " + dir.file("junit.xml"));
+  INFO(ok.output);
+  CHECK(ok.code == 0);
+  CHECK(contains(ok.output, "ok    the normal-day model predicts every row"));
+  CHECK(contains(ok.output, "4 passed, 0 failed"));
+  CHECK_FALSE(contains(ok.output, "pipeline started"));  // the runtime's info lines only with --log-level
+  const std::string xml = read_file(dir.file("junit.xml"));
+  CHECK(contains(xml, "<testsuite name=\"" + models + "\" tests=\"4\" failures=\"0\" errors=\"0\""));
+  // The same file against a changed pipeline: 5 Monte-Carlo samples where the test wants 20.
+  Result failing = run_cli("test " + models + " --only normal-day --set nodes.normal_model.mc_samples=5");
+  INFO(failing.output);
+  CHECK(failing.code == 2);
+  CHECK(contains(failing.output, "FAIL  the normal-day model"));
+  CHECK(contains(failing.output, "samples: length 5, expected 20"));
+  CHECK(contains(failing.output, "0 passed, 1 failed"));
+  Result invalid = run_cli("test " + dir.write("bad.test.yaml", "pipeline: nowhere.yaml\ntests: []\n"));
+  CHECK(invalid.code == 1);
+  CHECK(contains(invalid.output, "ERROR"));
+  CHECK(contains(invalid.output, "nowhere.yaml not found"));
+  CHECK(run_cli("test").code == 64);
+}
+
 // ---- validate --deep, --connect, --format json ----
 
 TEST_CASE("cli: validate --deep finds what only run found before: a width, a device, a time, a name, a URL") {

@@ -1,0 +1,666 @@
+// Why ~450 lines: reading the test file, cutting the pipeline down to what a case needs,
+// running it, and matching what arrived share one set of names and marks; split, each part
+// would need the others' types.
+#include "engine/pipeline_test.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "engine/column_registry.hpp"
+#include "engine/config.hpp"
+#include "engine/metrics.hpp"
+#include "engine/plan.hpp"
+#include "engine/runtime.hpp"
+#include "engine/tap.hpp"
+
+namespace predflow {
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr auto kDefaultCaseTimeout = std::chrono::seconds(60);
+
+// ---- fixtures in, records out: two node types known only to the test registry ----------
+
+struct FixtureStore {
+  std::mutex mutex;
+  std::map<std::string, std::vector<Batch>> inputs;           // fixture id → messages
+  std::map<std::string, std::vector<BatchPtr>> captured;      // capture id → batches
+  std::map<std::string, std::pair<int, int>> acks;            // fixture id → done, failed
+  static FixtureStore& instance() {
+    static FixtureStore store;
+    return store;
+  }
+};
+
+class FixtureInput : public Source {
+ public:
+  explicit FixtureInput(const NodeContext& ctx) : id_(ctx.config.get_string("fixture")) {}
+  void run(SourceContext& ctx) override {
+    std::vector<Batch> messages;
+    {
+      auto& store = FixtureStore::instance();
+      std::lock_guard lock(store.mutex);
+      messages = store.inputs[id_];
+    }
+    for (auto& message : messages) {
+      AckPtr ack = ctx.begin_message([id = id_](AckOutcome outcome) {
+        auto& store = FixtureStore::instance();
+        std::lock_guard lock(store.mutex);
+        (outcome == AckOutcome::Done ? store.acks[id].first : store.acks[id].second)++;
+      });
+      if (!ack) return;
+      auto batch = make_batch(std::move(message));
+      batch->acks = {std::move(ack)};
+      batch->arrived = Clock::now();
+      ctx.emit(std::move(batch));
+    }
+  }
+
+ private:
+  std::string id_;
+};
+
+class FixtureCapture : public Processor {
+ public:
+  explicit FixtureCapture(const NodeContext& ctx) : id_(ctx.config.get_string("capture")) {}
+  void process(BatchPtr in, Output&) override {
+    auto copy = make_batch(*in);  // without tokens: holding them would hold the acks back
+    copy->acks.clear();
+    copy->row_ack.clear();
+    copy->shared_acks.clear();
+    auto& store = FixtureStore::instance();
+    std::lock_guard lock(store.mutex);
+    store.captured[id_].push_back(std::move(copy));
+  }
+
+ private:
+  std::string id_;
+};
+
+const Registry& test_registry() {
+  static const Registry registry = [] {
+    Registry r = Registry::instance();
+    r.add_node(NodeSpec("fixture_input", Category::Source)
+                   .summarize("predflow test: the rows a case injects")
+                   .output("out", kind::any)
+                   .field(field::string("fixture").describe("fixture id")),
+               [](const NodeContext& ctx) { return std::make_unique<FixtureInput>(ctx); });
+    r.add_node(NodeSpec("fixture_capture", Category::Sink)
+                   .summarize("predflow test: what reaches a checked port")
+                   .input("in", kind::any)
+                   .field(field::string("capture").describe("capture id")),
+               [](const NodeContext& ctx) { return std::make_unique<FixtureCapture>(ctx); });
+    return r;
+  }();
+  return registry;
+}
+
+// ---- the test file ---------------------------------------------------------------------
+
+struct FileError : std::runtime_error {
+  FileError(const SourceMark& mark, const std::string& message)
+      : std::runtime_error(mark.file + (mark.line > 0 ? ":" + std::to_string(mark.line) : std::string()) + ": " + message) {}
+};
+
+void check_keys(const ConfigNode& map, const char* what, const std::vector<std::string>& allowed) {
+  if (!map.is_map()) throw FileError(map.mark, std::string(what) + " must be a map");
+  for (const auto& e : map.entries)
+    if (std::find(allowed.begin(), allowed.end(), e.key) == allowed.end()) {
+      std::string hint = did_you_mean(e.key, allowed), list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      throw FileError(e.key_mark, std::string(what) + " has no key '" + e.key + "'" +
+                                      (hint.empty() ? " (keys: " + list + ")" : " (did you mean '" + hint + "'?)"));
+    }
+}
+
+const ConfigNode& required(const ConfigNode& map, const char* key, const char* what) {
+  const ConfigNode* v = map.find(key);
+  if (v == nullptr || v->is_null()) throw FileError(map.mark, std::string(what) + " needs '" + key + "'");
+  return *v;
+}
+
+std::string scalar(const ConfigNode& v, const char* what) {
+  if (!v.is_scalar()) throw FileError(v.mark, std::string(what) + " must be a single value");
+  return v.scalar;
+}
+
+const std::vector<ConfigNode>& sequence(const ConfigNode& v, const char* what) {
+  if (!v.is_sequence() || v.items.empty()) throw FileError(v.mark, std::string(what) + " must be a non-empty list");
+  return v.items;
+}
+
+// One injected message: rows (symbol, correlation id, columns) and batch attributes.
+Batch fixture_batch(const ConfigNode& inject) {
+  Batch batch;
+  const auto& rows = sequence(required(inject, "rows", "an inject entry"), "rows");
+  std::map<std::string, std::vector<const ConfigNode*>> columns;
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const auto& row = rows[r];
+    check_keys(row, "a row", {"symbol", "correlation_id", "columns"});
+    batch.symbols.push_back(scalar(required(row, "symbol", "a row"), "symbol"));
+    const ConfigNode* corr = row.find("correlation_id");
+    batch.correlation_ids.push_back(corr ? scalar(*corr, "correlation_id") : "test-" + std::to_string(r + 1));
+    if (const ConfigNode* cols = row.find("columns")) {
+      if (!cols->is_map()) throw FileError(cols->mark, "columns must be a map of column name to value");
+      for (const auto& e : cols->entries) {
+        auto& values = columns[e.key];
+        values.resize(rows.size(), nullptr);
+        values[r] = &e.value;
+      }
+    }
+  }
+  auto read = [&](const std::string& name, const std::vector<const ConfigNode*>& values, const SourceMark& mark,
+                  bool attribute) {
+    const auto* entry = ColumnRegistry::instance().find(name);
+    if (entry == nullptr) {
+      std::string hint = did_you_mean(name, ColumnRegistry::instance().names()), list;
+      for (const auto& n : ColumnRegistry::instance().names()) list += (list.empty() ? "" : ", ") + n;
+      throw FileError(mark, "unknown column '" + name + "'" +
+                                (hint.empty() ? " (columns: " + list + ")" : " (did you mean '" + hint + "'?)"));
+    }
+    if (entry->per_row == attribute)
+      throw FileError(mark, "'" + name + "' is " + (entry->per_row ? "a per-row column: give it under a row's columns"
+                                                                     : "a batch attribute: give it under attributes"));
+    std::string error = entry->read(batch, values);
+    if (!error.empty()) throw FileError(mark, name + ": " + error);
+  };
+  for (const auto& [name, values] : columns) {
+    const ConfigNode* first = *std::find_if(values.begin(), values.end(), [](auto* v) { return v != nullptr; });
+    read(name, values, first->mark, false);
+  }
+  if (const ConfigNode* attributes = inject.find("attributes")) {
+    if (!attributes->is_map()) throw FileError(attributes->mark, "attributes must be a map");
+    for (const auto& e : attributes->entries) read(e.key, {&e.value}, e.key_mark, true);
+  }
+  return batch;
+}
+
+// ---- matching: an expected value (YAML) against a record (JSON) --------------------------
+
+std::string show(const json& v) {
+  std::string s = v.dump();
+  return s.size() > 120 ? s.substr(0, 117) + "..." : s;
+}
+
+const std::vector<std::string> kOperators = {"min", "max", "approx", "within", "one_of", "length", "absent"};
+
+bool is_operator_map(const ConfigNode& e) {
+  if (!e.is_map() || e.entries.empty()) return false;
+  for (const auto& entry : e.entries)
+    if (std::find(kOperators.begin(), kOperators.end(), entry.key) == kOperators.end()) return false;
+  return true;
+}
+
+std::string match(const ConfigNode& expected, const json& actual, const std::string& where);
+
+std::string match_scalar(const ConfigNode& e, const json& actual, const std::string& where) {
+  auto mismatch = [&] { return where + ": expected " + e.scalar + ", got " + show(actual); };
+  if (actual.is_number()) {
+    auto v = parse_number(e.scalar);
+    return v && *v == actual.get<double>() ? "" : mismatch();
+  }
+  if (actual.is_boolean()) {
+    auto v = parse_bool(e.scalar);
+    return v && *v == actual.get<bool>() ? "" : mismatch();
+  }
+  if (actual.is_null()) return e.scalar == "null" || e.scalar == "~" ? "" : mismatch();
+  if (actual.is_string()) return actual.get<std::string>() == e.scalar ? "" : mismatch();
+  return mismatch();
+}
+
+std::string match_operators(const ConfigNode& e, const json& actual, const std::string& where) {
+  auto number = [&](const char* key) -> std::optional<double> {
+    const ConfigNode* v = e.find(key);
+    if (v == nullptr) return std::nullopt;
+    auto n = v->is_scalar() ? parse_number(v->scalar) : std::nullopt;
+    if (!n) throw FileError(v->mark, std::string(key) + " must be a number");
+    return n;
+  };
+  if (const ConfigNode* absent = e.find("absent")) {
+    const bool want_absent = parse_bool(absent->scalar).value_or(true);
+    const bool is_absent = actual.is_null();
+    if (want_absent != is_absent) return where + (want_absent ? ": expected no value, got " + show(actual) : ": expected a value");
+    if (is_absent) return "";
+  }
+  auto min = number("min"), max = number("max"), approx = number("approx"), within = number("within");
+  if (min || max || approx) {
+    if (!actual.is_number()) return where + ": expected a number, got " + show(actual);
+    const double v = actual.get<double>();
+    if (min && v < *min) return where + ": " + show(actual) + " is below the minimum " + e.find("min")->scalar;
+    if (max && v > *max) return where + ": " + show(actual) + " is above the maximum " + e.find("max")->scalar;
+    if (approx && std::fabs(v - *approx) > within.value_or(1e-6))
+      return where + ": " + show(actual) + " is not within " + (within ? e.find("within")->scalar : "1e-6") + " of " +
+             e.find("approx")->scalar;
+  }
+  if (const ConfigNode* one_of = e.find("one_of")) {
+    bool any = false;
+    for (const auto& option : sequence(*one_of, "one_of")) any = any || match(option, actual, where).empty();
+    if (!any) return where + ": " + show(actual) + " is none of the values listed";
+  }
+  if (auto length = number("length")) {
+    if (!actual.is_array() && !actual.is_string()) return where + ": expected a list or string, got " + show(actual);
+    const double n = static_cast<double>(actual.is_array() ? actual.size() : actual.get<std::string>().size());
+    if (n != *length) return where + ": length " + std::to_string(static_cast<long long>(n)) + ", expected " + e.find("length")->scalar;
+  }
+  return "";
+}
+
+std::string match(const ConfigNode& expected, const json& actual, const std::string& where) {
+  if (is_operator_map(expected)) return match_operators(expected, actual, where);
+  if (expected.is_scalar()) return match_scalar(expected, actual, where);
+  if (expected.is_null()) return actual.is_null() ? "" : where + ": expected null, got " + show(actual);
+  if (expected.is_sequence()) {
+    if (!actual.is_array()) return where + ": expected a list, got " + show(actual);
+    if (actual.size() != expected.items.size())
+      return where + ": " + std::to_string(actual.size()) + " values, expected " + std::to_string(expected.items.size());
+    for (std::size_t i = 0; i < expected.items.size(); ++i)
+      if (auto m = match(expected.items[i], actual[i], where + "[" + std::to_string(i) + "]"); !m.empty()) return m;
+    return "";
+  }
+  // A map: every key given must match (keys not given are not checked).
+  if (!actual.is_object()) return where + ": expected a map, got " + show(actual);
+  for (const auto& e : expected.entries) {
+    const std::string at = where.empty() ? e.key : where + "." + e.key;
+    auto it = actual.find(e.key);
+    if (it == actual.end()) {
+      if (is_operator_map(e.value) && e.value.find("absent") != nullptr) {
+        if (auto m = match_operators(e.value, json(), at); !m.empty()) return m;
+        continue;
+      }
+      return at + ": missing";
+    }
+    if (auto m = match(e.value, *it, at); !m.empty()) return m;
+  }
+  return "";
+}
+
+// ---- cutting the pipeline down to a case -----------------------------------------------
+
+ConfigNode scalar_node(std::string value, const SourceMark& mark) {
+  ConfigNode n;
+  n.kind = ConfigNode::Kind::Scalar;
+  n.scalar = std::move(value);
+  n.mark = mark;
+  return n;
+}
+
+ConfigNode map_node(std::vector<std::pair<std::string, ConfigNode>> entries, const SourceMark& mark) {
+  ConfigNode n;
+  n.kind = ConfigNode::Kind::Map;
+  n.mark = mark;
+  for (auto& [k, v] : entries) n.entries.push_back({k, mark, std::move(v)});
+  return n;
+}
+
+ConfigNode sequence_node(const std::vector<std::string>& values, const SourceMark& mark) {
+  ConfigNode n;
+  n.kind = ConfigNode::Kind::Sequence;
+  n.mark = mark;
+  for (const auto& v : values) n.items.push_back(scalar_node(v, mark));
+  return n;
+}
+
+struct Expectation {
+  const ConfigNode* spec;
+  std::string node, port;  // port: an output of node, or its input (then: what reaches it)
+  bool at_input = false;
+  std::string capture;     // capture id
+};
+
+std::string edge_text(const PlanEdge& e, const Plan& plan) {
+  const PlanNode* from = plan.find(e.from_node);
+  return from != nullptr && from->spec().outputs.size() > 1 ? e.from_node + "." + e.from_port_name : e.from_node;
+}
+
+// The case's pipeline: the nodes on a path from an injected node to a checked port, the
+// resources they use, the fixture nodes. Throws FileError for a node or port that does
+// not exist or cannot be reached.
+ConfigNode case_tree(const ConfigNode& pipeline, const Plan& plan, const std::map<std::string, std::string>& injected,
+                     std::vector<Expectation>& expectations, const SourceMark& mark) {
+  std::map<std::string, std::set<std::string>> downstream;  // node → nodes fed by it
+  for (const auto& n : plan.nodes)
+    for (const auto& e : n.inputs) downstream[e.from_node].insert(n.id);
+  std::set<std::string> reachable;
+  std::vector<std::string> stack;
+  for (const auto& [node, fixture] : injected) stack.push_back(node);
+  while (!stack.empty()) {
+    std::string n = stack.back();
+    stack.pop_back();
+    if (!reachable.insert(n).second) continue;
+    for (const auto& d : downstream[n]) stack.push_back(d);
+  }
+  // Keep what lies upstream of a checked port and downstream of an injected node.
+  std::set<std::string> keep;
+  for (const auto& x : expectations) {
+    if (x.at_input && injected.count(x.node)) continue;  // the fixture feeds the capture itself
+    std::vector<std::string> up;
+    if (x.at_input)
+      for (const auto& e : plan.find(x.node)->inputs) up.push_back(e.from_node);
+    else
+      up.push_back(x.node);
+    bool reached = false;
+    while (!up.empty()) {
+      std::string n = up.back();
+      up.pop_back();
+      if (!reachable.count(n)) continue;
+      reached = true;
+      if (!keep.insert(n).second || injected.count(n)) continue;
+      for (const auto& e : plan.find(n)->inputs) up.push_back(e.from_node);
+    }
+    if (!reached)
+      throw FileError(x.spec->mark, "port " + x.node + "." + x.port + " is not downstream of any injected node");
+  }
+  std::set<std::string> resources;
+  for (const auto& n : plan.nodes) {
+    if (!keep.count(n.id)) continue;
+    for (const auto& f : n.spec().fields)
+      if (f.type == FieldType::Resource && n.config.has(f.name)) resources.insert(n.config.get_string(f.name));
+  }
+
+  ConfigNode tree = pipeline;
+  if (ConfigNode* res = tree.find("resources"); res != nullptr && res->is_map())
+    std::erase_if(res->entries, [&](const ConfigEntry& e) { return !resources.count(e.key); });
+  ConfigNode* nodes = tree.find("nodes");
+  std::erase_if(nodes->entries, [&](const ConfigEntry& e) { return !keep.count(e.key); });
+  for (auto& e : nodes->entries) {
+    if (!e.value.is_map()) continue;
+    std::erase_if(e.value.entries, [](const ConfigEntry& k) { return k.key == "from"; });
+    std::vector<std::string> from;
+    if (auto it = injected.find(e.key); it != injected.end()) {
+      from.push_back(it->second);
+    } else {
+      for (const auto& edge : plan.find(e.key)->inputs)
+        if (keep.count(edge.from_node)) from.push_back(edge_text(edge, plan));
+    }
+    if (!from.empty()) e.value.entries.push_back({"from", mark, sequence_node(from, mark)});
+  }
+  for (const auto& [node, fixture] : injected)
+    nodes->entries.push_back({fixture, mark, map_node({{"type", scalar_node("fixture_input", mark)},
+                                                       {"fixture", scalar_node(fixture, mark)}}, mark)});
+  for (const auto& x : expectations) {
+    std::vector<std::string> from;
+    if (!x.at_input) {
+      from.push_back(x.node + "." + x.port);
+    } else if (auto it = injected.find(x.node); it != injected.end()) {
+      from.push_back(it->second);
+    } else {
+      for (const auto& edge : plan.find(x.node)->inputs)
+        if (keep.count(edge.from_node)) from.push_back(edge_text(edge, plan));
+    }
+    nodes->entries.push_back({x.capture, mark, map_node({{"type", scalar_node("fixture_capture", mark)},
+                                                         {"capture", scalar_node(x.capture, mark)},
+                                                         {"from", sequence_node(from, mark)}}, mark)});
+  }
+  return tree;
+}
+
+// ---- one case -----------------------------------------------------------------------------
+
+std::vector<std::string> check_port(const Expectation& x, const std::vector<BatchPtr>& batches) {
+  std::vector<std::string> out;
+  const std::string where = x.node + "." + x.port;
+  std::vector<json> rows, failures;
+  std::uint64_t number = 0;
+  for (const auto& b : batches) {
+    ++number;
+    for (std::size_t r = 0; r < b->size(); ++r) rows.push_back(json::parse(tap_row_record(x.node, x.port, number, *b, r)));
+    for (const auto& f : b->failures) failures.push_back(json::parse(tap_failure_record(x.node, x.port, number, f))["failure"]);
+  }
+  const ConfigNode& spec = *x.spec;
+  if (const ConfigNode* count = spec.find("count")) {
+    auto n = parse_integer(scalar(*count, "count"));
+    if (!n) throw FileError(count->mark, "count must be a whole number of rows");
+    if (static_cast<std::size_t>(*n) != rows.size())
+      out.push_back(where + ": " + std::to_string(rows.size()) + " rows, expected " + count->scalar);
+  }
+  if (const ConfigNode* every = spec.find("every_row")) {
+    for (const auto& row : rows)
+      if (auto m = match(*every, row, "every_row"); !m.empty()) {
+        out.push_back(where + ": row " + show(row["symbol"]) + ": " + m);
+        break;
+      }
+  }
+  // Each expected row (failure) matches a different row (failure) that reached the port.
+  auto match_each = [&](const ConfigNode& list, std::vector<json>& actual, const char* what) {
+    std::vector<bool> used(actual.size(), false);
+    for (std::size_t i = 0; i < list.items.size(); ++i) {
+      const auto& expected = list.items[i];
+      std::string closest;
+      bool found = false;
+      for (std::size_t a = 0; a < actual.size() && !found; ++a) {
+        if (used[a]) continue;
+        auto m = match(expected, actual[a], "");
+        if (m.empty()) found = used[a] = true;
+        else if (closest.empty()) closest = m;
+      }
+      if (!found)
+        out.push_back(where + ": " + what + " " + std::to_string(i + 1) + " (line " + std::to_string(expected.mark.line) +
+                      ") matches nothing that arrived" + (closest.empty() ? " (nothing arrived)" : "; first difference: " + closest));
+    }
+  };
+  if (const ConfigNode* expected_rows = spec.find("rows")) match_each(*expected_rows, rows, "row");
+  if (const ConfigNode* expected_failures = spec.find("failures")) {
+    if (expected_failures->is_scalar()) {
+      auto n = parse_integer(expected_failures->scalar);
+      if (!n) throw FileError(expected_failures->mark, "failures must be a count or a list of failures");
+      if (static_cast<std::size_t>(*n) != failures.size())
+        out.push_back(where + ": " + std::to_string(failures.size()) + " failures, expected " + expected_failures->scalar);
+    } else {
+      if (!expected_failures->is_sequence()) throw FileError(expected_failures->mark, "failures must be a count or a list");
+      if (expected_failures->items.size() != failures.size())
+        out.push_back(where + ": " + std::to_string(failures.size()) + " failures, expected " +
+                      std::to_string(expected_failures->items.size()));
+      match_each(*expected_failures, failures, "failure");
+    }
+  }
+  return out;
+}
+
+PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNode& pipeline_tree, const Plan& plan,
+                          const std::string& pipeline_file) {
+  PipelineTestCase result;
+  check_keys(c, "a test", {"name", "inject", "expect", "timeout", "acks"});
+  result.name = scalar(required(c, "name", "a test"), "name");
+  auto started = std::chrono::steady_clock::now();
+  const std::string prefix = "t" + std::to_string(index) + "_";
+  auto& store = FixtureStore::instance();
+  std::map<std::string, std::string> injected;  // node → fixture node id
+  std::map<std::string, std::vector<Batch>> inputs;
+  for (const auto& inject : sequence(required(c, "inject", "a test"), "inject")) {
+    check_keys(inject, "an inject entry", {"node", "rows", "attributes", "repeat"});
+    const std::string node = scalar(required(inject, "node", "an inject entry"), "node");
+    const PlanNode* target = plan.find(node);
+    if (target == nullptr) {
+      std::vector<std::string> ids;
+      for (const auto& n : plan.nodes) ids.push_back(n.id);
+      std::string hint = did_you_mean(node, ids);
+      throw FileError(inject.mark, "the pipeline has no node '" + node + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+    }
+    if (target->spec().inputs.empty()) throw FileError(inject.mark, "node '" + node + "' is a source: inject at a node it feeds");
+    std::size_t repeat = 1;
+    if (const ConfigNode* r = inject.find("repeat")) {
+      auto n = parse_integer(scalar(*r, "repeat"));
+      if (!n || *n < 1 || *n > 100000) throw FileError(r->mark, "repeat must be a whole number from 1 to 100000");
+      repeat = static_cast<std::size_t>(*n);
+    }
+    injected.emplace(node, prefix + "in_" + node);
+    Batch batch = fixture_batch(inject);
+    for (std::size_t i = 0; i < repeat; ++i) inputs[prefix + "in_" + node].push_back(batch);
+  }
+  std::vector<Expectation> expectations;
+  for (const auto& expect : sequence(required(c, "expect", "a test"), "expect")) {
+    check_keys(expect, "an expect entry", {"port", "count", "rows", "every_row", "failures"});
+    const std::string target = scalar(required(expect, "port", "an expect entry"), "port");
+    Expectation x{&expect, target.substr(0, target.find('.')), target.find('.') == std::string::npos ? "" : target.substr(target.find('.') + 1),
+                  false, prefix + "out_" + std::to_string(expectations.size() + 1)};
+    const PlanNode* node = plan.find(x.node);
+    if (node == nullptr) throw FileError(expect.mark, "the pipeline has no node '" + x.node + "'");
+    const auto& spec = node->spec();
+    if (x.port.empty()) x.port = spec.outputs.empty() ? spec.inputs.front().name : spec.outputs.front().name;
+    const bool is_output = std::any_of(spec.outputs.begin(), spec.outputs.end(), [&](const PortSpec& p) { return p.name == x.port; });
+    const bool is_input = std::any_of(spec.inputs.begin(), spec.inputs.end(), [&](const PortSpec& p) { return p.name == x.port; });
+    if (!is_output && !is_input) {
+      std::string ports;
+      for (const auto& p : spec.inputs) ports += (ports.empty() ? "" : ", ") + p.name;
+      for (const auto& p : spec.outputs) ports += (ports.empty() ? "" : ", ") + p.name;
+      throw FileError(expect.mark, "node '" + x.node + "' has no port '" + x.port + "' (ports: " + ports + ")");
+    }
+    x.at_input = !is_output;
+    expectations.push_back(x);
+  }
+  const SourceMark mark = c.mark;
+  ConfigNode tree = case_tree(pipeline_tree, plan, injected, expectations, mark);
+  {
+    // Ids repeat across files (t1_…): start each case from nothing.
+    std::lock_guard lock(store.mutex);
+    for (auto& [id, batches] : inputs) {
+      store.inputs[id] = std::move(batches);
+      store.acks[id] = {0, 0};
+    }
+    for (const auto& x : expectations) store.captured[x.capture].clear();
+  }
+  Diagnostics diagnostics;
+  auto case_plan = build_plan(tree, pipeline_file, test_registry(), process_environment(), diagnostics);
+  if (!case_plan || !diagnostics.empty()) throw FileError(mark, "the case's pipeline is not valid:\n" + diagnostics.str());
+  Duration timeout = kDefaultCaseTimeout;
+  if (const ConfigNode* t = c.find("timeout")) {
+    auto d = parse_duration(scalar(*t, "timeout"));
+    if (!d || d->count() <= 0) throw FileError(t->mark, "timeout must be a duration such as 30s");
+    timeout = *d;
+  }
+  {
+    Metrics metrics;
+    Runtime runtime(*case_plan, metrics);
+    try {
+      runtime.start();
+    } catch (const std::exception& e) {
+      result.failures.push_back(std::string("the pipeline did not start: ") + e.what());
+      return result;
+    }
+    auto done = std::async(std::launch::async, [&runtime] { return runtime.run(); });
+    if (done.wait_for(timeout) != std::future_status::ready) {
+      result.failures.push_back("did not finish within " + format_duration(timeout) + " (stopped)");
+      runtime.request_stop();
+    }
+    done.get();
+  }
+  std::map<std::string, std::vector<BatchPtr>> captured;
+  std::map<std::string, std::pair<int, int>> acks;
+  {
+    std::lock_guard lock(store.mutex);
+    for (const auto& x : expectations) captured[x.capture] = std::move(store.captured[x.capture]);
+    for (const auto& [node, fixture] : injected) acks[fixture] = store.acks[fixture];
+  }
+  for (const auto& x : expectations)
+    for (auto& f : check_port(x, captured[x.capture])) result.failures.push_back(std::move(f));
+  if (const ConfigNode* expected_acks = c.find("acks")) {
+    // acks: {done: N, failed: M} over every injected message
+    check_keys(*expected_acks, "acks", {"done", "failed"});
+    int done_count = 0, failed_count = 0;
+    for (const auto& [fixture, a] : acks) done_count += a.first, failed_count += a.second;
+    json actual = {{"done", done_count}, {"failed", failed_count}};
+    if (auto m = match(*expected_acks, actual, "acks"); !m.empty()) result.failures.push_back(m);
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return result;
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') out += ' ';
+        else out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool PipelineTestFile::passed() const {
+  return error.empty() && std::all_of(cases.begin(), cases.end(), [](const auto& c) { return c.passed(); });
+}
+
+PipelineTestFile run_pipeline_test_file(const std::string& path, const PipelineTestOptions& options) {
+  PipelineTestFile result;
+  result.file = path;
+  try {
+    Diagnostics diagnostics;
+    auto file = load_pipeline_file(path, {}, process_environment(), diagnostics);
+    if (!file || !diagnostics.empty()) throw std::runtime_error(diagnostics.str());
+    check_keys(*file, "a test file", {"pipeline", "set", "tests", "description"});
+    const ConfigNode& pipeline_entry = required(*file, "pipeline", "a test file");
+    fs::path pipeline_path = scalar(pipeline_entry, "pipeline");
+    if (pipeline_path.is_relative()) pipeline_path = fs::path(path).parent_path() / pipeline_path;
+    if (!fs::exists(pipeline_path)) throw FileError(pipeline_entry.mark, "pipeline file " + pipeline_path.string() + " not found");
+    std::vector<std::string> overrides;
+    if (const ConfigNode* set = file->find("set")) {
+      if (!set->is_map()) throw FileError(set->mark, "set must be a map of path: value (as --set path=value)");
+      for (const auto& e : set->entries) overrides.push_back(e.key + "=" + scalar(e.value, "a set value"));
+    }
+    overrides.insert(overrides.end(), options.overrides.begin(), options.overrides.end());
+    // No HTTP server per case, and a short drain: a case that hangs fails on its timeout.
+    overrides.push_back("settings.http_port=0");
+    Diagnostics pipeline_diagnostics;
+    auto tree = load_pipeline_file(pipeline_path.string(), overrides, process_environment(), pipeline_diagnostics);
+    std::optional<Plan> plan;
+    if (tree) plan = build_plan(*tree, pipeline_path.string(), Registry::instance(), process_environment(), pipeline_diagnostics);
+    if (!plan || !pipeline_diagnostics.empty()) throw std::runtime_error(pipeline_diagnostics.str());
+    const auto& cases = sequence(required(*file, "tests", "a test file"), "tests");
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      if (!options.only.empty()) {
+        const ConfigNode* name = cases[i].find("name");
+        if (name == nullptr || name->scalar.find(options.only) == std::string::npos) continue;
+      }
+      result.cases.push_back(run_case(cases[i], i + 1, *tree, *plan, pipeline_path.string()));
+    }
+  } catch (const std::exception& e) {
+    result.error = e.what();
+    while (!result.error.empty() && result.error.back() == '\n') result.error.pop_back();
+  }
+  return result;
+}
+
+std::string pipeline_tests_junit(const std::vector<PipelineTestFile>& files) {
+  std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n";
+  for (const auto& f : files) {
+    int failures = 0;
+    double seconds = 0;
+    for (const auto& c : f.cases) failures += c.passed() ? 0 : 1, seconds += c.seconds;
+    out += "  <testsuite name=\"" + xml_escape(f.file) + "\" tests=\"" + std::to_string(f.cases.size()) + "\" failures=\"" +
+           std::to_string(failures) + "\" errors=\"" + (f.error.empty() ? "0" : "1") + "\" time=\"" + std::to_string(seconds) + "\">\n";
+    if (!f.error.empty()) out += "    <error message=\"" + xml_escape(f.error) + "\"/>\n";
+    for (const auto& c : f.cases) {
+      out += "    <testcase classname=\"" + xml_escape(f.file) + "\" name=\"" + xml_escape(c.name) + "\" time=\"" +
+             std::to_string(c.seconds) + "\"";
+      if (c.passed()) {
+        out += "/>\n";
+        continue;
+      }
+      std::string text;
+      for (const auto& line : c.failures) text += line + "\n";
+      out += ">\n      <failure message=\"" + xml_escape(c.failures.front()) + "\">" + xml_escape(text) + "</failure>\n    </testcase>\n";
+    }
+    out += "  </testsuite>\n";
+  }
+  return out + "</testsuites>\n";
+}
+
+}  // namespace predflow
