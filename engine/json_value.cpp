@@ -68,37 +68,30 @@ void append_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-void append_number(std::string& out, double v) {
-  if (!std::isfinite(v)) {
-    out += "null";
-    return;
-  }
+namespace {
+
+template <typename T>
+void append_to_chars(std::string& out, T v) {
   char buf[32];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, ec == std::errc{} ? end : buf);
+}
+
+}  // namespace
+
+void append_number(std::string& out, double v) {
+  if (std::isfinite(v)) append_to_chars(out, v);
+  else out += "null";
 }
 
 void append_number(std::string& out, float v) {
-  if (!std::isfinite(v)) {
-    out += "null";
-    return;
-  }
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, ec == std::errc{} ? end : buf);
+  if (std::isfinite(v)) append_to_chars(out, v);
+  else out += "null";
 }
 
-void append_integer(std::string& out, long long v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, ec == std::errc{} ? end : buf);
-}
+void append_integer(std::string& out, long long v) { append_to_chars(out, v); }
 
-void append_unsigned(std::string& out, unsigned long long v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, ec == std::errc{} ? end : buf);
-}
+void append_unsigned(std::string& out, unsigned long long v) { append_to_chars(out, v); }
 
 void append_time(std::string& out, std::chrono::system_clock::time_point t) {
   if (t == std::chrono::system_clock::time_point{}) {

@@ -245,6 +245,12 @@ constexpr const char* kExitCodes =
     "  64  usage error: unknown command or option, missing argument\n"
     "  128+N  run: a second signal N, exit without draining";
 
+// Where `top` and `tap` look without --url: the HTTP port a pipeline run here would use.
+std::string default_pipeline_url() {
+  const char* port = std::getenv("PREDFLOW_HTTP_PORT");
+  return std::string("http://127.0.0.1:") + (port && *port ? port : "9464");
+}
+
 // The first word that is not an option: what the user meant as the command.
 std::string first_word(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
@@ -336,14 +342,15 @@ int main(int argc, char** argv) {
   TopOptions top_options;
   std::string top_interval = "1s";
   auto* top = app.add_subcommand("top", "Show what a running pipeline is doing, refreshed every second (from its HTTP port)");
-  top->add_option("--url", top_options.url, "the pipeline's HTTP server (default: http://127.0.0.1:$PREDFLOW_HTTP_PORT, 9464)");
+  constexpr const char* kUrlHelp = "the pipeline's HTTP server (default: http://127.0.0.1:$PREDFLOW_HTTP_PORT, 9464)";
+  top->add_option("--url", top_options.url, kUrlHelp);
   top->add_option("--interval", top_interval, "time between refreshes")->capture_default_str();
   top->add_flag("--once", top_options.once, "print one table (rates over one interval) and exit");
 
   TapCommandOptions tap_options;
   auto* tap = app.add_subcommand("tap", "Show a live sample of the rows passing a port of a running pipeline (from its HTTP port)");
   tap->add_option("target", tap_options.target, "NODE or NODE.PORT (default port: the node's first output, or its input)")->required();
-  tap->add_option("--url", tap_options.url, "the pipeline's HTTP server (default: http://127.0.0.1:$PREDFLOW_HTTP_PORT, 9464)");
+  tap->add_option("--url", tap_options.url, kUrlHelp);
   tap->add_option("--limit", tap_options.limit, "rows to show, then exit (default: until Ctrl-C)");
   tap->add_option("--rate", tap_options.rate, "rows per second the pipeline may sample, at most 10000 (default 100)");
   tap->add_option("--format", tap_options.format, "table or json (one JSON object per line)")
@@ -403,18 +410,12 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     top_options.interval = *interval;
-    if (top_options.url.empty()) {
-      const char* port = std::getenv("PREDFLOW_HTTP_PORT");
-      top_options.url = std::string("http://127.0.0.1:") + (port && *port ? port : "9464");
-    }
+    if (top_options.url.empty()) top_options.url = default_pipeline_url();
     return top_command(top_options);
   }
   if (test->parsed()) return test_command(test_options);
   if (tap->parsed()) {
-    if (tap_options.url.empty()) {
-      const char* port = std::getenv("PREDFLOW_HTTP_PORT");
-      tap_options.url = std::string("http://127.0.0.1:") + (port && *port ? port : "9464");
-    }
+    if (tap_options.url.empty()) tap_options.url = default_pipeline_url();
     return tap_command(tap_options);
   }
   if (config->parsed()) {

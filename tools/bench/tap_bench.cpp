@@ -21,6 +21,7 @@
 #include "engine/runtime.hpp"
 #include "engine/tap.hpp"
 #include "nodes/schema/prediction_columns.hpp"
+#include "support/servers.hpp"
 
 using namespace predflow;
 
@@ -71,18 +72,6 @@ PREDFLOW_REGISTER_NODE(NodeSpec("tap_bench_source", Category::Source)
 PREDFLOW_REGISTER_NODE(NodeSpec("tap_bench_sink", Category::Sink).summarize("tap benchmark sink").input("in", kind::any).concurrency(0, 0),
                        [](const NodeContext&) { return std::make_unique<TapBenchSink>(); });
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 struct Result {
   double seconds = 0;
   std::uint64_t records = 0;  // tap records the client read
@@ -90,7 +79,7 @@ struct Result {
 
 // One run; rate 0: nobody taps.
 Result run_once(std::int64_t batches, double rate) {
-  const int port = free_port();
+  const int port = test::free_loopback_port();
   Plan plan = load_plan_text("settings: {http_port: " + std::to_string(port) +
                                  ", max_in_flight: 256}\nnodes:\n  src: {type: tap_bench_source, batches: " +
                                  std::to_string(batches) +
