@@ -16,6 +16,7 @@
 
 #include "engine/column_registry.hpp"
 #include "engine/config.hpp"
+#include "engine/fixture_seeders.hpp"
 #include "engine/metrics.hpp"
 #include "engine/plan.hpp"
 #include "engine/runtime.hpp"
@@ -467,10 +468,57 @@ std::vector<std::string> check_port(const Expectation& x, const std::vector<Batc
   return out;
 }
 
+// given: {RESOURCE: state}: the state a case needs in the pipeline's servers, written
+// through a resource of the pipeline's own configuration before the case starts. A file
+// error throws; a server that cannot be reached is the case's failure.
+std::string seed_servers(const ConfigNode& given, const Plan& plan) {
+  if (!given.is_map()) throw FileError(given.mark, "given must be a map of resource name to its state");
+  constexpr auto kReadyWithin = std::chrono::seconds(15);
+  for (const auto& e : given.entries) {
+    const PlanResource* declared = nullptr;
+    std::vector<std::string> names;
+    for (const auto& r : plan.resources) {
+      names.push_back(r.name);
+      if (r.name == e.key) declared = &r;
+    }
+    if (declared == nullptr) {
+      std::string hint = did_you_mean(e.key, names), list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      throw FileError(e.key_mark, "the pipeline has no resource '" + e.key + "'" +
+                                      (hint.empty() ? " (resources: " + (list.empty() ? std::string("none") : list) + ")"
+                                                    : " (did you mean '" + hint + "'?)"));
+    }
+    const std::string& type = declared->registration->spec.type;
+    const FixtureSeederEntry* seeder = find_fixture_seeder(type);
+    if (seeder == nullptr) throw FileError(e.key_mark, "a " + type + " resource cannot be given state in a test");
+    Metrics metrics;
+    auto resource = declared->registration->factory(declared->name, declared->config, metrics);
+    resource->start();
+    const auto deadline = std::chrono::steady_clock::now() + kReadyWithin;
+    while (!resource->ready() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::string error;
+    if (!resource->ready()) {
+      error = "given." + e.key + ": the " + type + " server was not reachable within " + format_duration(kReadyWithin) +
+              " (this case needs it running; see docs/testing-pipelines.md)";
+    } else {
+      try {
+        error = seeder->seed(*resource, e.value);
+      } catch (const std::exception& x) {
+        error = x.what();
+      }
+      if (!error.empty()) error = "given." + e.key + " (" + seeder->summary + "): " + error;
+    }
+    resource->stop();
+    if (!error.empty()) return error;
+  }
+  return "";
+}
+
 PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNode& pipeline_tree, const Plan& plan,
                           const std::string& pipeline_file) {
   PipelineTestCase result;
-  check_keys(c, "a test", {"name", "inject", "expect", "timeout", "acks"});
+  check_keys(c, "a test", {"name", "given", "inject", "expect", "timeout", "acks"});
   result.name = scalar(required(c, "name", "a test"), "name");
   auto started = std::chrono::steady_clock::now();
   const std::string prefix = "t" + std::to_string(index) + "_";
@@ -539,6 +587,16 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
     if (!d || d->count() <= 0) throw FileError(t->mark, "timeout must be a duration such as 30s");
     timeout = *d;
   }
+  auto finished = [&] {
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return result;
+  };
+  if (const ConfigNode* given = c.find("given")) {
+    if (auto error = seed_servers(*given, plan); !error.empty()) {
+      result.failures.push_back(error);
+      return finished();
+    }
+  }
   {
     Metrics metrics;
     Runtime runtime(*case_plan, metrics);
@@ -546,7 +604,7 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
       runtime.start();
     } catch (const std::exception& e) {
       result.failures.push_back(std::string("the pipeline did not start: ") + e.what());
-      return result;
+      return finished();
     }
     auto done = std::async(std::launch::async, [&runtime] { return runtime.run(); });
     if (done.wait_for(timeout) != std::future_status::ready) {
@@ -572,8 +630,7 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
     json actual = {{"done", done_count}, {"failed", failed_count}};
     if (auto m = match(*expected_acks, actual, "acks"); !m.empty()) result.failures.push_back(m);
   }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  return result;
+  return finished();
 }
 
 std::string xml_escape(const std::string& s) {
