@@ -44,7 +44,7 @@ TEST_CASE("predflow test: m5's routing tests pass against real servers, and fail
   CHECK(contains(late.output, "expected ZTAMC"));
 }
 
-TEST_CASE("predflow test: given: names a resource of the pipeline, in the keys its type takes; a server down fails the case") {
+TEST_CASE("predflow test: given: names a resource of the pipeline, in the keys its type takes, and a server down fails the case") {
   Servers servers;
   TempDir dir;
   dir.write("p.yaml", "resources:\n  cache: {type: redis, url: '" + servers.redis.url() +

@@ -730,7 +730,7 @@ TEST_CASE("cli: tap with nothing listening exits 1 saying where it looked, a bad
 
 // ---- test ----
 
-TEST_CASE("cli: test runs pipeline tests: 0 when they pass, 2 when one fails, 1 for an invalid file; JUnit XML") {
+TEST_CASE("cli: test runs pipeline tests: 0 when they pass, 2 when one fails, 1 for an invalid file, and writes JUnit XML") {
   TempDir dir;
   const std::string models = PREDFLOW_SOURCE_DIR "/tests/pipelines/m5_models.test.yaml";
   Result ok = run_cli("test " + models + " --junit " + dir.file("junit.xml"));

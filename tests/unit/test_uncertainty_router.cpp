@@ -43,7 +43,7 @@ TEST_CASE("uncertainty_router: flags a wide band or a std too large for the move
   CHECK(metric_value(m, "predflow_uncertain_predictions_total{node=\"subject\",reason=\"relative_std\"}") == 1);  // NOISY
 }
 
-TEST_CASE("uncertainty_router: one limit alone; min_move keeps a near-zero mean from flagging; a whole batch passes as it is") {
+TEST_CASE("uncertainty_router: one limit alone, min_move keeps a near-zero mean from flagging, a whole batch passes as it is") {
   NodeHarness h("uncertainty_router", "max_relative_std: 2, min_move: 0.01");
   auto calm = predictions({{"ZERO", band(0.0, 0.019, -1, 1)}, {"MOVE", band(0.05, 0.09, -1, 1)}});
   const Batch* raw = calm.get();
@@ -55,7 +55,7 @@ TEST_CASE("uncertainty_router: one limit alone; min_move keeps a near-zero mean 
   CHECK(h.output.symbols(1) == std::vector<std::string>{"ZERO"});
 }
 
-TEST_CASE("uncertainty_router: without a limit it refuses to start; rows without statistics are an error") {
+TEST_CASE("uncertainty_router: without a limit it refuses to start, and rows without statistics are an error") {
   CHECK_THROWS_WITH_AS(NodeHarness("uncertainty_router", ""), doctest::Contains("give max_band, max_relative_std or both"),
                        std::runtime_error);
   NodeHarness h("uncertainty_router", "max_band: 0.1");
