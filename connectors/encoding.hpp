@@ -2,6 +2,7 @@
 // carry secrets into logs, exception messages or metric labels.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,8 @@ bool is_valid_utf8(std::string_view text);
 
 // Standard base64 (RFC 4648, with '=' padding).
 std::string base64_encode(std::string_view bytes);
+// Its inverse; nullopt for text that is not padded standard base64.
+std::optional<std::string> base64_decode(std::string_view text);
 
 // `text` with each ill-formed byte sequence replaced by U+FFFD.
 std::string sanitize_utf8(std::string_view text);

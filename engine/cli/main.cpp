@@ -386,7 +386,10 @@ int main(int argc, char** argv) {
   }
   // A test run prints its own report: the runtime's info lines (one start and stop per
   // case) only with an explicit level.
-  if (test->parsed() && log_level.empty() && std::getenv("PREDFLOW_LOG_LEVEL") == nullptr) log_level = "warn";
+  // So does `dlq`, whose NATS client would log its connect and disconnect.
+  const bool quiet_by_default = test->parsed() || app.got_subcommand("dlq");
+  if (quiet_by_default && log_level.empty() && std::getenv("PREDFLOW_LOG_LEVEL") == nullptr)
+    log_level = test->parsed() ? "warn" : "error";
   if (!setup_logging(log_level)) {
     const char* from_env = std::getenv("PREDFLOW_LOG_LEVEL");  // the flag is empty when the variable was used
     std::cerr << "predflow: unknown log level '" << (log_level.empty() && from_env ? from_env : log_level) << "'"

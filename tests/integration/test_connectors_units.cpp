@@ -317,3 +317,17 @@ TEST_CASE("redact_secrets: secrets made of stars do not grow the text (one pass,
   CHECK(out.find("tail") != std::string::npos);
   CHECK(out.find("****") == std::string::npos);  // a masked run is one "***"
 }
+
+TEST_CASE("base64_decode reads what base64_encode wrote, and refuses what is not padded base64") {
+  using predflow::connectors::base64_decode;
+  using predflow::connectors::base64_encode;
+  std::string all;
+  for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
+  for (std::size_t n = 0; n <= all.size(); n += 37) CHECK(base64_decode(base64_encode(all.substr(0, n))) == all.substr(0, n));
+  CHECK(base64_decode("aGk=") == "hi");
+  CHECK(base64_decode("aGkh") == "hi!");
+  CHECK(base64_decode("") == "");
+  CHECK_FALSE(base64_decode("aGk").has_value());    // not a multiple of 4
+  CHECK_FALSE(base64_decode("a=Gk").has_value());   // padding inside
+  CHECK_FALSE(base64_decode("aG*=").has_value());   // not the alphabet
+}
