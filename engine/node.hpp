@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -68,6 +69,23 @@ class Output {
   // Ask for on_tick() at (or soon after) `when`; a later request replaces an earlier one.
   virtual void wake_at(Clock::time_point when) = 0;
 };
+
+// A router's split: rows `first` to port `first_port`, rows `second` to `second_port`. A
+// batch that goes one way passes whole (not copied; an empty one to `first_port`); else each
+// side gets its rows, and the failures (with the tokens they hold) ride with the first.
+inline void emit_split(Output& out, BatchPtr in, std::span<const std::uint32_t> first, std::span<const std::uint32_t> second,
+                       std::size_t first_port = 0, std::size_t second_port = 1) {
+  if (first.empty() || second.empty()) {
+    out.emit(first.empty() && !second.empty() ? second_port : first_port, std::move(in));
+    return;
+  }
+  auto a = make_batch(in->select(first));
+  a->failures = in->failures;
+  auto b = make_batch(in->select(second));
+  in.reset();
+  out.emit(first_port, std::move(a));
+  out.emit(second_port, std::move(b));
+}
 
 class Node {
  public:

@@ -28,15 +28,7 @@ class SymbolRouter : public Processor {
   void process(BatchPtr in, Output& out) override {
     std::vector<std::uint32_t> listed, other;
     for (std::uint32_t r = 0; r < in->size(); ++r) (listed_.count(in->symbols[r]) ? listed : other).push_back(r);
-    // Whole batches pass as they are; failures ride with the first batch that leaves.
-    if (other.empty() || listed.empty()) {
-      out.emit(other.empty() ? 0 : 1, std::move(in));
-      return;
-    }
-    auto first = make_batch(in->select(listed));
-    first->failures = in->failures;
-    out.emit(0, std::move(first));
-    out.emit(1, make_batch(in->select(other)));
+    emit_split(out, std::move(in), listed, other);
   }
 
  private:

@@ -67,14 +67,7 @@ class UncertaintyRouter : public Processor {
         confident.push_back(r);
       }
     }
-    if (flagged.empty() || confident.empty()) {
-      out.emit(flagged.empty() ? 0 : 1, std::move(in));
-      return;
-    }
-    auto first = make_batch(in->select(confident));
-    first->failures = in->failures;
-    out.emit(0, std::move(first));
-    out.emit(1, make_batch(in->select(flagged)));
+    emit_split(out, std::move(in), confident, flagged);
   }
 
  private:

@@ -107,6 +107,12 @@ class DlqStream {
   std::uint64_t first_ = 0, last_ = 0, count_ = 0;
 };
 
+bool open_or_report(DlqStream& stream, const DlqArgs& args) {
+  const std::string why = stream.open();
+  if (!why.empty()) std::cerr << "predflow dlq: " << args.nats_url << ": " << why << "\n";
+  return why.empty();
+}
+
 std::string text_of(const json& v) { return v.is_string() ? v.get<std::string>() : v.is_null() ? "-" : v.dump(); }
 
 struct Filter {
@@ -146,10 +152,7 @@ std::vector<Record> find(DlqStream& stream, const Filter& filter, std::uint64_t 
 int list(const DlqArgs& args, const Filter& filter) {
   Metrics metrics;
   DlqStream stream(args, metrics);
-  if (auto why = stream.open(); !why.empty()) {
-    std::cerr << "predflow dlq: " << args.nats_url << ": " << why << "\n";
-    return 1;
-  }
+  if (!open_or_report(stream, args)) return 1;
   auto records = find(stream, filter, args.limit == 0 ? 100 : args.limit, true);
   if (args.format == "json") {
     for (const auto& r : records) {
@@ -178,10 +181,7 @@ int list(const DlqArgs& args, const Filter& filter) {
 int replay(const DlqArgs& args, const Filter& filter) {
   Metrics metrics;
   DlqStream stream(args, metrics);
-  if (auto why = stream.open(); !why.empty()) {
-    std::cerr << "predflow dlq: " << args.nats_url << ": " << why << "\n";
-    return 1;
-  }
+  if (!open_or_report(stream, args)) return 1;
   auto records = find(stream, filter, args.limit == 0 ? 10000 : args.limit, false);
   // Symbols again as announcements, one per correlation id (in the order first seen); whole
   // messages again as they were.
