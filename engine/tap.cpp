@@ -115,10 +115,11 @@ void TapSubscription::offer(const Batch& batch) {
   std::lock_guard lock(mutex_);
   writing_ -= take;
   for (auto& line : lines) {
-    if (queue_.size() >= kTapQueue) {
+    if (queue_.size() >= kTapQueue || queued_bytes_ + line.size() > kTapQueueBytes) {
       ++counters_.dropped;
       continue;
     }
+    queued_bytes_ += line.size();
     queue_.push_back(std::move(line));
   }
 }
@@ -129,6 +130,7 @@ bool TapSubscription::drain(std::vector<std::string>& out) {
     out.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
+  queued_bytes_ = 0;
   return options_.limit == 0 || counters_.sent < options_.limit || writing_ > 0;
 }
 

@@ -4,7 +4,7 @@
 // relaxed atomic load. A subscription takes rows under a token bucket (its `rate`, rows per
 // second, at most kMaxTapRate; a burst of at most one second's worth or kTapBurst), spreads what it takes evenly over a batch, writes each
 // taken row as one JSON line on the emitting thread, and queues it (at most kTapQueue
-// lines; past that, lines are dropped and counted). The HTTP server drains the queue on
+// lines and kTapQueueBytes; past that, lines are dropped and counted). The HTTP server drains the queue on
 // its own thread; a slow or stalled client therefore loses samples, never pipeline speed.
 #pragma once
 
@@ -27,6 +27,7 @@ inline constexpr double kMaxTapRate = 10'000;
 // Lines waiting for the client: the server drains them every 100 ms (kStreamPoll), so the
 // queue holds two polls' worth at the maximum rate; a burst is at most half of it.
 inline constexpr std::size_t kTapQueue = 2048;
+inline constexpr std::size_t kTapQueueBytes = 4u << 20;  // and at most this much text (rows can be wide)
 inline constexpr double kTapBurst = kTapQueue / 2;
 inline constexpr int kMaxTaps = 16;                // subscriptions open at once, per process
 
@@ -79,6 +80,7 @@ class TapSubscription {
   std::uint64_t batches_ = 0;
   std::size_t writing_ = 0;  // lines taken but not yet queued (written outside the lock)
   std::deque<std::string> queue_;
+  std::size_t queued_bytes_ = 0;
   TapCounters counters_;
 };
 

@@ -248,6 +248,20 @@ TEST_CASE("a tap subscription stops at its limit, shows failures first, and drop
   }
 }
 
+TEST_CASE("a tap's queue is bounded in bytes too: wide rows fill it sooner") {
+  TapSubscription s("n", "out", {.limit = 0, .rate = kMaxTapRate});
+  Batch wide = numbered(1000);
+  wide[col::features_ts].assign(1000, std::string(16 * 1024, 'x'));  // ~16 KiB per row
+  s.offer(wide);
+  std::vector<std::string> lines;
+  s.drain(lines);
+  std::size_t bytes = 0;
+  for (const auto& l : lines) bytes += l.size();
+  CHECK(bytes <= kTapQueueBytes);
+  CHECK(lines.size() < 300);
+  CHECK(s.counters().dropped == s.counters().sent - lines.size());
+}
+
 TEST_CASE("tap options: rate and limit are checked") {
   TapOptions o;
   CHECK(parse_tap_options("", "", o).empty());
