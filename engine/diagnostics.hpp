@@ -47,6 +47,9 @@ class ConfigError : public std::runtime_error {
   Diagnostics diagnostics_;
 };
 
+// "a, b, c": the candidates a message lists.
+std::string join(const std::vector<std::string>& items, const char* separator = ", ");
+
 // Closest candidate by edit distance, or "" when nothing is close enough to suggest.
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
 

@@ -118,10 +118,9 @@ void check_keys(const ConfigNode& map, const char* what, const std::vector<std::
   if (!map.is_map()) throw FileError(map.mark, std::string(what) + " must be a map");
   for (const auto& e : map.entries)
     if (std::find(allowed.begin(), allowed.end(), e.key) == allowed.end()) {
-      std::string hint = did_you_mean(e.key, allowed), list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      std::string hint = did_you_mean(e.key, allowed);
       throw FileError(e.key_mark, std::string(what) + " has no key '" + e.key + "'" +
-                                      (hint.empty() ? " (keys: " + list + ")" : " (did you mean '" + hint + "'?)"));
+                                      (hint.empty() ? " (keys: " + join(allowed) + ")" : " (did you mean '" + hint + "'?)"));
     }
 }
 
@@ -165,10 +164,10 @@ Batch fixture_batch(const ConfigNode& inject) {
                   bool attribute) {
     const auto* entry = ColumnRegistry::instance().find(name);
     if (entry == nullptr) {
-      std::string hint = did_you_mean(name, ColumnRegistry::instance().names()), list;
-      for (const auto& n : ColumnRegistry::instance().names()) list += (list.empty() ? "" : ", ") + n;
+      const auto names = ColumnRegistry::instance().names();
+      std::string hint = did_you_mean(name, names);
       throw FileError(mark, "unknown column '" + name + "'" +
-                                (hint.empty() ? " (columns: " + list + ")" : " (did you mean '" + hint + "'?)"));
+                                (hint.empty() ? " (columns: " + join(names) + ")" : " (did you mean '" + hint + "'?)"));
     }
     if (entry->per_row == attribute)
       throw FileError(mark, "'" + name + "' is " + (entry->per_row ? "a per-row column: give it under a row's columns"
@@ -482,10 +481,9 @@ std::string seed_servers(const ConfigNode& given, const Plan& plan) {
       if (r.name == e.key) declared = &r;
     }
     if (declared == nullptr) {
-      std::string hint = did_you_mean(e.key, names), list;
-      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      std::string hint = did_you_mean(e.key, names);
       throw FileError(e.key_mark, "the pipeline has no resource '" + e.key + "'" +
-                                      (hint.empty() ? " (resources: " + (list.empty() ? std::string("none") : list) + ")"
+                                      (hint.empty() ? " (resources: " + (names.empty() ? std::string("none") : join(names)) + ")"
                                                     : " (did you mean '" + hint + "'?)"));
     }
     const std::string& type = declared->registration->spec.type;
@@ -559,10 +557,10 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
     const bool is_output = std::any_of(spec.outputs.begin(), spec.outputs.end(), [&](const PortSpec& p) { return p.name == x.port; });
     const bool is_input = std::any_of(spec.inputs.begin(), spec.inputs.end(), [&](const PortSpec& p) { return p.name == x.port; });
     if (!is_output && !is_input) {
-      std::string ports;
-      for (const auto& p : spec.inputs) ports += (ports.empty() ? "" : ", ") + p.name;
-      for (const auto& p : spec.outputs) ports += (ports.empty() ? "" : ", ") + p.name;
-      throw FileError(expect.mark, "node '" + x.node + "' has no port '" + x.port + "' (ports: " + ports + ")");
+      std::vector<std::string> ports;
+      for (const auto& p : spec.inputs) ports.push_back(p.name);
+      for (const auto& p : spec.outputs) ports.push_back(p.name);
+      throw FileError(expect.mark, "node '" + x.node + "' has no port '" + x.port + "' (ports: " + join(ports) + ")");
     }
     x.at_input = !is_output;
     expectations.push_back(x);
@@ -617,6 +615,7 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
   std::map<std::string, std::pair<int, int>> acks;
   {
     std::lock_guard lock(store.mutex);
+    for (const auto& [node, fixture] : injected) store.inputs.erase(fixture);  // sent: free them
     for (const auto& x : expectations) captured[x.capture] = std::move(store.captured[x.capture]);
     for (const auto& [node, fixture] : injected) acks[fixture] = store.acks[fixture];
   }

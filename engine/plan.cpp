@@ -37,12 +37,6 @@ namespace {
 const std::vector<std::string> kTopLevelKeys = {"pipeline", "description", "settings", "resources", "nodes"};
 const std::vector<std::string> kNodeKeys = {"type", "from", "concurrency", "description"};
 
-std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
-
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 
 class Validator {

@@ -477,12 +477,6 @@ struct Runtime::Impl {
     return start;
   }
 
-  static std::string join(const std::vector<std::string>& words) {
-    std::string out;
-    for (const auto& w : words) out += (out.empty() ? "" : ", ") + w;
-    return out;
-  }
-
   std::string readiness() const {
     if (!started) return "starting";
     if (stopping) return "stopping";
