@@ -102,14 +102,17 @@ class Fixture {
       return harness_->output.rows(0) + failures() >= rows;
     }, limit);
   }
+  // A copy under the collector's lock: the sink's writer may still be emitting (TSan saw
+  // a read of the vector racing with its growth).
   std::size_t failures() {
     std::size_t n = 0;
-    for (const auto& b : harness_->output.port(0)) n += b->failures.size();
+    for (const auto& b : harness_->output.snapshot(0)) n += b->failures.size();
     return n;
   }
   // Takes the dead batches out of the collector (the test then holds the last references).
   std::vector<BatchPtr> take_dead() {
     std::vector<BatchPtr> out;
+    std::lock_guard lock(harness_->output.mutex);
     out.swap(harness_->output.ports[0]);
     return out;
   }
