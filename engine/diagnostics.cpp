@@ -73,4 +73,9 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
   return best;
 }
 
+std::string suggest(const std::string& word, const std::vector<std::string>& candidates, const std::string& otherwise) {
+  const std::string hint = did_you_mean(word, candidates);
+  return hint.empty() ? otherwise : " (did you mean '" + hint + "'?)";
+}
+
 }  // namespace predflow

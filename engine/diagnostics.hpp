@@ -53,4 +53,8 @@ std::string join(const std::vector<std::string>& items, const char* separator = 
 // Closest candidate by edit distance, or "" when nothing is close enough to suggest.
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
 
+// " (did you mean 'X'?)" for an unknown `word`, or `otherwise` (e.g. " (keys: a, b)") when
+// no candidate is close: the tail of every "unknown …" message.
+std::string suggest(const std::string& word, const std::vector<std::string>& candidates, const std::string& otherwise = "");
+
 }  // namespace predflow

@@ -118,9 +118,8 @@ void check_keys(const ConfigNode& map, const char* what, const std::vector<std::
   if (!map.is_map()) throw FileError(map.mark, std::string(what) + " must be a map");
   for (const auto& e : map.entries)
     if (std::find(allowed.begin(), allowed.end(), e.key) == allowed.end()) {
-      std::string hint = did_you_mean(e.key, allowed);
       throw FileError(e.key_mark, std::string(what) + " has no key '" + e.key + "'" +
-                                      (hint.empty() ? " (keys: " + join(allowed) + ")" : " (did you mean '" + hint + "'?)"));
+                                      suggest(e.key, allowed, " (keys: " + join(allowed) + ")"));
     }
 }
 
@@ -165,9 +164,8 @@ Batch fixture_batch(const ConfigNode& inject) {
     const auto* entry = ColumnRegistry::instance().find(name);
     if (entry == nullptr) {
       const auto names = ColumnRegistry::instance().names();
-      std::string hint = did_you_mean(name, names);
       throw FileError(mark, "unknown column '" + name + "'" +
-                                (hint.empty() ? " (columns: " + join(names) + ")" : " (did you mean '" + hint + "'?)"));
+                                suggest(name, names, " (columns: " + join(names) + ")"));
     }
     if (entry->per_row == attribute)
       throw FileError(mark, "'" + name + "' is " + (entry->per_row ? "a per-row column: give it under a row's columns"
@@ -481,10 +479,8 @@ std::string seed_servers(const ConfigNode& given, const Plan& plan) {
       if (r.name == e.key) declared = &r;
     }
     if (declared == nullptr) {
-      std::string hint = did_you_mean(e.key, names);
       throw FileError(e.key_mark, "the pipeline has no resource '" + e.key + "'" +
-                                      (hint.empty() ? " (resources: " + (names.empty() ? std::string("none") : join(names)) + ")"
-                                                    : " (did you mean '" + hint + "'?)"));
+                                      suggest(e.key, names, " (resources: " + (names.empty() ? std::string("none") : join(names)) + ")"));
     }
     const std::string& type = declared->registration->spec.type;
     const FixtureSeederEntry* seeder = find_fixture_seeder(type);
@@ -530,8 +526,7 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
     if (target == nullptr) {
       std::vector<std::string> ids;
       for (const auto& n : plan.nodes) ids.push_back(n.id);
-      std::string hint = did_you_mean(node, ids);
-      throw FileError(inject.mark, "the pipeline has no node '" + node + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+      throw FileError(inject.mark, "the pipeline has no node '" + node + "'" + suggest(node, ids));
     }
     if (target->spec().inputs.empty()) throw FileError(inject.mark, "node '" + node + "' is a source: inject at a node it feeds");
     std::size_t repeat = 1;
@@ -553,7 +548,7 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
     const PlanNode* node = plan.find(x.node);
     if (node == nullptr) throw FileError(expect.mark, "the pipeline has no node '" + x.node + "'");
     const auto& spec = node->spec();
-    if (x.port.empty()) x.port = spec.outputs.empty() ? spec.inputs.front().name : spec.outputs.front().name;
+    if (x.port.empty()) x.port = spec.default_port();
     const bool is_output = std::any_of(spec.outputs.begin(), spec.outputs.end(), [&](const PortSpec& p) { return p.name == x.port; });
     const bool is_input = std::any_of(spec.inputs.begin(), spec.inputs.end(), [&](const PortSpec& p) { return p.name == x.port; });
     if (!is_output && !is_input) {

@@ -154,9 +154,8 @@ std::optional<FieldValue> Validator::parse_value(const FieldSpec& f, const Confi
     }
     case FieldType::Enum:
       if (std::find(f.allowed.begin(), f.allowed.end(), s) == f.allowed.end()) {
-        std::string hint = did_you_mean(s, f.allowed);
         return fail("expected one of " + join(f.allowed) + ", got " + quoted(s) +
-                    (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+                    suggest(s, f.allowed));
       }
       return s;
     case FieldType::Resource: {
@@ -197,10 +196,9 @@ void Validator::read_fields(const std::vector<FieldSpec>& fields, const ConfigNo
   for (const auto& f : fields) known.push_back(f.name);
   for (const auto& e : map.entries) {
     if (std::find(known.begin(), known.end(), e.key) != known.end()) continue;
-    std::string hint = did_you_mean(e.key, known);
     d_.add(e.key_mark, path + "." + e.key,
            "unknown field '" + e.key + "' for " + what +
-               (hint.empty() ? " (fields: " + join(known) + ")" : " (did you mean '" + hint + "'?)"));
+               suggest(e.key, known, " (fields: " + join(known) + ")"));
   }
   for (const auto& f : fields) {
     std::string field_path = path + "." + f.name;
@@ -259,10 +257,9 @@ void Validator::read_resources(const ConfigNode* node, Plan& plan) {
     }
     const ResourceRegistration* reg = registry_.find_resource(type->scalar);
     if (!reg) {
-      std::string hint = did_you_mean(type->scalar, registry_.resource_types());
       d_.add(type->mark, path + ".type",
              "unknown resource type " + quoted(type->scalar) +
-                 (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                 suggest(type->scalar, registry_.resource_types()) +
                  "; known: " + join(registry_.resource_types()));
       continue;
     }
@@ -300,9 +297,8 @@ void Validator::read_edges(const ConfigNode& from, PlanNode& node, const std::st
     std::string port = dot == std::string::npos ? "" : text.substr(dot + 1);
     auto it = node_maps.find(upstream);
     if (it == node_maps.end()) {
-      std::string hint = did_you_mean(upstream, node_ids);
       d_.add(ref->mark, path,
-             "unknown node " + quoted(upstream) + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+             "unknown node " + quoted(upstream) + suggest(upstream, node_ids));
       continue;
     }
     const ConfigNode* type = it->second->find("type");
@@ -326,10 +322,9 @@ void Validator::read_edges(const ConfigNode& from, PlanNode& node, const std::st
     } else {
       auto p = std::find(port_names.begin(), port_names.end(), port);
       if (p == port_names.end()) {
-        std::string hint = did_you_mean(port, port_names);
         d_.add(ref->mark, path,
                "node " + quoted(upstream) + " (" + reg->spec.type + ") has no output port " + quoted(port) +
-                   (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; ports: " + join(port_names));
+                   suggest(port, port_names) + "; ports: " + join(port_names));
         continue;
       }
       index = static_cast<std::size_t>(p - port_names.begin());
@@ -360,9 +355,8 @@ void Validator::read_nodes(const ConfigNode& nodes, Plan& plan) {
     }
     const NodeRegistration* reg = registry_.find_node(type->scalar);
     if (!reg) {
-      std::string hint = did_you_mean(type->scalar, registry_.node_types());
       d_.add(type->mark, path + ".type",
-             "unknown node type " + quoted(type->scalar) + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+             "unknown node type " + quoted(type->scalar) + suggest(type->scalar, registry_.node_types()) +
                  "; known types: " + join(registry_.node_types()));
       continue;
     }
@@ -493,10 +487,9 @@ std::optional<Plan> Validator::run(const ConfigNode& root) {
   plan.file = file_;
   for (const auto& e : root.entries) {
     if (std::find(kTopLevelKeys.begin(), kTopLevelKeys.end(), e.key) != kTopLevelKeys.end()) continue;
-    std::string hint = did_you_mean(e.key, kTopLevelKeys);
     d_.add(e.key_mark, e.key,
            "unknown top-level key '" + e.key + "'" +
-               (hint.empty() ? " (keys: " + join(kTopLevelKeys) + ")" : " (did you mean '" + hint + "'?)"));
+               suggest(e.key, kTopLevelKeys, " (keys: " + join(kTopLevelKeys) + ")"));
   }
   if (const ConfigNode* name = root.find("pipeline")) {
     if (name->is_scalar()) plan.name = name->scalar;

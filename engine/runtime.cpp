@@ -455,19 +455,17 @@ struct Runtime::Impl {
     if (id.empty()) return refuse(400, "name a node: /tap?node=ID[&port=PORT][&rate=ROWS_PER_S][&limit=N]; nodes: " + join(ids));
     NodeRunner* node = runner(id);
     if (node == nullptr) {
-      std::string hint = did_you_mean(id, ids);
-      return refuse(404, "unknown node '" + id + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+      return refuse(404, "unknown node '" + id + "'" + suggest(id, ids) +
                              "; nodes: " + join(ids));
     }
     const auto& spec = node->plan().spec();
     std::string port = request.param("port");
-    if (port.empty()) port = spec.outputs.empty() ? spec.inputs.front().name : spec.outputs.front().name;
+    if (port.empty()) port = spec.default_port();
     auto point = node->tap_point(port);
     if (!point) {
       const auto ports = node->port_names();
-      std::string hint = did_you_mean(port, ports);
       return refuse(404, "node '" + id + "' has no port '" + port + "'" +
-                             (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; ports: " + join(ports));
+                             suggest(port, ports) + "; ports: " + join(ports));
     }
     TapOptions options;
     if (auto why = parse_tap_options(request.param("rate"), request.param("limit"), options); !why.empty())

@@ -109,6 +109,8 @@ struct NodeSpec {
   NodeSpec& mark_demo() { demo = true; return *this; }
 
   const FieldSpec* find_field(const std::string& name) const;
+  // The port `tap NODE` and a test's `port: NODE` mean: the first output, or a sink's input.
+  const std::string& default_port() const { return outputs.empty() ? inputs.front().name : outputs.front().name; }
   const PortSpec* find_output(const std::string& name) const;
   std::vector<std::string> field_names() const;
 };

@@ -222,8 +222,7 @@ int nodes_command(const std::string& type, bool markdown) {
     return 0;
   }
   if (!reg) {
-    std::string hint = did_you_mean(type, registry.node_types());
-    std::cerr << "predflow: unknown node type '" << type << "'" << (hint.empty() ? "" : " (did you mean '" + hint + "'?)")
+    std::cerr << "predflow: unknown node type '" << type << "'" << suggest(type, registry.node_types())
               << "\n" << node_list(registry);
     return 1;
   }
@@ -272,8 +271,7 @@ int usage_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) 
   const std::string word = first_word(argc, argv);
   const bool known = std::find(commands.begin(), commands.end(), word) != commands.end();
   if (!word.empty() && !known) {
-    const std::string hint = did_you_mean(word, commands);
-    std::cerr << "predflow: unknown command '" << word << "'" << (hint.empty() ? "" : " (did you mean '" + hint + "'?)")
+    std::cerr << "predflow: unknown command '" << word << "'" << suggest(word, commands)
               << "\n";
   } else if (word.empty()) {
     std::cerr << app.help() << "\npredflow: a command is required\n";
