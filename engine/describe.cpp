@@ -191,6 +191,7 @@ std::string node_help(const NodeSpec& spec) {
     out << "  " << p.name << " [" << (p.kind == kind::same ? std::string("same as input") : p.kind) << "]"
         << (p.doc.empty() ? "" : "  " + p.doc) << "\n";
   field_lines(out, spec.fields);
+  if (!spec.reloads.empty()) out << "reload (SIGHUP, POST /nodes/ID/reload, predflow reload ID): " << spec.reloads << "\n";
   out << "common keys: type, from, concurrency, description\n";
   if (!spec.example.empty()) {
     out << "example:\n";
@@ -224,6 +225,8 @@ std::string nodes_markdown(const Registry& registry) {
     for (const auto& p : spec.outputs)
       out << "| `" << p.name << "` | out | " << (p.kind == kind::same ? "same as input" : p.kind) << " | " << p.doc << " |\n";
     if (!spec.fields.empty()) field_table(out, spec.fields);
+    if (!spec.reloads.empty())
+      out << "\n**Reload** (SIGHUP, `POST /nodes/ID/reload`, `predflow reload ID`): " << spec.reloads << "\n";
     if (!spec.example.empty()) out << "\n```yaml\n" << spec.example << "```\n";
     out << "\n";
   }
@@ -345,7 +348,8 @@ std::string plan_json(const Plan& plan) {
                      {"concurrency", n.concurrency},
                      {"inputs", ports(n.spec().inputs)},
                      {"outputs", ports(n.spec().outputs)},
-                     {"from", from}});
+                     {"from", from},
+                     {"reloads", !n.spec().reloads.empty()}});
   }
   json out = {{"pipeline", plan.name}, {"max_in_flight", plan.settings.max_in_flight}, {"nodes", nodes}};
   return out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";

@@ -70,6 +70,7 @@ namespace {
 struct ServerCore {
   std::map<std::string, HttpServer::Handler> routes;
   std::map<std::string, HttpServer::StreamHandler> streams;
+  std::map<std::string, HttpServer::Action> actions;
   int live = 0;           // sessions open now
   bool stopped = false;   // after stop(): no handler is called any more
   std::vector<std::weak_ptr<class Session>> sessions;
@@ -110,7 +111,20 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto& routes = core_->routes;
     auto it = routes.find(target);
     auto stream_route = core_->streams.find(target);
-    if (stream_route != core_->streams.end() && request_.method() == http::verb::get) {
+    auto action = core_->actions.find(target);
+    if (action != core_->actions.end()) {
+      if (request_.method() != http::verb::post) {
+        result = {405, "text/plain; charset=utf-8", "method not allowed: " + target + " takes POST\n"};
+      } else {
+        try {
+          action_ = action->second(parse_http_target(full_target));
+          stream_.expires_never();  // the work may take longer than a read may; answer() sets it again
+          return await_action();
+        } catch (const std::exception& e) {
+          result = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n"};
+        }
+      }
+    } else if (stream_route != core_->streams.end() && request_.method() == http::verb::get) {
       HttpStreamStart start;
       try {
         start = stream_route->second(parse_http_target(full_target));
@@ -121,10 +135,10 @@ class Session : public std::enable_shared_from_this<Session> {
       result = std::move(start.refusal);
     } else if (stream_route != core_->streams.end()) {
       result = {405, "text/plain; charset=utf-8", "method not allowed: " + target + " takes GET\n"};
-    } else if (request_.method() != http::verb::get && request_.method() != http::verb::head) {
-      result = {405, "text/plain; charset=utf-8", "method not allowed\n"};
     } else if (it == routes.end()) {
       result = {404, "text/plain; charset=utf-8", "not found\n"};
+    } else if (request_.method() != http::verb::get && request_.method() != http::verb::head) {
+      result = {405, "text/plain; charset=utf-8", "method not allowed: " + target + " takes GET\n"};
     } else {
       try {
         result = it->second();
@@ -132,6 +146,32 @@ class Session : public std::enable_shared_from_this<Session> {
         result = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n"};
       }
     }
+    answer(std::move(result));
+  }
+
+  // A POST action's answer: looked for every kActionPoll until ready. The work goes on if
+  // the client leaves; the session then ends when it is done (or the server stops).
+  void await_action() {
+    if (core_->stopped) return close();
+    if (action_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      HttpResponse result;
+      try {
+        result = action_.get();
+      } catch (const std::exception& e) {
+        result = {500, "text/plain; charset=utf-8", std::string("error: ") + e.what() + "\n"};
+      }
+      action_ = {};
+      return answer(std::move(result));
+    }
+    if (!poll_timer_) poll_timer_.emplace(stream_.get_executor());
+    poll_timer_->expires_after(kActionPoll);
+    poll_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->await_action();
+    });
+  }
+
+  void answer(HttpResponse result) {
+    stream_.expires_after(std::chrono::seconds(10));  // a client that does not read cannot hold a slot
     response_ = {};
     response_.version(request_.version());
     response_.result(static_cast<http::status>(result.status));
@@ -203,6 +243,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   using Clock = std::chrono::steady_clock;
   std::unique_ptr<HttpStream> body_;
+  std::shared_future<HttpResponse> action_;
   std::optional<asio::steady_timer> poll_timer_;
   std::string pending_, in_write_;
   std::array<char, 512> scratch_{};
@@ -259,12 +300,13 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 };
 
 HttpServer::HttpServer(std::string bind_address, int port, std::map<std::string, Handler> routes,
-                       std::map<std::string, StreamHandler> streams)
+                       std::map<std::string, StreamHandler> streams, std::map<std::string, Action> actions)
     : impl_(std::make_shared<Impl>()) {
   impl_->bind_address = std::move(bind_address);
   impl_->port = port;
   impl_->core->routes = std::move(routes);
   impl_->core->streams = std::move(streams);
+  impl_->core->actions = std::move(actions);
 }
 
 HttpServer::~HttpServer() { stop(); }

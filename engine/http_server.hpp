@@ -1,10 +1,11 @@
-// A small HTTP/1.1 server (Boost.Beast) for /metrics, /healthz, /readyz, the live graph and
-// taps, on the I/O executor's network thread (engine/io_executor.hpp), so that a slow
+// A small HTTP/1.1 server (Boost.Beast) for /metrics, /healthz, /readyz, the live graph,
+// taps and POST actions (reloads), on the I/O executor's network thread (engine/io_executor.hpp), so that a slow
 // scraper never touches the pipeline.
 #pragma once
 
 #include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,15 +50,21 @@ struct HttpStreamStart {
 };
 
 inline constexpr std::chrono::milliseconds kStreamPoll{100};
+// How often the server looks whether a POST action's answer is ready.
+inline constexpr std::chrono::milliseconds kActionPoll{20};
 inline constexpr std::chrono::seconds kStreamWriteTimeout{30};
 
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse()>;
   using StreamHandler = std::function<HttpStreamStart(const HttpRequest&)>;
+  // A POST route whose answer may take a while (a model reload): the handler starts the
+  // work elsewhere and returns its future; the server looks every kActionPoll whether it
+  // is ready and then answers, so the network thread never waits for it.
+  using Action = std::function<std::shared_future<HttpResponse>(const HttpRequest&)>;
 
   HttpServer(std::string bind_address, int port, std::map<std::string, Handler> routes,
-             std::map<std::string, StreamHandler> streams = {});
+             std::map<std::string, StreamHandler> streams = {}, std::map<std::string, Action> actions = {});
   ~HttpServer();
   // Binds and starts serving; throws std::runtime_error when the port cannot be bound.
   void start();

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -100,6 +101,14 @@ class Node {
   virtual void stop() {}
   // Reported through /readyz.
   virtual bool ready() const { return true; }
+  // Only for specs that declare reloadable() (SIGHUP, POST /nodes/ID/reload, `predflow
+  // reload`): re-read what start() loaded from files and switch to it between batches,
+  // without losing or failing a row; batches in flight finish on what they started with.
+  // Runs on a thread of its own while batches keep flowing, one reload of a node at a time,
+  // never after stop(). Returns what changed in one line ("lstm_normal_v2.2 (2.2) →
+  // lstm_normal_v2.3 (2.3)", or "unchanged: …"); throws with the reason, and then keeps
+  // serving what it served.
+  virtual std::string reload() { throw std::logic_error("this node does not reload"); }
 };
 
 class Processor : public Node {

@@ -9,14 +9,18 @@
 #include "engine/thread_name.hpp"
 
 #include <fcntl.h>
+#include <nlohmann/json.hpp>
 #include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/task_scheduler_observer.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -435,6 +439,12 @@ struct Runtime::Impl {
   std::unique_ptr<HttpServer> http;
   // stop_when_readable(): the watch on the CLI's signal pipe (the network thread's).
   std::unique_ptr<IoExecutor::Watch> stop_watch;
+  // Reloads asked for by SIGHUP or POST: each on a thread of its own (a model load takes
+  // a while and must not hold the network thread), joined before the nodes stop.
+  std::mutex reload_mutex;   // one reload at a time
+  std::mutex reload_jobs_mutex;
+  std::vector<std::pair<std::thread, std::shared_future<void>>> reload_jobs;
+  bool reloads_closed = false;  // under reload_jobs_mutex: run() is stopping the nodes
 
   Impl(const Plan& p, Metrics& m) : plan(p), metrics(m), limit(p.settings.max_in_flight) {}
 
@@ -442,6 +452,121 @@ struct Runtime::Impl {
     for (auto& r : runners)
       if (r->plan().id == id) return r.get();
     return nullptr;
+  }
+
+  std::vector<Runtime::ReloadOutcome> reload(const std::string& id) {
+    std::vector<NodeRunner*> targets;
+    std::vector<std::string> reloadable;
+    for (auto& r : runners)
+      if (!r->plan().spec().reloads.empty()) reloadable.push_back(r->plan().id);
+    if (id.empty()) {
+      for (auto& r : runners)
+        if (!r->plan().spec().reloads.empty()) targets.push_back(r.get());
+    } else if (NodeRunner* node = runner(id)) {
+      if (node->plan().spec().reloads.empty())
+        return {{id, false, "node " + id + " (" + node->plan().spec().type + ") does not reload; nodes that reload: " + join(reloadable), 0}};
+      targets.push_back(node);
+    } else {
+      std::vector<std::string> ids;
+      for (auto& r : runners) ids.push_back(r->plan().id);
+      return {{id, false, "unknown node '" + id + "'" + suggest(id, ids) + "; nodes that reload: " + join(reloadable), 0}};
+    }
+    std::vector<Runtime::ReloadOutcome> outcomes;
+    std::lock_guard one_at_a_time(reload_mutex);
+    for (NodeRunner* node : targets) {
+      Runtime::ReloadOutcome o{node->plan().id};
+      const auto t0 = Clock::now();
+      if (stopping) {  // refused, not tried: neither counted nor logged as a failure
+        o.message = "the pipeline is stopping";
+        outcomes.push_back(std::move(o));
+        continue;
+      }
+      try {
+        o.message = node->node().reload();
+        o.ok = true;
+      } catch (const std::exception& e) {
+        o.message = e.what();
+      }
+      o.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      metrics.counter("predflow_reloads_total", "Reloads of nodes (SIGHUP, POST /nodes/ID/reload), by result",
+                      {{"node", o.node}, {"result", o.ok ? "ok" : "failed"}})
+          .Increment();
+      if (o.ok)
+        spdlog::info("msg=\"node reloaded\" node={} change=\"{}\" seconds={:.3f}", o.node, o.message, o.seconds);
+      else
+        spdlog::error("msg=\"reload failed: still serving what it served\" node={} error=\"{}\"", o.node, o.message);
+      outcomes.push_back(std::move(o));
+    }
+    return outcomes;
+  }
+
+  // `work` (a reload) on a thread of its own; finished jobs are joined as new ones start.
+  // False when the pipeline is stopping (nothing started).
+  bool start_reload_job(std::function<void()> work) {
+    std::lock_guard lock(reload_jobs_mutex);
+    std::erase_if(reload_jobs, [](auto& job) {
+      if (job.second.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return false;
+      job.first.join();
+      return true;
+    });
+    if (reloads_closed || stopping) return false;
+    std::packaged_task<void()> task(std::move(work));
+    auto done = task.get_future().share();
+    reload_jobs.emplace_back(std::thread([task = std::move(task)]() mutable {
+                               name_this_thread("reload");
+                               task();
+                             }),
+                             done);
+    return true;
+  }
+
+  // Before the nodes stop: no new reload, and the running ones finish.
+  void close_reloads() {
+    std::vector<std::pair<std::thread, std::shared_future<void>>> jobs;
+    {
+      std::lock_guard lock(reload_jobs_mutex);
+      reloads_closed = true;
+      jobs.swap(reload_jobs);
+    }
+    for (auto& job : jobs) job.first.join();
+  }
+
+  // POST /reload, /nodes/ID/reload: the outcomes as JSON; 200 when every reload worked.
+  static HttpResponse reload_response(const std::vector<Runtime::ReloadOutcome>& outcomes) {
+    nlohmann::json list = nlohmann::json::array();
+    bool all_ok = true;
+    bool stopping_refusal = false;
+    for (const auto& o : outcomes) {
+      all_ok = all_ok && o.ok;
+      stopping_refusal = stopping_refusal || (!o.ok && o.message == "the pipeline is stopping");
+      list.push_back({{"node", o.node}, {"ok", o.ok}, {"message", o.message}, {"seconds", o.seconds}});
+    }
+    nlohmann::json body = {{"ok", all_ok}, {"reloads", list}};
+    const int status = all_ok ? 200 : stopping_refusal ? 503 : 422;
+    return {status, "application/json", body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
+  }
+
+  std::map<std::string, HttpServer::Action> reload_routes() {
+    std::map<std::string, HttpServer::Action> routes;
+    auto route = [this](std::string id) -> HttpServer::Action {
+      return [this, id](const HttpRequest&) {
+        auto answer = std::make_shared<std::promise<HttpResponse>>();
+        auto future = answer->get_future().share();
+        if (!start_reload_job([this, id, answer] { answer->set_value(reload_response(reload(id))); }))
+          answer->set_value(reload_response({{id.empty() ? "*" : id, false, "the pipeline is stopping", 0}}));
+        return future;
+      };
+    };
+    bool any = false;
+    for (auto& r : runners) {
+      const auto& spec = r->plan().spec();
+      if (spec.reloads.empty()) continue;
+      any = true;
+      routes["/nodes/" + r->plan().id + "/reload"] = route(r->plan().id);
+      if (spec.category == Category::Model) routes["/models/" + r->plan().id + "/reload"] = route(r->plan().id);
+    }
+    if (any) routes["/reload"] = route("");
+    return routes;
   }
 
   // GET /tap?node=ID[&port=PORT][&rate=R][&limit=N]: a live sample of a port's rows.
@@ -517,6 +642,7 @@ Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Im
 Runtime::~Runtime() {
   // First the watch: it calls request_stop(), which touches everything below.
   impl_->stop_watch.reset();
+  impl_->close_reloads();
   impl_->stats->set_in_flight(nullptr);  // the collector outlives us in Metrics
   impl_->timers.stop();
   if (impl_->http) impl_->http->stop();
@@ -561,7 +687,8 @@ void Runtime::start() {
         },
         std::map<std::string, HttpServer::StreamHandler>{
             {"/tap", [impl](const HttpRequest& request) { return impl->open_tap(request); }},
-        });
+        },
+        impl_->reload_routes());
     impl_->http->start();
   }
   impl_->started = true;
@@ -610,6 +737,7 @@ bool Runtime::run() {
     impl.graph.wait_for_all();
   }
   impl.timers.stop();
+  impl.close_reloads();  // a reload never runs into a node's stop()
   for (auto& r : impl.runners) {
     r->node().stop();
     impl.graph.wait_for_all();
@@ -643,11 +771,19 @@ void Runtime::stop_when_readable(int fd) {
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;  // watch on
     if (n != 1) return false;  // closed: nobody can ask any more
     // The CLI writes the signal's number (engine/cli/main.cpp).
+    if (byte == SIGHUP) {
+      spdlog::info("msg=\"SIGHUP: reloading every node that reloads\"");
+      if (!impl_->start_reload_job([this] { impl_->reload(""); }))
+        spdlog::warn("msg=\"SIGHUP ignored: the pipeline is stopping\"");
+      return true;  // watch on
+    }
     spdlog::warn("msg=\"signal received, draining (send again to exit at once)\" signal={}", static_cast<int>(byte));
     request_stop();
     return false;
   });
 }
+
+std::vector<Runtime::ReloadOutcome> Runtime::reload(const std::string& id) { return impl_->reload(id); }
 
 bool Runtime::ready() const { return impl_->readiness().empty(); }
 bool Runtime::stopping() const { return impl_->stopping; }

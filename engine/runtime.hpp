@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/metrics.hpp"
 #include "engine/plan.hpp"
@@ -28,10 +29,25 @@ class Runtime {
   // Thread-safe: asks the sources to stop; run() then drains and returns.
   void request_stop();
   // Watches `fd` (the read end of the CLI's signal pipe) on the I/O executor's network
-  // thread: the first byte read asks for request_stop(). The watch ends in ~Runtime, before
+  // thread: the byte SIGHUP starts reload() of every reloadable node (on a thread of its
+  // own); any other byte asks for request_stop() and ends the watch. The watch ends in ~Runtime, before
   // anything it touches is destroyed, so a signal that arrives during or after shutdown
   // stays unread in the pipe instead of reaching a runtime that is gone. At most once.
   void stop_when_readable(int fd);
+
+  // Reloads (engine/node.hpp Node::reload()): node `id`, or every node whose spec is
+  // reloadable() when `id` is empty, one after another on the calling thread, while
+  // batches keep flowing. One reload at a time in the process; refused while stopping and
+  // for a node that is unknown or does not reload. Logged and counted in
+  // predflow_reloads_total{node,result}. Also reached by SIGHUP (the CLI's signal pipe),
+  // POST /reload and POST /nodes/ID/reload (/models/ID/reload for model nodes).
+  struct ReloadOutcome {
+    std::string node;
+    bool ok = false;
+    std::string message;  // what changed, or why nothing did
+    double seconds = 0;
+  };
+  std::vector<ReloadOutcome> reload(const std::string& id = "");
 
   bool ready() const;
   bool stopping() const;

@@ -92,6 +92,9 @@ struct NodeSpec {
   std::vector<std::string> key_fields;  // shown in DOT labels
   std::string example;                  // a YAML snippet of the node's settings
   bool demo = false;                    // a demo/test node, listed as such
+  // What Node::reload() re-reads (e.g. "the model: the repository's version the policy
+  // names"); empty = the node does not reload. Shown in help and docs.
+  std::string reloads;
 
   NodeSpec(std::string type_name, Category c) : type(std::move(type_name)), category(c) {}
   NodeSpec& summarize(std::string text) { summary = std::move(text); return *this; }
@@ -107,6 +110,7 @@ struct NodeSpec {
   NodeSpec& show_in_label(std::vector<std::string> names) { key_fields = std::move(names); return *this; }
   NodeSpec& with_example(std::string yaml) { example = std::move(yaml); return *this; }
   NodeSpec& mark_demo() { demo = true; return *this; }
+  NodeSpec& reloadable(std::string what) { reloads = std::move(what); return *this; }
 
   const FieldSpec* find_field(const std::string& name) const;
   // The port `tap NODE` and a test's `port: NODE` mean: the first output, or a sink's input.

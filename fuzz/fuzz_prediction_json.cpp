@@ -14,6 +14,7 @@
 #include "fuzz_check.hpp"
 #include "nodes/codecs/prediction_json.hpp"
 #include "nodes/codecs/prediction_rows.hpp"
+#include "nodes/schema/prediction_columns.hpp"
 
 using namespace predflow;
 
@@ -37,16 +38,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(!std::isnan(p.stats.mean));
   FUZZ_CHECK(p.stats.samples >= 0);
 
-  // The batch nats_prediction_source builds for it.
-  Batch b;
-  b.model_type = p.model_type, b.model_version = p.model_version, b.device = p.device;
-  b.predicted_at = p.timestamp;
+  // The batch nats_source (`format: prediction`) builds for it.
+  auto batch = make_batch();
+  Batch& b = *batch;
+  b[col::model_type] = p.model_type, b[col::model_version] = p.model_version, b[col::device] = p.device;
+  b[col::predicted_at] = p.timestamp;
   b.symbols = {p.symbol};
   b.correlation_ids = {p.correlation_id};
-  b.features_ts = {p.features_ts};
-  b.prices = {p.current_price};
-  b.stats = {p.stats};
-  b.earnings = {p.earnings};
+  b[col::features_ts] = {p.features_ts};
+  b[col::prices] = {p.current_price};
+  b[col::stats] = {p.stats};
+  b[col::earnings] = {p.earnings};
 
   // The timestamp every sink writes must be RFC 3339 that reads back (to the millisecond).
   const std::string ts = format_rfc3339_millis(p.timestamp);

@@ -52,13 +52,18 @@ std::optional<Endpoint> parse_http_url(const std::string& url, std::string& erro
 // One GET with a deadline over connect, write and read (asynchronous operations run for
 // at most `timeout`, so an address that never answers cannot hang the command).
 HttpResult http_get(const Endpoint& endpoint, const std::string& path, Duration timeout) {
+  return http_request(endpoint, "GET", path, timeout);
+}
+
+HttpResult http_request(const Endpoint& endpoint, const std::string& method, const std::string& path, Duration timeout) {
   HttpResult out;
   asio::io_context io;
   tcp::resolver resolver(io);
   beast::tcp_stream stream(io);
   beast::flat_buffer buffer;
-  http::request<http::empty_body> request{http::verb::get, endpoint.base + path, 11};
+  http::request<http::empty_body> request{http::string_to_verb(method), endpoint.base + path, 11};
   request.set(http::field::host, endpoint.host);
+  if (request.method() == http::verb::post) request.content_length(0);
   request.set(http::field::user_agent, "predflow-top");
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxBody);

@@ -1,6 +1,6 @@
 // A small HTTP/1.1 client for the CLI's commands that talk to a running pipeline
-// (`predflow top`, `predflow graph --live`, `predflow tap`): one GET with a deadline, or
-// one GET whose body is read as it arrives.
+// (`predflow top`, `predflow graph --live`, `predflow tap`, `predflow reload`): one request
+// with a deadline, or one GET whose body is read as it arrives.
 #pragma once
 
 #include <functional>
@@ -27,6 +27,8 @@ struct HttpResult {
 // One GET of base + path; connect, write and read together take at most `timeout`; a body
 // over 32 MiB is refused.
 HttpResult http_get(const Endpoint& endpoint, const std::string& path, Duration timeout);
+// The same with another method (POST: an empty body), e.g. `predflow reload`.
+HttpResult http_request(const Endpoint& endpoint, const std::string& method, const std::string& path, Duration timeout);
 
 // One GET of base + path whose body (close-delimited, such as server-sent events) is handed
 // to `on_data` as it arrives, until the server closes or on_data returns false. Connecting

@@ -1,4 +1,4 @@
-// predflow: run · validate · graph · config · top · tap · test · nodes · version, and the subcommands plugins register (check)
+// predflow: run · validate · graph · config · top · tap · reload · test · nodes · version, and the subcommands plugins register (check)
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "engine/cli/http_client.hpp"
+#include "engine/cli/reload.hpp"
 #include "engine/cli/tap.hpp"
 #include "engine/cli/test_command.hpp"
 #include "engine/cli/top.hpp"
@@ -82,6 +83,13 @@ extern "C" void on_stop_signal(int signal) {
   std::_Exit(128 + signal);
 }
 
+// SIGHUP: reload every node that reloads (models), as many times as it is sent. Through the
+// same pipe; the runtime tells the signals apart by the byte.
+extern "C" void on_reload_signal(int signal) {
+  unsigned char byte = static_cast<unsigned char>(signal);
+  [[maybe_unused]] auto n = ::write(signal_pipe[1], &byte, 1);
+}
+
 void install_stop_signal_handlers() {
   if (::pipe(signal_pipe) != 0) throw std::runtime_error("cannot create the signal pipe");
   struct sigaction action {};
@@ -90,6 +98,11 @@ void install_stop_signal_handlers() {
   action.sa_flags = SA_RESTART;
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  struct sigaction reload {};
+  reload.sa_handler = on_reload_signal;
+  sigemptyset(&reload.sa_mask);
+  reload.sa_flags = SA_RESTART;
+  sigaction(SIGHUP, &reload, nullptr);
 }
 
 int run_command(const std::string& file, const std::vector<std::string>& overrides) {
@@ -355,6 +368,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
 
+  ReloadCommandOptions reload_options;
+  auto* reload = app.add_subcommand(
+      "reload", "Reload the models of a running pipeline (every node that reloads, or NODE), as SIGHUP does, and show what changed");
+  reload->add_option("node", reload_options.node, "the node to reload (default: every node that reloads)");
+  reload->add_option("--url", reload_options.url, kUrlHelp);
+  reload->add_option("--timeout", reload_options.timeout, "how long to wait for the answer")->capture_default_str();
+
   TestCommandOptions test_options;
   auto* test = app.add_subcommand("test", "Run pipeline unit tests: inject rows at nodes, check what reaches ports (FILE.test.yaml)");
   test->add_option("files", test_options.files, "test files")->required();
@@ -415,6 +435,10 @@ int main(int argc, char** argv) {
     return top_command(top_options);
   }
   if (test->parsed()) return test_command(test_options);
+  if (reload->parsed()) {
+    if (reload_options.url.empty()) reload_options.url = default_pipeline_url();
+    return reload_command(reload_options);
+  }
   if (tap->parsed()) {
     if (tap_options.url.empty()) tap_options.url = default_pipeline_url();
     return tap_command(tap_options);

@@ -1,5 +1,8 @@
 #include "nodes/inference/model_card.hpp"
 
+#include "engine/versioned_folder.hpp"
+
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -7,20 +10,48 @@
 #include <memory>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 namespace predflow::inference {
 
 namespace fs = std::filesystem;
 
-std::string resolve_model_yaml(const std::string& path) {
+ModelChoice choose_model(const std::string& path, const std::string& pinned_version) {
   if (path.empty()) throw std::runtime_error("model: no path given");
-  fs::path p = fs::absolute(path);
+  const fs::path p = fs::absolute(path).lexically_normal();
   std::error_code ec;
-  if (fs::is_directory(p, ec)) p /= "model.yaml";
-  if (!fs::is_regular_file(p, ec))
-    throw std::runtime_error("model: " + p.string() + " not found (give a model folder holding model.yaml, or the yaml file)");
-  return p.lexically_normal().string();
+  const bool folder = fs::is_directory(p, ec);
+  const bool model_folder = folder && fs::is_regular_file(p / "model.yaml", ec);
+  if (!folder && !fs::is_regular_file(p, ec))
+    throw std::runtime_error("model: " + p.string() + " not found (give a model repository, a model folder holding model.yaml, or the yaml file)");
+  if (!folder || model_folder) {
+    if (!pinned_version.empty())
+      throw std::runtime_error("model: version " + pinned_version + " is pinned, but " + p.string() +
+                               " is a single model, not a repository of versions (<folder>/<version>/model.yaml)");
+    return {(folder ? p / "model.yaml" : p).string(), "", ""};
+  }
+  const auto versions = versions_in(p.string(), "model.yaml");
+  if (versions.empty()) {
+    std::string seen;
+    for (fs::directory_iterator it(p, ec), end; !ec && it != end && seen.size() < 200; it.increment(ec))
+      seen += (seen.empty() ? "" : ", ") + it->path().filename().string();
+    throw std::runtime_error("model: " + p.string() + " is neither a model folder (no model.yaml in it) nor a model repository (no version folder holding model.yaml, e.g. " +
+                             (p / "1" / "model.yaml").string() + "); it holds: " + (seen.empty() ? "nothing" : seen));
+  }
+  std::string version = versions.back();
+  if (!pinned_version.empty()) {
+    if (std::find(versions.begin(), versions.end(), pinned_version) == versions.end()) {
+      std::string list;
+      for (const auto& v : versions) list += (list.empty() ? "" : ", ") + v;
+      throw std::runtime_error("model: version " + pinned_version + " is pinned but not in repository " + p.string() +
+                               " (versions: " + list + ")");
+    }
+    version = pinned_version;
+  }
+  return {(p / version / "model.yaml").string(), p.string(), version};
 }
+
+std::string resolve_model_yaml(const std::string& path) { return choose_model(path).yaml_path; }
 
 void finish_model_card(ModelCard& c) {
   const std::string where = c.yaml_path + ": ";

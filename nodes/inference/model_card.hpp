@@ -12,6 +12,7 @@ namespace predflow::inference {
 struct ModelCard {
   std::string yaml_path;   // the model.yaml it came from
   std::string name;        // model_version in predictions, e.g. lstm_normal_v2.2
+  std::string version;     // the repository's version folder (2.2); empty for a single model
   std::string model_type;  // normal_day / earnings_day
   std::string file;        // the TorchScript file, resolved against the yaml's folder
   std::int64_t input_width = 0;
@@ -38,8 +39,24 @@ struct ModelCard {
   std::string mc_mean;
 };
 
-// `path` names a model folder holding model.yaml, or the yaml file itself; relative paths
-// resolve against the current directory. Throws std::runtime_error when there is none.
+// A model repository (Triton's layout): a folder of version folders, each a model folder.
+//   models/normal_day/2.2/{model.yaml, lstm_normal_v2.2.pt}
+//   models/normal_day/2.3/{model.yaml, ...}
+// Version names and their order: engine/versioned_folder.hpp (2.9 < 2.10 < 10).
+
+// Which model.yaml `path` means: the yaml file itself, a model folder holding model.yaml,
+// or a repository, where `pinned_version` picks the version and empty means the latest.
+// Relative paths resolve against the current directory. Throws std::runtime_error saying
+// what the path is and what was expected (a folder that is neither a model folder nor a
+// repository, a pinned version that is not there, a pin on something that has no versions).
+struct ModelChoice {
+  std::string yaml_path;   // absolute, normalised
+  std::string repository;  // the repository folder; empty for a plain model folder or file
+  std::string version;     // the version folder's name; empty for a plain model folder or file
+};
+ModelChoice choose_model(const std::string& path, const std::string& pinned_version = "");
+
+// choose_model(path).yaml_path: the latest version of a repository.
 std::string resolve_model_yaml(const std::string& path);
 
 // Reads model.yaml with yaml-cpp (model_card_yaml.cpp; what the node uses).

@@ -11,6 +11,9 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <mutex>
 #include <map>
 #include <thread>
 
@@ -32,8 +35,10 @@ NodeSpec torch_gpu_infer_spec() {
   return NodeSpec("torch_gpu_infer", Category::Model)
       .summarize("Runs a TorchScript model with Monte-Carlo dropout: S samples per symbol, on a GPU when there is one")
       .describe(
-          "Loads the model once at start (a folder with model.yaml, docs/models.md), checks it with a test input of "
-          "zeros and warms it up before the pipeline reports ready. Each batch's features are scaled with the model's "
+          "Loads the model at start (from a model repository, the version the `version` policy names; docs/models.md), "
+          "checks it with a test input of zeros and warms it up before the pipeline reports ready; a reload (SIGHUP, POST "
+          "/models/ID/reload, predflow reload, or a new version found by watch_versions) swaps in another version between "
+          "batches, without losing a row. Each batch's features are scaled with the model's "
           "scaler, repeated mc_samples times and sent through the model's sample() in ONE call, or, when model.yaml "
           "declares the Monte-Carlo split (monte_carlo: {trunk, head}), through trunk() once per row and head() on the "
           "mc_samples copies of its output (exact, and several times cheaper), or, when it also declares head_mc, "
@@ -50,8 +55,15 @@ NodeSpec torch_gpu_infer_spec() {
       .output("out", kind::samples, "the same rows with mc_samples samples each, model_type, model_version and device")
       .output("dead", kind::dead_letters, "rows that could not be predicted, as failures (stage inference)")
       .field(field::path("model").require().describe(
-          "model folder holding model.yaml, or the model.yaml file; a relative path is looked up beside the pipeline "
-          "file first, then in the current directory"))
+          "a model repository (a folder of version folders: models/normal_day/2.2/model.yaml), a model folder holding "
+          "model.yaml, or the model.yaml file; a relative path is looked up beside the pipeline file first, then in the "
+          "current directory"))
+      .field(field::string("version").default_value("latest").describe(
+          "the version policy of a repository: latest (the highest version folder, in natural order: 2.9 < 2.10) or "
+          "the version to pin (e.g. 2.2); a single model folder or file has no versions and takes only latest"))
+      .field(field::duration("watch_versions").default_value("0s").at_least(0).describe(
+          "how often to look for a new version in the repository and, when the policy names another version than the "
+          "one serving (or its files changed), reload; 0s = only on SIGHUP, POST /nodes/ID/reload or predflow reload"))
       .field(field::string("device").default_value("auto").describe(
           "auto (CUDA when libtorch sees a GPU, else CPU), cpu, cuda, or cuda:N"))
       .field(field::integer("batch_size").default_value("128").at_least(1).in_unit("symbols")
@@ -86,7 +98,12 @@ NodeSpec torch_gpu_infer_spec() {
                  .describe("testing: the next N model calls raise CUDA out-of-memory (0 = read PREDFLOW_INJECT_OOM)"))
       .blocking_io()
       .concurrency(1, 16)
-      .show_in_label({"model", "device", "mc_samples"})
+      .reloadable(
+          "the model: the version the policy names now is loaded beside the serving one, checked (its card, the same "
+          "input_width and model_type, the test input, the warm-up), then swapped in between batches; batches in "
+          "flight finish on the old version. A version whose folder did not change is not loaded again. A failed load "
+          "keeps the old version serving, and is logged and counted (predflow_reloads_total{result=\"failed\"})")
+      .show_in_label({"model", "version", "device", "mc_samples"})
       .with_example(
           "type: torch_gpu_infer\nfrom: [fetch_normal]\nmodel: models/normal_day\ndevice: auto\nbatch_size: 128\n"
           "mc_samples: 20\n");
@@ -108,6 +125,8 @@ class TorchGpuInfer : public Processor {
       : id_(ctx.id),
         metrics_(ctx.metrics),
         model_path_(ctx.config.get_string("model")),
+        version_(ctx.config.get_string("version")),
+        watch_versions_(ctx.config.get_duration("watch_versions")),
         device_(ctx.config.get_string("device")),
         batch_size_(static_cast<std::size_t>(ctx.config.get_int("batch_size"))),
         samples_(static_cast<int>(ctx.config.get_int("mc_samples"))),
@@ -138,9 +157,12 @@ class TorchGpuInfer : public Processor {
     ctx.metrics.declare("predflow_prediction_errors_total", "Prediction errors by type", prometheus::MetricType::Counter);
   }
 
-  // The model card, with input_width checked against the node's.
+  // The model card of the version the policy names, with input_width checked against the
+  // node's.
   inference::ModelCard load_card() const {
-    inference::ModelCard card = inference::load_model_card(model_path_);
+    const auto choice = inference::choose_model(model_path_, version_ == "latest" ? "" : version_);
+    inference::ModelCard card = inference::load_model_card(choice.yaml_path);
+    card.version = choice.version;
     if (input_width_ > 0 && input_width_ != card.input_width)
       throw std::runtime_error("input_width " + std::to_string(input_width_) + " (node setting) does not match input_width " +
                                std::to_string(card.input_width) + " of model " + card.name + " (" + card.yaml_path + ")");
@@ -170,33 +192,65 @@ class TorchGpuInfer : public Processor {
     // libtorch and OpenMP start their worker threads on first use, here (the warm-up), on
     // the engine's start-up thread: under this name they say whose they are.
     ScopedThreadName naming(id_, ":torch");
-    inference::ModelCard card = load_card();
-    inference::McModelOptions options = model_options();
-    // One copy of the model per worker thread: a TorchScript module and McModel's staging
-    // buffers serve one call at a time, and the copies are small (the shipped models hold
-    // under 1 MiB of weights each).
-    for (std::size_t i = 0; i < replicas_; ++i) {
-      models_.push_back(std::make_unique<McModel>(card, options));
-      if (i > 0) models_.back()->share_failure_injection(*models_.front());
-      idle_.push_back(models_.back().get());
-    }
-    model_ = models_.front().get();
-    model_->inject_failures(static_cast<int>(injection(inject_failures_, "PREDFLOW_INJECT_FAILURES")));
-    model_->inject_oom(static_cast<int>(injection(inject_oom_, "PREDFLOW_INJECT_OOM")));
-    const auto& c = model_->card();
+    auto generation = load_generation(load_card());
+    McModel& first = *generation->models.front();
+    first.inject_failures(static_cast<int>(injection(inject_failures_, "PREDFLOW_INJECT_FAILURES")));
+    first.inject_oom(static_cast<int>(injection(inject_oom_, "PREDFLOW_INJECT_OOM")));
+    model_type_ = generation->card.model_type;
+    const auto& c = generation->card;
     spdlog::info(
-        "msg=\"model loaded\" node={} model={} model_type={} file={} device={} input_width={} mc_samples={} batch_size={} "
+        "msg=\"model loaded\" node={} model={} version={} model_type={} file={} device={} input_width={} mc_samples={} batch_size={} "
         "replicas={} monte_carlo=\"{}\" mean_estimator={} cpu_threads=\"{}\" allocator=\"{}\" ready_after_ms={} inject_failures={} inject_oom={}",
-        id_, c.name, c.model_type, c.file, model_->device(), c.input_width, samples_, batch_size_, replicas_,
+        id_, c.name, c.version.empty() ? "-" : c.version, c.model_type, c.file, first.device(), c.input_width, samples_, batch_size_, replicas_,
         c.has_mc_head()    ? c.mc_trunk + " once, " + c.mc_head_mc + " for all samples"
         : c.has_mc_split() ? c.mc_trunk + " once, " + c.mc_head + " per sample"
                            : "sample() per sample",
-        model_->rao_blackwell() ? "rao_blackwell" : "samples", model_->thread_settings(), model_->allocator_settings(),
+        first.rao_blackwell() ? "rao_blackwell" : "samples", first.thread_settings(), first.allocator_settings(),
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
-        model_->pending_injected_failures(), model_->pending_injected_oom());
-    model_info(model_->device()).Set(1);
-    start_gpu_monitor();
+        first.pending_injected_failures(), first.pending_injected_oom());
+    model_info(c, first.device()).Set(1);
+    const std::string device = first.device();
+    {
+      std::lock_guard lock(serving_mutex_);
+      serving_ = std::move(generation);
+    }
+    start_gpu_monitor(device);
+    start_version_watch();
     ready_ = true;
+  }
+
+  // Loads the version the policy names beside the serving one and swaps it in between
+  // batches (engine/node.hpp Node::reload()). One at a time: SIGHUP, POST and the version
+  // watch may ask together.
+  std::string reload() override {
+    std::lock_guard one_at_a_time(reload_mutex_);
+    auto old = serving();
+    if (!old) throw std::runtime_error("the model is not loaded yet");
+    inference::ModelCard card = load_card();
+    const std::string was = describe(old->card), now = describe(card);
+    const std::string files = folder_signature(card.yaml_path);
+    if (card.yaml_path == old->card.yaml_path && files == old->files) return "unchanged: " + was + " serves";
+    if (card.model_type != old->card.model_type)
+      throw std::runtime_error(now + " is a " + card.model_type + " model, but this node serves " + old->card.model_type +
+                               " (the pipeline routes to it by that): change the pipeline instead");
+    if (card.input_width != old->card.input_width)
+      throw std::runtime_error(now + " takes " + std::to_string(card.input_width) + " features, but the upstream delivers " +
+                               std::to_string(old->card.input_width) + " (" + was + "): change the pipeline instead");
+    const auto t0 = Clock::now();
+    ScopedThreadName naming(id_, ":torch");
+    auto generation = load_generation(std::move(card));  // throws: the old one keeps serving
+    generation->files = files;
+    const std::string device = generation->models.front()->device();
+    model_info(generation->card, device).Set(1);
+    {
+      std::lock_guard lock(serving_mutex_);
+      serving_ = generation;
+    }
+    // Batches that leased a copy of the old version finish on it; it is freed with the last.
+    model_info(old->card, old->models.front()->device()).Set(0);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    spdlog::info("msg=\"model swapped\" node={} from=\"{}\" to=\"{}\" device={} load_ms={}", id_, was, now, device, ms);
+    return was + " → " + now + " on " + device + " (loaded and warmed up in " + std::to_string(ms) + " ms)";
   }
 
   void stop() override {
@@ -206,6 +260,7 @@ class TorchGpuInfer : public Processor {
     }
     monitor_cv_.notify_all();
     if (monitor_.joinable()) monitor_.join();
+    if (watch_.joinable()) watch_.join();
   }
 
   bool ready() const override { return ready_; }
@@ -217,13 +272,15 @@ class TorchGpuInfer : public Processor {
       if (!batch->empty()) out.emit(0, std::move(batch));
       return;
     }
-    const auto& card = model_->card();
+    // A copy of the version serving now, for the whole batch: a reload meanwhile does not
+    // change the model under it.
+    Lease lease(*this);
+    const auto& card = lease.generation->card;
     std::vector<Outcome> outcome(rows);
     const auto S = static_cast<std::size_t>(samples_);
     std::vector<float> samples(rows * S);
-    // The Rao-Blackwellised means, when the model gives them (one model for all replicas).
-    std::vector<double> means(model_->rao_blackwell() && S > 1 ? rows : 0);
-    Lease lease(*this);
+    // The Rao-Blackwellised means, when the model gives them (the same for all replicas).
+    std::vector<double> means(lease.model.rao_blackwell() && S > 1 ? rows : 0);
     std::string device = lease.model.device();
 
     const std::size_t width = (*batch)[col::features].width;
@@ -253,35 +310,130 @@ class TorchGpuInfer : public Processor {
           break;
         }
     }
-    emit_results(std::move(batch), outcome, std::move(samples), std::move(means), device, out);
+    emit_results(std::move(batch), card, outcome, std::move(samples), std::move(means), device, out);
   }
 
  private:
-  // A model copy held for one batch: taken from idle_ and given back at the end. There are
-  // as many copies as worker threads, so a worker never waits for one.
+  // One loaded version: its card and a copy of the model per worker thread (a TorchScript
+  // module and McModel's staging buffers serve one call at a time; the shipped models hold
+  // under 1 MiB of weights each). Batches lease a copy from the version serving when they
+  // start; after a reload the old version is freed when its last lease ends.
+  struct Generation {
+    inference::ModelCard card;
+    std::string files;  // folder_signature() of its folder: a reload of the same files is a no-op
+    std::vector<std::unique_ptr<McModel>> models;
+    std::mutex idle_mutex;
+    std::condition_variable idle_cv;
+    std::vector<McModel*> idle;
+
+    McModel& take() {
+      std::unique_lock lock(idle_mutex);
+      idle_cv.wait(lock, [this] { return !idle.empty(); });
+      McModel* m = idle.back();
+      idle.pop_back();
+      return *m;
+    }
+    void give_back(McModel& m) {
+      {
+        std::lock_guard lock(idle_mutex);
+        idle.push_back(&m);
+      }
+      idle_cv.notify_one();
+    }
+  };
+
+  // Every copy loads, answers its test input and warms up (McModel's constructor) before
+  // the version may serve.
+  std::shared_ptr<Generation> load_generation(inference::ModelCard card) const {
+    auto g = std::make_shared<Generation>();
+    g->files = folder_signature(card.yaml_path);
+    g->card = std::move(card);
+    const auto options = model_options();
+    for (std::size_t i = 0; i < replicas_; ++i) {
+      g->models.push_back(std::make_unique<McModel>(g->card, options));
+      if (i > 0) g->models.back()->share_failure_injection(*g->models.front());
+      g->idle.push_back(g->models.back().get());
+    }
+    return g;
+  }
+
+  std::shared_ptr<Generation> serving() const {
+    std::lock_guard lock(serving_mutex_);
+    return serving_;
+  }
+
+  // A model copy of the serving version, held for one batch. There are as many copies as
+  // worker threads, so a worker never waits for one.
   struct Lease {
-    explicit Lease(TorchGpuInfer& node) : node(node), model(node.take_idle()) {}
-    ~Lease() { node.give_back(model); }
+    explicit Lease(TorchGpuInfer& node) : generation(node.serving()), model(generation->take()) {}
+    ~Lease() { generation->give_back(model); }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
-    TorchGpuInfer& node;
+    std::shared_ptr<Generation> generation;
     McModel& model;
   };
 
-  McModel& take_idle() {
-    std::unique_lock lock(idle_mutex_);
-    idle_cv_.wait(lock, [this] { return !idle_.empty(); });
-    McModel* m = idle_.back();
-    idle_.pop_back();
-    return *m;
+  static std::string describe(const inference::ModelCard& c) {
+    return c.version.empty() ? c.name : c.name + " (version " + c.version + ")";
   }
 
-  void give_back(McModel& m) {
-    {
-      std::lock_guard lock(idle_mutex_);
-      idle_.push_back(&m);
+  // The names, sizes and modification times of the files in a version's folder: what tells
+  // a version copied over (or still being copied) from the one loaded.
+  static std::string folder_signature(const std::string& yaml_path) {
+    namespace fs = std::filesystem;
+    std::vector<std::string> entries;
+    std::error_code ec;
+    for (fs::directory_iterator it(fs::path(yaml_path).parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
+      std::error_code e;
+      if (!it->is_regular_file(e)) continue;
+      const auto size = it->file_size(e);
+      const auto time = it->last_write_time(e).time_since_epoch().count();
+      entries.push_back(it->path().filename().string() + ":" + std::to_string(size) + ":" + std::to_string(time));
     }
-    idle_cv_.notify_one();
+    std::sort(entries.begin(), entries.end());
+    std::string out;
+    for (const auto& e : entries) out += e + ";";
+    return out;
+  }
+
+  // watch_versions: every interval, what the policy names now; a reload when it is not
+  // what serves. A version that failed to load is tried again only once its files change.
+  void start_version_watch() {
+    if (watch_versions_ <= Duration::zero()) return;
+    watch_ = std::thread([this] {
+      name_this_thread(id_, ":watch");
+      std::string failed;  // the signature of the version that last failed to load
+      std::unique_lock lock(monitor_mutex_);
+      while (!monitor_cv_.wait_for(lock, watch_versions_, [this] { return monitor_stop_; })) {
+        lock.unlock();
+        std::string wanted;
+        try {
+          const auto choice = inference::choose_model(model_path_, version_ == "latest" ? "" : version_);
+          wanted = choice.yaml_path + "|" + folder_signature(choice.yaml_path);
+          const auto current = serving();
+          if (wanted != current->card.yaml_path + "|" + current->files && wanted != failed) {
+            spdlog::info("msg=\"new model version found\" node={} model_yaml={}", id_, choice.yaml_path);
+            count_reload(true, reload());
+          }
+        } catch (const std::exception& e) {
+          if (wanted != failed) {
+            count_reload(false, e.what());
+            failed = wanted;
+          }
+        }
+        lock.lock();
+      }
+    });
+  }
+
+  void count_reload(bool ok, const std::string& message) {
+    metrics_.counter("predflow_reloads_total", "Reloads of nodes (SIGHUP, POST /nodes/ID/reload), by result",
+                     {{"node", id_}, {"result", ok ? "ok" : "failed"}})
+        .Increment();
+    if (ok)
+      spdlog::info("msg=\"node reloaded\" node={} change=\"{}\" trigger=watch_versions", id_, message);
+    else
+      spdlog::error("msg=\"reload failed: still serving what it served\" node={} trigger=watch_versions error=\"{}\"", id_, message);
   }
 
   struct Outcome {
@@ -304,7 +456,7 @@ class TorchGpuInfer : public Processor {
     auto it = latency_.find(device);
     if (it != latency_.end()) return *it->second;
     auto& h = metrics_.histogram("predflow_inference_latency_seconds", "Model call latency per batch",
-                                 {{"model_type", model_->card().model_type}, {"device", device}});
+                                 {{"model_type", model_type_}, {"device", device}});
     latency_[device] = &h;
     return h;
   }
@@ -335,7 +487,7 @@ class TorchGpuInfer : public Processor {
                                     means.empty() ? std::span<double>() : std::span<double>(means.data() + begin, n));
           latency(report.device).Observe(std::chrono::duration<double>(Clock::now() - t0).count());
           for (std::size_t c : report.call_rows) batch_size_histogram_.Observe(static_cast<double>(c));
-          handle_events(report.events, batch);
+          handle_events(report.events, batch, model.card());
           device = report.device;
           if (was_open) spdlog::info("msg=\"inference breaker closed\" node={}", id_);
           if (retry > 0) spdlog::info("msg=\"inference call succeeded after retries\" node={} retries={}", id_, retry);
@@ -344,7 +496,7 @@ class TorchGpuInfer : public Processor {
           break;
         } catch (const std::exception& e) {
           const auto* failure = dynamic_cast<const inference::InferenceError*>(&e);
-          if (failure) handle_events(failure->events, batch);
+          if (failure) handle_events(failure->events, batch, model.card());
           attempts += failure ? failure->attempts : 1;
           count_error(failure && failure->out_of_memory ? "oom" : "inference");
           const bool opened = breaker_.record_failure();
@@ -373,36 +525,34 @@ class TorchGpuInfer : public Processor {
   }
 
   // predflow_model_info{node,model_type,model_version,device} 1: what serves this node now.
-  prometheus::Gauge& model_info(const std::string& device) {
-    const auto& c = model_->card();
+  prometheus::Gauge& model_info(const inference::ModelCard& c, const std::string& device) {
     return metrics_.gauge("predflow_model_info", "The model a node serves, and on which device (1 while it serves there)",
                           {{"node", id_}, {"model_type", c.model_type}, {"model_version", c.name}, {"device", device}});
   }
 
   Duration breaker_reset() const { return breaker_.options().reset; }
 
-  void handle_events(const std::vector<inference::InferenceEvent>& events, const Batch& batch) {
+  void handle_events(const std::vector<inference::InferenceEvent>& events, const Batch& batch, const inference::ModelCard& card) {
     for (const auto& e : events) {
       if (e.kind == inference::InferenceEvent::Kind::OutOfMemory) {
         oom_total_.Increment();
         count_error("oom");
         spdlog::warn("msg=\"out of memory: batch halved\" node={} model={} device={} batch_size={} correlation_id={} error=\"{}\"",
-                     id_, model_->card().name, e.device, e.batch_size, first_correlation(batch), e.error);
+                     id_, card.name, e.device, e.batch_size, first_correlation(batch), e.error);
       } else {
         fallback_total_.Increment();
         count_error("fallback");
-        model_info(e.device).Set(0);  // the rest of the batches run on the CPU
-        model_info("cpu").Set(1);
+        model_info(card, e.device).Set(0);  // the rest of the batches run on the CPU
+        model_info(card, "cpu").Set(1);
         spdlog::error("msg=\"GPU failure: falling back to the CPU\" node={} model={} device={} correlation_id={} error=\"{}\"", id_,
-                      model_->card().name, e.device, first_correlation(batch), e.error);
+                      card.name, e.device, first_correlation(batch), e.error);
       }
     }
   }
 
-  void emit_results(std::shared_ptr<Batch> batch, const std::vector<Outcome>& outcome, std::vector<float> samples,
-                    std::vector<double> means, const std::string& device, Output& out) {
+  void emit_results(std::shared_ptr<Batch> batch, const inference::ModelCard& card, const std::vector<Outcome>& outcome,
+                    std::vector<float> samples, std::vector<double> means, const std::string& device, Output& out) {
     const std::size_t rows = batch->size(), S = static_cast<std::size_t>(samples_);
-    const auto& card = model_->card();
     std::vector<std::uint32_t> good, bad;
     for (std::uint32_t r = 0; r < rows; ++r) (outcome[r].ok ? good : bad).push_back(r);
 
@@ -474,8 +624,7 @@ class TorchGpuInfer : public Processor {
     return f;
   }
 
-  void start_gpu_monitor() {
-    const std::string& device = model_->device();
+  void start_gpu_monitor(const std::string& device) {
     if (device.rfind("cuda:", 0) != 0) return;
     auto nvml = inference::NvmlMonitor::open();
     if (!nvml) {
@@ -501,7 +650,9 @@ class TorchGpuInfer : public Processor {
 
   const std::string id_;
   Metrics& metrics_;
-  const std::string model_path_, device_;
+  const std::string model_path_, version_;
+  const Duration watch_versions_;
+  const std::string device_;
   const std::size_t batch_size_;
   const int samples_;
   const std::string mean_estimator_;
@@ -519,13 +670,13 @@ class TorchGpuInfer : public Processor {
   prometheus::Histogram& batch_size_histogram_;
   std::mutex latency_mutex_;
   std::map<std::string, prometheus::Histogram*> latency_;
-  std::vector<std::unique_ptr<McModel>> models_;  // one per worker thread (concurrency)
-  McModel* model_ = nullptr;                       // models_.front(): the card, the log, the GPU monitor
-  std::mutex idle_mutex_;
-  std::condition_variable idle_cv_;
-  std::vector<McModel*> idle_;
+  mutable std::mutex serving_mutex_;
+  std::shared_ptr<Generation> serving_;  // the version that serves new batches
+  std::mutex reload_mutex_;
+  std::string model_type_;  // the same for every version (reload refuses another)
   std::atomic<bool> ready_{false};
   std::thread monitor_;
+  std::thread watch_;  // watch_versions
   std::mutex monitor_mutex_;
   std::condition_variable monitor_cv_;
   bool monitor_stop_ = false;

@@ -31,8 +31,9 @@ TEST_CASE("model card: the shipped cards read the same with yaml-cpp and with th
   for (const auto& dir : {normal_model(), earnings_model(), python_tiny_model()}) {
     CAPTURE(dir);
     ModelCard a = load_model_card(dir);
-    ModelCard b = load_model_card_lite(dir + "/model.yaml");  // the yaml file itself works too
+    ModelCard b = load_model_card_lite(choose_model(dir).yaml_path);  // the yaml file itself works too
     check_same(a, b);
+    check_same(a, load_model_card_lite(dir));  // and the repository (its latest version)
   }
   ModelCard normal = load_model_card(normal_model());
   CHECK(normal.name == "lstm_normal_v2.2");
@@ -44,7 +45,7 @@ TEST_CASE("model card: the shipped cards read the same with yaml-cpp and with th
   CHECK(normal.scaler_mean[11] == doctest::Approx(51.4466274));
   CHECK(normal.scaler_scale[19] == doctest::Approx(0.00915237068));
   CHECK(normal.dropout == doctest::Approx(0.1));
-  CHECK(normal.file.ends_with("models/normal_day/lstm_normal_v2.2.pt"));
+  CHECK(normal.file.ends_with("models/normal_day/2.2/lstm_normal_v2.2.pt"));
   CHECK(normal.mc_trunk == "trunk");  // both shipped models declare the Monte-Carlo split
   CHECK(normal.mc_head == "sample_head");
   CHECK(normal.mc_head_mc == "sample_head_mc");  // and the all-samples head with the Rao-Blackwellised mean

@@ -94,7 +94,7 @@ TEST_CASE("torch_gpu_infer: mc_samples 1 gives one deterministic sample per row"
 TEST_CASE("torch_gpu_infer: the model path may name model.yaml itself, relative to the current directory") {
   const auto cwd = std::filesystem::current_path();
   std::filesystem::current_path(PREDFLOW_SOURCE_DIR);
-  NodeHarness h("torch_gpu_infer", "model: models/earnings_day/model.yaml, device: cpu, mc_samples: 4");
+  NodeHarness h("torch_gpu_infer", "model: models/earnings_day/2.2/model.yaml, device: cpu, mc_samples: 4");
   CHECK_NOTHROW(h.start());
   std::filesystem::current_path(cwd);
   h.process(feature_batch(3, 37, varied));

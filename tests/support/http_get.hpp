@@ -13,8 +13,9 @@
 
 namespace predflow::test {
 
-// Minimal HTTP/1.0 GET: {status, body}; {0, ""} when nothing answers.
-inline std::pair<int, std::string> http_get(int port, const std::string& path) {
+// Minimal HTTP/1.0 request (GET, POST with an empty body, …): {status, body}; {0, ""} when
+// nothing answers within 5 s.
+inline std::pair<int, std::string> http_request(int port, const std::string& method, const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -26,7 +27,7 @@ inline std::pair<int, std::string> http_get(int port, const std::string& path) {
   }
   timeval timeout{5, 0};  // a server that accepts but never answers fails the test, not hangs it
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  std::string request = method + " " + path + " HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n";
   ::send(fd, request.data(), request.size(), 0);
   std::string response;
   char buffer[4096];
@@ -37,6 +38,8 @@ inline std::pair<int, std::string> http_get(int port, const std::string& path) {
   auto body = response.find("\r\n\r\n");
   return {status, body == std::string::npos ? "" : response.substr(body + 4)};
 }
+
+inline std::pair<int, std::string> http_get(int port, const std::string& path) { return http_request(port, "GET", path); }
 
 
 }  // namespace predflow::test

@@ -1,7 +1,9 @@
 #include "support/test_nodes.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <thread>
 
 #include "engine/registry.hpp"
@@ -314,5 +316,42 @@ PREDFLOW_REGISTER_NODE(NodeSpec("test_deferred_relay", Category::Transform)
                            .field(field::duration("delay").default_value("10ms"))
                            .concurrency(1, 1),
                        [](const NodeContext& ctx) { return std::make_unique<DeferredRelay>(ctx); });
+}  // namespace
+}  // namespace predflow::test
+
+namespace predflow::test {
+namespace {
+// test_reloadable: a pass-through whose reload() counts, and fails while `fail_file`
+// exists (so that a test can break and mend it while the pipeline runs); its version is
+// the number of good reloads, stamped into each batch's correlation ids.
+class Reloadable : public Processor {
+ public:
+  explicit Reloadable(const NodeContext& ctx) : fail_file_(ctx.config.get_string("fail_file")), delay_(ctx.config.get_duration("reload_delay")) {}
+  void process(BatchPtr in, Output& out) override {
+    auto batch = Batch::take(std::move(in));
+    const std::string stamp = "v" + std::to_string(version_.load());
+    for (auto& id : batch->correlation_ids) id = stamp;
+    out.emit(std::move(batch));
+  }
+  std::string reload() override {
+    std::this_thread::sleep_for(delay_);
+    if (!fail_file_.empty() && std::filesystem::exists(fail_file_)) throw std::runtime_error("version " + std::to_string(version_ + 1) + " is broken");
+    const int was = version_.fetch_add(1);
+    return "v" + std::to_string(was) + " → v" + std::to_string(was + 1);
+  }
+
+ private:
+  const std::string fail_file_;
+  const Duration delay_;
+  std::atomic<int> version_{0};
+};
+PREDFLOW_REGISTER_NODE(NodeSpec("test_reloadable", Category::Transform)
+                           .summarize("Test pass-through that reloads (a counter), and fails to while fail_file exists")
+                           .input("in", kind::any)
+                           .output("out", kind::same)
+                           .field(field::string("fail_file").default_value("").describe("reload fails while this file exists"))
+                           .field(field::duration("reload_delay").default_value("0s").describe("how long a reload takes"))
+                           .reloadable("a counter, stamped as the correlation id of each batch"),
+                       [](const NodeContext& ctx) { return std::make_unique<Reloadable>(ctx); });
 }  // namespace
 }  // namespace predflow::test

@@ -1,4 +1,5 @@
-// /metrics, /healthz and /readyz over real HTTP while a pipeline runs.
+// /metrics, /healthz and /readyz over real HTTP while a pipeline runs; the server's POST
+// actions (reloads).
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
@@ -6,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -158,5 +161,52 @@ TEST_CASE("the HTTP server survives a flood: idle connections past its cap, huge
   CHECK(reply.find("200 OK") == std::string::npos);
   // And the server still answers.
   CHECK(eventually([&] { return http_get(server.port(), "/healthz").first == 200; }, 5s));
+  server.stop();
+}
+
+TEST_CASE("POST actions: answered when their work is done, without holding other requests; methods and paths checked") {
+  std::promise<HttpResponse> work;
+  auto answer = work.get_future().share();
+  std::atomic<int> started{0};
+  HttpServer server("127.0.0.1", 0, {{"/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; }}}, {},
+                    {{"/reload", [&](const HttpRequest& request) {
+                        CHECK(request.param("why") == "test run");
+                        ++started;
+                        return answer;
+                      }}});
+  server.start();
+  std::pair<int, std::string> posted;
+  std::thread client([&] { posted = http_request(server.port(), "POST", "/reload?why=test%20run"); });
+  REQUIRE(eventually([&] { return started.load() == 1; }, 5s));
+  // While the action works, the server answers others.
+  CHECK(http_get(server.port(), "/healthz").first == 200);
+  std::this_thread::sleep_for(100ms);
+  CHECK(posted.first == 0);  // not answered yet
+  work.set_value({202, "application/json", "{\"ok\":true}\n"});
+  client.join();
+  CHECK(posted.first == 202);
+  CHECK(posted.second == "{\"ok\":true}\n");
+  // An action takes POST only; a GET route takes no POST; an unknown path is 404 whatever the method.
+  auto get_action = http_get(server.port(), "/reload");
+  CHECK(get_action.first == 405);
+  CHECK(get_action.second == "method not allowed: /reload takes POST\n");
+  CHECK(started.load() == 1);
+  CHECK(http_request(server.port(), "POST", "/healthz").first == 405);
+  CHECK(http_request(server.port(), "POST", "/nope").first == 404);
+  CHECK(http_request(server.port(), "DELETE", "/nope").first == 404);
+  server.stop();
+}
+
+TEST_CASE("POST actions: a handler that throws, or work that fails, is a 500 with the reason") {
+  HttpServer server("127.0.0.1", 0, {}, {},
+                    {{"/throws", [](const HttpRequest&) -> std::shared_future<HttpResponse> { throw std::runtime_error("no way"); }},
+                     {"/fails", [](const HttpRequest&) {
+                        std::promise<HttpResponse> p;
+                        p.set_exception(std::make_exception_ptr(std::runtime_error("broke")));
+                        return p.get_future().share();
+                      }}});
+  server.start();
+  CHECK(http_request(server.port(), "POST", "/throws") == std::pair<int, std::string>{500, "error: no way\n"});
+  CHECK(http_request(server.port(), "POST", "/fails") == std::pair<int, std::string>{500, "error: broke\n"});
   server.stop();
 }

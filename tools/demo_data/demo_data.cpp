@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "engine/timestamps.hpp"
+#include "engine/versioned_folder.hpp"
 
 namespace predflow::demo {
 
@@ -33,7 +34,10 @@ std::vector<std::string> demo_symbols(std::size_t n) {
   return out;
 }
 
-FeatureScaler read_scaler(const std::string& model_dir) {
+FeatureScaler read_scaler(const std::string& model_folder) {
+  // A model repository (models/normal_day/2.2/model.yaml): its latest version.
+  const auto versions = versions_in(model_folder, "model.yaml");
+  const std::string model_dir = versions.empty() ? model_folder : model_folder + "/" + versions.back();
   YAML::Node card = YAML::LoadFile(model_dir + "/model.yaml");
   FeatureScaler s;
   s.mean = card["scaler"]["mean"].as<std::vector<double>>();

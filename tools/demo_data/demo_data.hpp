@@ -20,7 +20,8 @@ namespace predflow::demo {
 // generated ones (AAA, AAB, …, then four letters).
 std::vector<std::string> demo_symbols(std::size_t n);
 
-// Per-feature mean and scale, read from a model folder's model.yaml (`scaler:`); features
+// Per-feature mean and scale, read from a model folder's model.yaml (`scaler:`), or from
+// the latest version's in a model repository (models/normal_day/2.2/model.yaml); features
 // are drawn as mean + scale·N(0,1), so the models see inputs like their training data.
 struct FeatureScaler {
   std::vector<double> mean, scale;

@@ -73,7 +73,7 @@ ModelCard build_model(const ModelSpec& spec, const Dataset& all, const RunOption
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
           train_seconds);
 
-  const auto folder = std::filesystem::path(options.out_dir) / spec.model_type;
+  const auto folder = std::filesystem::path(options.out_dir) / spec.model_type / spec.version;
   std::filesystem::create_directories(folder);
   const std::string file = spec.name + ".pt";
   // Checked and validated in a staging folder first, so a file that fails never replaces

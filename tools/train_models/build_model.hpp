@@ -1,5 +1,5 @@
 // One shipped model from data to files: split, scale, train, export, calibrate, verify,
-// validate on held-out symbols, write <out>/<folder>/{<name>.pt, model.yaml}.
+// validate on held-out symbols, write <out>/<model_type>/<version>/{<name>.pt, model.yaml} (a model repository).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,7 @@ namespace predflow::train {
 struct ModelSpec {
   std::string model_type;  // normal_day | earnings_day (also the folder name)
   std::string name;        // lstm_normal_v2.2
+  std::string version;     // the repository's version folder: <out>/<model_type>/<version>/
   int default_epochs = 10;
 };
 

@@ -4,7 +4,7 @@ torch.jit.save) load with torch.jit.load and honour the interface of docs/models
 
     /usr/bin/python3 tools/train_models/check_models.py [--device cuda:0] [--ops LIB.so] [MODEL_DIR ...]
 
-Defaults to models/normal_day models/earnings_day models/testdata/python_tiny.
+Defaults to models/normal_day/2.2 models/earnings_day/2.2 models/testdata/python_tiny.
 Models that call predflow's operator (ops.predflow.dropout) need its shared library:
 --ops PATH, or $PREDFLOW_TORCH_OPS, or build/nodes/inference/libpredflow_torch_ops.so
 (target predflow_torch_ops), loaded with torch.ops.load_library.
@@ -18,7 +18,7 @@ import sys
 import torch
 import yaml
 
-DEFAULT_DIRS = ["models/normal_day", "models/earnings_day", "models/testdata/python_tiny"]
+DEFAULT_DIRS = ["models/normal_day/2.2", "models/earnings_day/2.2", "models/testdata/python_tiny"]
 
 
 def check(folder, device):

@@ -104,9 +104,9 @@ int main(int argc, char** argv) {
         static_cast<std::uintmax_t>(cli.market.seed), cli.market.symbols, cli.market.days,
         market.normal.rows(), market.earnings.rows());
     if (cli.only.empty() || cli.only == "normal")
-      predflow::train::build_model({"normal_day", "lstm_normal_v2.2", 8}, market.normal, cli.run);
+      predflow::train::build_model({"normal_day", "lstm_normal_v2.2", "2.2", 8}, market.normal, cli.run);
     if (cli.only.empty() || cli.only == "earnings")
-      predflow::train::build_model({"earnings_day", "lstm_earnings_v2.2", 60}, market.earnings,
+      predflow::train::build_model({"earnings_day", "lstm_earnings_v2.2", "2.2", 60}, market.earnings,
                                    cli.run);
     std::printf("done in %.1f s\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
