@@ -445,6 +445,7 @@ struct Runtime::Impl {
   std::mutex reload_jobs_mutex;
   std::vector<std::pair<std::thread, std::shared_future<void>>> reload_jobs;
   bool reloads_closed = false;  // under reload_jobs_mutex: run() is stopping the nodes
+  std::function<bool()> reload_signal_hook;  // on_reload_signal()
 
   Impl(const Plan& p, Metrics& m) : plan(p), metrics(m), limit(p.settings.max_in_flight) {}
 
@@ -474,7 +475,8 @@ struct Runtime::Impl {
     std::vector<Runtime::ReloadOutcome> outcomes;
     std::lock_guard one_at_a_time(reload_mutex);
     for (NodeRunner* node : targets) {
-      Runtime::ReloadOutcome o{node->plan().id};
+      Runtime::ReloadOutcome o;
+      o.node = node->plan().id;
       const auto t0 = Clock::now();
       if (stopping) {  // refused, not tried: neither counted nor logged as a failure
         o.message = "the pipeline is stopping";
@@ -773,7 +775,9 @@ void Runtime::stop_when_readable(int fd) {
     // The CLI writes the signal's number (engine/cli/main.cpp).
     if (byte == SIGHUP) {
       spdlog::info("msg=\"SIGHUP: reloading every node that reloads\"");
-      if (!impl_->start_reload_job([this] { impl_->reload(""); }))
+      if (!impl_->start_reload_job([this] {
+            if (!impl_->reload_signal_hook || !impl_->reload_signal_hook()) impl_->reload("");
+          }))
         spdlog::warn("msg=\"SIGHUP ignored: the pipeline is stopping\"");
       return true;  // watch on
     }
@@ -784,6 +788,8 @@ void Runtime::stop_when_readable(int fd) {
 }
 
 std::vector<Runtime::ReloadOutcome> Runtime::reload(const std::string& id) { return impl_->reload(id); }
+
+void Runtime::on_reload_signal(std::function<bool()> take) { impl_->reload_signal_hook = std::move(take); }
 
 bool Runtime::ready() const { return impl_->readiness().empty(); }
 bool Runtime::stopping() const { return impl_->stopping; }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,10 @@ class Runtime {
     double seconds = 0;
   };
   std::vector<ReloadOutcome> reload(const std::string& id = "");
+  // What SIGHUP does first, on the reload thread: `take` returns true when it took the
+  // signal (e.g. `predflow run` found its pipeline file changed and is replacing the whole
+  // graph), and the nodes are then not reloaded. Set before stop_when_readable().
+  void on_reload_signal(std::function<bool()> take);
 
   bool ready() const;
   bool stopping() const;

@@ -16,6 +16,7 @@
 
 #include "engine/cli/http_client.hpp"
 #include "engine/cli/reload.hpp"
+#include "engine/cli/run.hpp"
 #include "engine/cli/tap.hpp"
 #include "engine/cli/test_command.hpp"
 #include "engine/cli/top.hpp"
@@ -62,76 +63,6 @@ std::optional<Plan> load_or_report(const std::string& file, const std::vector<st
     std::cerr << e.diagnostics().size() << (e.diagnostics().size() == 1 ? " error" : " errors") << " in " << file << "\n";
     return std::nullopt;
   }
-}
-
-// Stop signals: the first SIGINT/SIGTERM asks the pipeline to drain, a second one exits
-// at once. A real handler rather than a blocked mask + sigwait: libraries (libtorch,
-// OpenBLAS) start threads before main(), and a signal delivered to one of those would
-// otherwise kill the process. The handler only does async-signal-safe work: it counts,
-// and hands the first signal to a watcher thread through a pipe.
-std::atomic<int> signals_received{0};
-int signal_pipe[2] = {-1, -1};
-
-extern "C" void on_stop_signal(int signal) {
-  if (signals_received.fetch_add(1) == 0) {
-    unsigned char byte = static_cast<unsigned char>(signal);
-    [[maybe_unused]] auto n = ::write(signal_pipe[1], &byte, 1);
-    return;
-  }
-  static const char message[] = "predflow: second signal, exiting without draining\n";
-  [[maybe_unused]] auto n = ::write(2, message, sizeof message - 1);
-  std::_Exit(128 + signal);
-}
-
-// SIGHUP: reload every node that reloads (models), as many times as it is sent. Through the
-// same pipe; the runtime tells the signals apart by the byte.
-extern "C" void on_reload_signal(int signal) {
-  unsigned char byte = static_cast<unsigned char>(signal);
-  [[maybe_unused]] auto n = ::write(signal_pipe[1], &byte, 1);
-}
-
-void install_stop_signal_handlers() {
-  if (::pipe(signal_pipe) != 0) throw std::runtime_error("cannot create the signal pipe");
-  struct sigaction action {};
-  action.sa_handler = on_stop_signal;
-  sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
-  struct sigaction reload {};
-  reload.sa_handler = on_reload_signal;
-  sigemptyset(&reload.sa_mask);
-  reload.sa_flags = SA_RESTART;
-  sigaction(SIGHUP, &reload, nullptr);
-}
-
-int run_command(const std::string& file, const std::vector<std::string>& overrides) {
-  install_stop_signal_handlers();  // a signal during start-up is kept in the pipe
-  auto plan = load_or_report(file, overrides);
-  if (!plan) return 1;
-  Metrics metrics;
-  metrics.add_collectable(std::make_shared<ProcessMetrics>());
-  metrics.add_collectable(build_info(PREDFLOW_VERSION, plan->name));
-  std::unique_ptr<Runtime> runtime;
-  try {
-    runtime = std::make_unique<Runtime>(*plan, metrics);
-    runtime->start();
-  } catch (const std::exception& e) {
-    spdlog::error("msg=\"start-up failed\" pipeline={} error=\"{}\"", plan->name, e.what());
-    std::cerr << "predflow: start-up failed: " << e.what() << "\n";
-    return 2;
-  }
-  // The runtime owns the thread that reads the signal pipe and joins it when destroyed: a
-  // signal during or after shutdown never reaches a runtime that is gone.
-  try {
-    runtime->stop_when_readable(signal_pipe[0]);
-  } catch (const std::exception& e) {
-    std::cerr << "predflow: start-up failed: " << e.what() << "\n";
-    return 2;
-  }
-  bool clean = runtime->run();
-  runtime.reset();
-  return clean ? 0 : 3;
 }
 
 struct ValidateOptions {
@@ -311,9 +242,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   bool markdown = false;
 
-  auto* run = app.add_subcommand("run", "Run a pipeline until its sources end or SIGINT/SIGTERM");
+  bool watch = false;
+  auto* run = app.add_subcommand("run", "Run a pipeline until its sources end or SIGINT/SIGTERM (SIGHUP: reload what changed)");
   run->add_option("file", file, "pipeline YAML file")->required();
   run->add_option("--set", overrides, "override a setting: path=value (e.g. nodes.window.max_delay=250ms)");
+  run->add_flag("--watch", watch,
+                "switch to the pipeline file when it changes: checked as validate --deep would, then the old graph drains "
+                "and the new one starts (an invalid file is logged and the old graph runs on)");
 
   ValidateOptions validate_options;
   auto* validate = app.add_subcommand("validate", "Check a pipeline file and list every error");
@@ -414,7 +349,7 @@ int main(int argc, char** argv) {
               << (log_level.empty() ? " (from PREDFLOW_LOG_LEVEL)" : "") << "\n";
     return 1;
   }
-  if (run->parsed()) return run_command(file, overrides);
+  if (run->parsed()) return run_command(RunOptions{file, overrides, watch});
   if (validate->parsed()) return validate_command(file, overrides, validate_options);
   if (graph->parsed() && !live_url.empty()) return live_graph_command(live_url, graph_format, out);
   if (graph->parsed()) {

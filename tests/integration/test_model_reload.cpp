@@ -39,12 +39,12 @@ void add_version(const fs::path& repo, const std::string& version) {
 
 bool torch_in_binary() { return run_shell("'" PREDFLOW_BINARY "' nodes torch_gpu_infer >/dev/null 2>&1").code == 0; }
 
-std::string pipeline(const fs::path& repo, int port, const std::string& watch) {
+std::string pipeline(const fs::path& repo, int port, const std::string& watch, int mc_samples = 4) {
   return "pipeline: reload_test\nsettings: {http_port: " + std::to_string(port) +
          "}\nnodes:\n"
          "  source: {type: generator, batches: 0, batch_size: 16, rate: 50}\n"
          "  model: {type: torch_gpu_infer, from: [source], model: \"" + repo.string() +
-         "\", device: cpu, mc_samples: 4, batch_size: 16, watch_versions: " + watch + "}\n"
+         "\", device: cpu, mc_samples: " + std::to_string(mc_samples) + ", batch_size: 16, watch_versions: " + watch + "}\n"
          "  stats: {type: mc_dropout, from: [model.out]}\n"
          "  done: {type: log_sink, from: [stats]}\n"
          "  dead: {type: log_sink, from: [model.dead]}\n";
@@ -146,6 +146,52 @@ TEST_CASE("predflow run: watch_versions loads a new version by itself, and a hal
   REQUIRE(run.signal(SIGTERM));
   REQUIRE(run.wait_exit(60000ms));
   CHECK(run.exit_code() == 0);
+}
+
+TEST_CASE("predflow run --watch and SIGHUP: a changed pipeline file drains the old graph and starts the new; a bad one is refused") {
+  if (!torch_in_binary()) {
+    MESSAGE("predflow built without libtorch: no model to reload");
+    return;
+  }
+  TempDir dir;
+  const fs::path repo = dir.path / "repo";
+  add_version(repo, "1");
+  const int port = free_loopback_port();
+  const std::string file = dir.write("watched.yaml", pipeline(repo, port, "0s", 4));
+  const std::string log = dir.file("run.log");
+  PredflowProcess run(PREDFLOW_BINARY, file, log, {}, {"--watch"});
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").first == 200; }, 60s));
+  auto log_has = [&](const std::string& text) { return contains(read_file(log), text); };
+  CHECK(log_has("mc_samples=4"));
+
+  // --watch: the file changes, the old graph drains (every generated batch acknowledged) and the new one starts.
+  std::this_thread::sleep_for(1100ms);  // another modification time than the first write
+  dir.write("watched.yaml", pipeline(repo, port, "0s", 6));
+  REQUIRE(eventually([&] { return log_has("msg=\"pipeline reloaded\""); }, 60s));
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").first == 200; }, 60s));
+  CHECK(log_has("trigger=watch"));
+  CHECK(log_has("mc_samples=6"));
+  CHECK(log_has("drained=true"));
+
+  // A file that would not start is refused with its line, and the running graph goes on.
+  dir.write("watched.yaml", pipeline(repo, port, "0s", 6) + "  broken: {type: no_such_node}\n");
+  REQUIRE(eventually([&] { return log_has("does not start: still running the old one"); }, 30s));
+  CHECK(log_has("watched.yaml:"));
+  CHECK(log_has("no_such_node"));
+  CHECK(run.running());
+  CHECK(http_get(port, "/readyz").first == 200);
+
+  // SIGHUP with a good change: the same switch, without waiting for the watch.
+  dir.write("watched.yaml", pipeline(repo, port, "0s", 8));
+  REQUIRE(run.signal(SIGHUP));
+  REQUIRE(eventually([&] { return contains(read_file(log), "mc_samples=8"); }, 60s));
+  REQUIRE(eventually([&] { return http_get(port, "/readyz").first == 200; }, 60s));
+
+  REQUIRE(run.signal(SIGTERM));
+  REQUIRE(run.wait_exit(60000ms));
+  INFO(read_file(log));
+  CHECK(run.exit_code() == 0);
+  CHECK_FALSE(log_has("msg=\"drain timed out\""));
 }
 
 }  // TEST_SUITE
