@@ -24,6 +24,7 @@
 #include "engine/circuit_breaker.hpp"
 #include "nodes/inference/mc_model.hpp"
 #include "nodes/inference/nvml_monitor.hpp"
+#include "nodes/inference/shadow_runner.hpp"
 #include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
@@ -54,6 +55,10 @@ NodeSpec torch_gpu_infer_spec() {
       .input("in", kind::features, "symbols with prices and a feature matrix of the model's input_width")
       .output("out", kind::samples, "the same rows with mc_samples samples each, model_type, model_version and device")
       .output("dead", kind::dead_letters, "rows that could not be predicted, as failures (stage inference)")
+      .output("shadow", kind::samples,
+              "with shadow_version: the candidate's samples for the rows the serving version predicted, labelled with "
+              "the candidate's model_version and carrying no acknowledgement (connect mc_dropout and a sink writing "
+              "other tables to keep them; leave it unconnected to keep only the comparison metrics)")
       .field(field::path("model").require().describe(
           "a model repository (a folder of version folders: models/normal_day/2.2/model.yaml), a model folder holding "
           "model.yaml, or the model.yaml file; a relative path is looked up beside the pipeline file first, then in the "
@@ -61,6 +66,14 @@ NodeSpec torch_gpu_infer_spec() {
       .field(field::string("version").default_value("latest").describe(
           "the version policy of a repository: latest (the highest version folder, in natural order: 2.9 < 2.10) or "
           "the version to pin (e.g. 2.2); a single model folder or file has no versions and takes only latest"))
+      .field(field::string("shadow_version").default_value("").describe(
+          "a version of the same repository to run in shadow: on a copy of every batch the serving version predicted, "
+          "on a thread of its own, its predictions only on the `shadow` port, never published or acknowledged; per row "
+          "|Δ mean| and the band ratio against the serving version go to predflow_shadow_mean_abs_diff and "
+          "predflow_shadow_band_ratio (empty = no shadow)"))
+      .field(field::integer("shadow_queue").default_value("8").at_least(1).at_most(1024).in_unit("batches").describe(
+          "batches that may wait for the shadow candidate; when it falls further behind, batches are left out of the "
+          "comparison (predflow_shadow_skipped_rows_total) rather than slowing the serving version"))
       .field(field::duration("watch_versions").default_value("0s").at_least(0).describe(
           "how often to look for a new version in the repository and, when the policy names another version than the "
           "one serving (or its files changed), reload; 0s = only on SIGHUP, POST /nodes/ID/reload or predflow reload"))
@@ -127,6 +140,8 @@ class TorchGpuInfer : public Processor {
         model_path_(ctx.config.get_string("model")),
         version_(ctx.config.get_string("version")),
         watch_versions_(ctx.config.get_duration("watch_versions")),
+        shadow_version_(ctx.config.get_string("shadow_version")),
+        shadow_queue_(static_cast<std::size_t>(ctx.config.get_int("shadow_queue"))),
         device_(ctx.config.get_string("device")),
         batch_size_(static_cast<std::size_t>(ctx.config.get_int("batch_size"))),
         samples_(static_cast<int>(ctx.config.get_int("mc_samples"))),
@@ -185,6 +200,20 @@ class TorchGpuInfer : public Processor {
     auto options = model_options();
     options.warmup_iterations = 0;
     McModel model(load_card(), options);
+    if (!shadow_version_.empty()) McModel shadow(load_shadow_card(model.card()), options);
+  }
+
+  // The shadow candidate's card: a version of the same repository that the serving
+  // version's rows fit (the same input_width and model_type).
+  inference::ModelCard load_shadow_card(const inference::ModelCard& serving) const {
+    const auto choice = inference::choose_model(model_path_, shadow_version_);
+    inference::ModelCard card = inference::load_model_card(choice.yaml_path);
+    card.version = choice.version;
+    if (card.input_width != serving.input_width || card.model_type != serving.model_type)
+      throw std::runtime_error("shadow_version " + shadow_version_ + ": " + card.name + " is a " + card.model_type + " model of " +
+                               std::to_string(card.input_width) + " features, but the serving " + serving.name + " is " +
+                               serving.model_type + " of " + std::to_string(serving.input_width));
+    return card;
   }
 
   void start() override {
@@ -213,6 +242,12 @@ class TorchGpuInfer : public Processor {
     {
       std::lock_guard lock(serving_mutex_);
       serving_ = std::move(generation);
+    }
+    if (!shadow_version_.empty()) {
+      auto candidate = std::make_unique<McModel>(load_shadow_card(c), model_options());
+      spdlog::info("msg=\"shadow candidate loaded\" node={} candidate={} version={} device={} queue={}", id_,
+                   candidate->card().name, candidate->card().version, candidate->device(), shadow_queue_);
+      shadow_ = std::make_unique<inference::ShadowRunner>(id_, std::move(candidate), samples_, shadow_queue_, metrics_);
     }
     start_gpu_monitor(device);
     start_version_watch();
@@ -261,6 +296,12 @@ class TorchGpuInfer : public Processor {
     monitor_cv_.notify_all();
     if (monitor_.joinable()) monitor_.join();
     if (watch_.joinable()) watch_.join();
+    shadow_.reset();
+  }
+
+  // Nothing may be emitted after flush(): the shadow finishes what it was given first.
+  void flush(Output&) override {
+    if (shadow_) shadow_->drain();
   }
 
   bool ready() const override { return ready_; }
@@ -566,6 +607,7 @@ class TorchGpuInfer : public Processor {
       (*batch)[col::samples].values = std::move(samples);
       (*batch)[col::sample_means] = std::move(means);
       label(*batch);
+      if (shadow_) shadow_->offer(*batch, out, 2);
       out.emit(0, std::move(batch));
       return;
     }
@@ -600,6 +642,7 @@ class TorchGpuInfer : public Processor {
       for (std::uint32_t r : good) kept_means.push_back(means[r]);
     label(*ok);
     batch.reset();
+    if (shadow_) shadow_->offer(*ok, out, 2);
     out.emit(0, std::move(ok));
     out.emit(1, std::move(dead));
   }
@@ -652,6 +695,8 @@ class TorchGpuInfer : public Processor {
   Metrics& metrics_;
   const std::string model_path_, version_;
   const Duration watch_versions_;
+  const std::string shadow_version_;
+  const std::size_t shadow_queue_;
   const std::string device_;
   const std::size_t batch_size_;
   const int samples_;
@@ -677,6 +722,7 @@ class TorchGpuInfer : public Processor {
   std::atomic<bool> ready_{false};
   std::thread monitor_;
   std::thread watch_;  // watch_versions
+  std::unique_ptr<inference::ShadowRunner> shadow_;  // shadow_version
   std::mutex monitor_mutex_;
   std::condition_variable monitor_cv_;
   bool monitor_stop_ = false;

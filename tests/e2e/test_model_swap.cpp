@@ -12,7 +12,7 @@ using namespace predflow::test;
 using namespace predflow::test::m5;
 namespace fs = std::filesystem;
 
-TEST_CASE("m5.yaml: a model swapped by SIGHUP while windows arrive loses nothing; each symbol's version changes once") {
+TEST_CASE("m5.yaml: a model swapped by SIGHUP while windows arrive loses nothing, each symbol's version changes once") {
   ServerStack servers;
   servers.start();
   TempDir dir;
@@ -92,7 +92,7 @@ TEST_CASE("m5.yaml: a model swapped by SIGHUP while windows arrive loses nothing
         std::string::npos);
 }
 
-TEST_CASE("predflow run --watch on m5.yaml: a pipeline edit while windows arrive drains the old graph; every symbol stored once") {
+TEST_CASE("predflow run --watch on m5.yaml: a pipeline edit while windows arrive drains the old graph, every symbol stored once") {
   ServerStack servers;
   servers.start();
   TempDir dir;

@@ -191,3 +191,67 @@ TEST_CASE("torch_gpu_infer reload while batches flow on two workers: no row lost
   h.output.clear();
   CHECK(served_version(h) == "lstm_test_2");
 }
+
+TEST_CASE("torch_gpu_infer shadow_version: the candidate predicts copies of the served rows on the shadow port, compared in metrics") {
+  TempDir dir;
+  const fs::path repo = dir.path() / "repo";
+  add_version(repo, "1");
+  add_version(repo, "2");
+  NodeHarness h("torch_gpu_infer", repo_settings(dir, "version: \"1\", shadow_version: \"2\""));
+  h.start();
+  auto batch = feature_batch(20, 20);
+  const AckPtr token = std::make_shared<AckToken>([](AckOutcome) {});
+  batch->acks = {token};
+  h.process(batch);
+  h.process(feature_batch(12, 20));
+  h.processor().flush(h.output);  // waits for the shadow: nothing is emitted after flush
+  // The served rows: version 1, on `out`, with their token.
+  REQUIRE(h.output.out().size() == 2);
+  CHECK((*h.output.out()[0])[col::model_version] == "lstm_test_1");
+  CHECK(h.output.out()[0]->acks.size() == 1);
+  // The candidate's: version 2, the same rows, on `shadow` (port 2), without any token.
+  const auto shadow = h.output.snapshot(2);
+  REQUIRE(shadow.size() == 2);
+  CHECK((*shadow[0])[col::model_version] == "lstm_test_2");
+  CHECK(shadow[0]->symbols == h.output.out()[0]->symbols);
+  CHECK(shadow[0]->acks.empty());
+  CHECK(shadow[0]->shared_acks.empty());
+  CHECK((*shadow[0])[col::samples].values.size() == 20 * 4);
+  CHECK(shadow[1]->size() == 12);
+  // Same weights, other random draws: the means differ a little, the bands are alike.
+  const std::string m = h.metrics_text();
+  CHECK(metric_value(m, "predflow_shadow_rows_total{candidate=\"lstm_test_2\",node=\"subject\"}") == 32);
+  CHECK(metric_value(m, "predflow_shadow_mean_abs_diff_count{candidate=\"lstm_test_2\",node=\"subject\"}") == 32);
+  CHECK(metric_value(m, "predflow_shadow_band_ratio_count{candidate=\"lstm_test_2\",node=\"subject\"}") == 32);
+  CHECK(metric_value(m, "predflow_shadow_mean_abs_diff_bucket{candidate=\"lstm_test_2\",node=\"subject\",le=\"0.1\"}") == 32);
+  CHECK(metric_value(m, "predflow_shadow_skipped_rows_total{candidate=\"lstm_test_2\",node=\"subject\"}") == 0);
+}
+
+TEST_CASE("torch_gpu_infer shadow_version: a candidate of another model type is refused at start, a full queue skips, never waits") {
+  TempDir dir;
+  const fs::path repo = dir.path() / "repo";
+  add_version(repo, "1");
+  add_version(repo, "2");
+  std::string yaml = read_text(repo / "2" / "model.yaml");
+  yaml.replace(yaml.find("model_type: normal_day"), 22, "model_type: earnings_day");
+  write_file(repo / "2" / "model.yaml", yaml);
+  NodeHarness wrong("torch_gpu_infer", repo_settings(dir, "version: \"1\", shadow_version: \"2\""));
+  CHECK_THROWS_WITH_AS(wrong.start(), doctest::Contains("shadow_version 2: lstm_test_2 is a earnings_day model of 20 features, but the serving lstm_test_1 is normal_day of 20"),
+                       std::runtime_error);
+  NodeHarness missing("torch_gpu_infer", repo_settings(dir, "version: \"1\", shadow_version: \"9\""));
+  CHECK_THROWS_WITH_AS(missing.start(), doctest::Contains("version 9 is pinned but not in repository"), std::runtime_error);
+
+  // A queue of one batch, fed as fast as the serving version goes: every row is either
+  // compared or counted as skipped, and flush() returns once the candidate is done.
+  add_version(repo, "3");
+  NodeHarness h("torch_gpu_infer", repo_settings(dir, "version: \"1\", shadow_version: \"3\", shadow_queue: 1"));
+  h.start();
+  for (int i = 0; i < 30; ++i) h.process(feature_batch(16, 20));
+  h.processor().flush(h.output);
+  CHECK(h.output.out().size() == 30);
+  const std::string m = h.metrics_text();
+  const double done = metric_value(m, "predflow_shadow_rows_total{candidate=\"lstm_test_3\",node=\"subject\"}");
+  const double skipped = metric_value(m, "predflow_shadow_skipped_rows_total{candidate=\"lstm_test_3\",node=\"subject\"}");
+  CHECK(done + skipped == 30 * 16);
+  CHECK(h.output.snapshot(2).size() * 16 == static_cast<std::size_t>(done));
+}

@@ -58,7 +58,7 @@ std::string info_series(const std::string& version) {
 
 TEST_SUITE("integration.model_reload") {
 
-TEST_CASE("predflow run: SIGHUP and predflow reload swap versions while batches flow; a bad version keeps the old") {
+TEST_CASE("predflow run: SIGHUP and predflow reload swap versions while batches flow, a bad version keeps the old") {
   if (!torch_in_binary()) {
     MESSAGE("predflow built without libtorch: no model to reload");
     return;
@@ -77,8 +77,9 @@ TEST_CASE("predflow run: SIGHUP and predflow reload swap versions while batches 
   add_version(repo, "2");
   REQUIRE(run.signal(SIGHUP));
   CHECK(eventually([&] { return contains(http_get(port, "/metrics").second, info_series("2")); }, 60s));
+  // Counted once the reload has returned, a moment after the new version serves.
+  CHECK(eventually([&] { return contains(http_get(port, "/metrics").second, "predflow_reloads_total{node=\"model\",result=\"ok\"} 1"); }, 10s));
   const std::string metrics = http_get(port, "/metrics").second;
-  CHECK(contains(metrics, "predflow_reloads_total{node=\"model\",result=\"ok\"} 1"));
   CHECK(contains(metrics, "lstm_test_1\",node=\"model\"} 0"));
 
   // predflow reload: nothing new, then a broken version 3 (refused: 2 serves on), then 4.
@@ -148,7 +149,7 @@ TEST_CASE("predflow run: watch_versions loads a new version by itself, and a hal
   CHECK(run.exit_code() == 0);
 }
 
-TEST_CASE("predflow run --watch and SIGHUP: a changed pipeline file drains the old graph and starts the new; a bad one is refused") {
+TEST_CASE("predflow run --watch and SIGHUP: a changed pipeline file drains the old graph and starts the new, a bad one is refused") {
   if (!torch_in_binary()) {
     MESSAGE("predflow built without libtorch: no model to reload");
     return;

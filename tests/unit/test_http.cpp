@@ -164,7 +164,7 @@ TEST_CASE("the HTTP server survives a flood: idle connections past its cap, huge
   server.stop();
 }
 
-TEST_CASE("POST actions: answered when their work is done, without holding other requests; methods and paths checked") {
+TEST_CASE("POST actions: answered when their work is done, without holding other requests, methods and paths checked") {
   std::promise<HttpResponse> work;
   auto answer = work.get_future().share();
   std::atomic<int> started{0};

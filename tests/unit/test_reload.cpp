@@ -47,7 +47,7 @@ std::string pipeline(int port, const std::string& fail_file) {
 
 }  // namespace
 
-TEST_CASE("reload over HTTP: one node or all, 422 with the reason when one fails, counted; 404 for a node that does not reload") {
+TEST_CASE("reload over HTTP: one node or all, 422 with the reason when one fails, counted, 404 for a node that does not reload") {
   Recorder::instance().reset();
   const int port = free_port();
   const std::string fail_file = (std::filesystem::temp_directory_path() / ("predflow-reload-fail-" + std::to_string(::getpid()))).string();
@@ -110,7 +110,7 @@ TEST_CASE("reload over HTTP: one node or all, 422 with the reason when one fails
   for (const auto& [message, times] : acks.done) CHECK_MESSAGE(times == 1, "message " << message);
 }
 
-TEST_CASE("Runtime::reload: by id, every reloadable node, the reasons for unknown and non-reloading nodes; refused once stopping") {
+TEST_CASE("Runtime::reload: by id, every reloadable node, the reasons for unknown and non-reloading nodes, refused once stopping") {
   Recorder::instance().reset();
   Plan plan = load_plan_text(pipeline(0, ""), "reload.yaml", env_of({}));
   Metrics metrics;
@@ -143,7 +143,7 @@ TEST_CASE("Runtime::reload: by id, every reloadable node, the reasons for unknow
   CHECK(late[0].message == "the pipeline is stopping");
 }
 
-TEST_CASE("the SIGHUP byte on the signal pipe reloads every reloadable node and keeps watching; another byte stops") {
+TEST_CASE("the SIGHUP byte on the signal pipe reloads every reloadable node and keeps watching, another byte stops") {
   Recorder::instance().reset();
   Plan plan = load_plan_text(pipeline(0, ""), "reload.yaml", env_of({}));
   Metrics metrics;
