@@ -516,6 +516,7 @@ struct Runtime::Impl {
     auto done = task.get_future().share();
     reload_jobs.emplace_back(std::thread([task = std::move(task)]() mutable {
                                name_this_thread("reload");
+                               lower_this_thread_priority();  // the graph keeps the CPU while a model loads
                                task();
                              }),
                              done);

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <string>
 #include <string_view>
@@ -24,6 +26,11 @@ inline std::string thread_label(std::string_view id, std::string_view suffix = {
 inline void name_this_thread(std::string_view id, std::string_view suffix = {}) {
   pthread_setname_np(pthread_self(), thread_label(id, suffix).c_str());
 }
+
+// Lowers the calling thread's CPU priority (nice +10, Linux: per thread) for background
+// work that must not slow the pipeline down on a busy machine, e.g. loading and warming up a
+// new model version while the old one serves. Best effort.
+inline void lower_this_thread_priority() { ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10); }
 
 // Names the calling thread for a scope, then gives it its name back: for calls into a
 // client library that starts threads of its own (nats.c's reader, flusher and timers),

@@ -443,6 +443,7 @@ class TorchGpuInfer : public Processor {
     if (watch_versions_ <= Duration::zero()) return;
     watch_ = std::thread([this] {
       name_this_thread(id_, ":watch");
+      lower_this_thread_priority();  // loading a new version must not slow the serving one
       std::string failed;  // the signature of the version that last failed to load
       std::unique_lock lock(monitor_mutex_);
       while (!monitor_cv_.wait_for(lock, watch_versions_, [this] { return monitor_stop_; })) {
