@@ -25,6 +25,8 @@
 #include "nodes/inference/mc_model.hpp"
 #include "nodes/inference/nvml_monitor.hpp"
 #include "nodes/inference/shadow_runner.hpp"
+#include "nodes/inference/canary_judge.hpp"
+#include "nodes/inference/mc_stats.hpp"
 #include "nodes/schema/prediction_columns.hpp"
 
 namespace predflow {
@@ -74,6 +76,32 @@ NodeSpec torch_gpu_infer_spec() {
       .field(field::integer("shadow_queue").default_value("8").at_least(1).at_most(1024).in_unit("batches").describe(
           "batches that may wait for the shadow candidate; when it falls further behind, batches are left out of the "
           "comparison (predflow_shadow_skipped_rows_total) rather than slowing the serving version"))
+      .field(field::string("canary_version").default_value("").describe(
+          "a version of the same repository to serve a stable share of the symbols (canary_share, by a hash of the "
+          "symbol) while the serving version predicts the rest; judged every canary_window against the serving "
+          "version and rolled back by itself when it crosses a limit; rows it fails are predicted by the serving "
+          "version instead (empty = no canary)"))
+      .field(field::number("canary_share").default_value("5").at_least(0).at_most(100).in_unit("%").describe(
+          "the share of the symbols the canary candidate predicts"))
+      .field(field::duration("canary_window").default_value("60s").at_least(0.001).describe(
+          "how often the candidate is judged (each window needs canary_min_rows on both sides first)"))
+      .field(field::integer("canary_min_rows").default_value("50").at_least(1).in_unit("rows").describe(
+          "rows each side needs in a window before it is judged"))
+      .field(field::number("canary_max_error_rate").default_value("0.01").at_least(0).at_most(1).describe(
+          "rollback when more of the candidate's rows than this fail (a failed call, a non-finite sample)"))
+      .field(field::number("canary_max_latency_ratio").default_value("3").at_least(0).describe(
+          "rollback when a candidate call takes longer on average than this many times a serving call (the "
+          "candidate's calls are smaller)"))
+      .field(field::number("canary_max_mean_shift").default_value("0.005").at_least(0).describe(
+          "rollback when the candidate's average predicted return differs from the serving version's by more (the "
+          "hash split makes the two sets of symbols alike)"))
+      .field(field::number("canary_min_band_ratio").default_value("0.5").at_least(0).describe(
+          "rollback when the candidate's median band (p90 - p10) is narrower than this times the serving version's"))
+      .field(field::number("canary_max_band_ratio").default_value("2").at_least(0).describe(
+          "rollback when the candidate's median band is wider than this times the serving version's"))
+      .field(field::integer("canary_promote_after").default_value("0").at_least(0).in_unit("windows").describe(
+          "promote the candidate to serve every symbol after this many windows passed in a row (0 = never by "
+          "itself: pin it and reload)"))
       .field(field::duration("watch_versions").default_value("0s").at_least(0).describe(
           "how often to look for a new version in the repository and, when the policy names another version than the "
           "one serving (or its files changed), reload; 0s = only on SIGHUP, POST /nodes/ID/reload or predflow reload"))
@@ -142,6 +170,13 @@ class TorchGpuInfer : public Processor {
         watch_versions_(ctx.config.get_duration("watch_versions")),
         shadow_version_(ctx.config.get_string("shadow_version")),
         shadow_queue_(static_cast<std::size_t>(ctx.config.get_int("shadow_queue"))),
+        canary_version_(ctx.config.get_string("canary_version")),
+        canary_share_(ctx.config.get_number("canary_share") / 100.0),
+        canary_promote_after_(static_cast<int>(ctx.config.get_int("canary_promote_after"))),
+        canary_limits_{ctx.config.get_duration("canary_window"), ctx.config.get_int("canary_min_rows"),
+                       ctx.config.get_number("canary_max_error_rate"), ctx.config.get_number("canary_max_latency_ratio"),
+                       ctx.config.get_number("canary_max_mean_shift"), ctx.config.get_number("canary_min_band_ratio"),
+                       ctx.config.get_number("canary_max_band_ratio")},
         device_(ctx.config.get_string("device")),
         batch_size_(static_cast<std::size_t>(ctx.config.get_int("batch_size"))),
         samples_(static_cast<int>(ctx.config.get_int("mc_samples"))),
@@ -200,17 +235,18 @@ class TorchGpuInfer : public Processor {
     auto options = model_options();
     options.warmup_iterations = 0;
     McModel model(load_card(), options);
-    if (!shadow_version_.empty()) McModel shadow(load_shadow_card(model.card()), options);
+    if (!shadow_version_.empty()) McModel shadow(load_candidate_card("shadow_version", shadow_version_, model.card()), options);
+    if (!canary_version_.empty()) McModel canary(load_candidate_card("canary_version", canary_version_, model.card()), options);
   }
 
-  // The shadow candidate's card: a version of the same repository that the serving
-  // version's rows fit (the same input_width and model_type).
-  inference::ModelCard load_shadow_card(const inference::ModelCard& serving) const {
-    const auto choice = inference::choose_model(model_path_, shadow_version_);
+  // A candidate's card (shadow or canary): a version of the same repository that the
+  // serving version's rows fit (the same input_width and model_type).
+  inference::ModelCard load_candidate_card(const std::string& field, const std::string& version, const inference::ModelCard& serving) const {
+    const auto choice = inference::choose_model(model_path_, version);
     inference::ModelCard card = inference::load_model_card(choice.yaml_path);
     card.version = choice.version;
     if (card.input_width != serving.input_width || card.model_type != serving.model_type)
-      throw std::runtime_error("shadow_version " + shadow_version_ + ": " + card.name + " is a " + card.model_type + " model of " +
+      throw std::runtime_error(field + " " + version + ": " + card.name + " is a " + card.model_type + " model of " +
                                std::to_string(card.input_width) + " features, but the serving " + serving.name + " is " +
                                serving.model_type + " of " + std::to_string(serving.input_width));
     return card;
@@ -244,10 +280,21 @@ class TorchGpuInfer : public Processor {
       serving_ = std::move(generation);
     }
     if (!shadow_version_.empty()) {
-      auto candidate = std::make_unique<McModel>(load_shadow_card(c), model_options());
+      auto candidate = std::make_unique<McModel>(load_candidate_card("shadow_version", shadow_version_, c), model_options());
       spdlog::info("msg=\"shadow candidate loaded\" node={} candidate={} version={} device={} queue={}", id_,
                    candidate->card().name, candidate->card().version, candidate->device(), shadow_queue_);
       shadow_ = std::make_unique<inference::ShadowRunner>(id_, std::move(candidate), samples_, shadow_queue_, metrics_);
+    }
+    if (!canary_version_.empty() && canary_share_ > 0) {
+      auto candidate = load_generation(load_candidate_card("canary_version", canary_version_, c));
+      const std::string canary_device = candidate->models.front()->device();
+      model_info(candidate->card, canary_device).Set(1);
+      canary_gauge(candidate->card).Set(canary_share_);
+      spdlog::info("msg=\"canary started\" node={} candidate={} version={} share={} window={} promote_after={}", id_,
+                   candidate->card.name, candidate->card.version, canary_share_, format_duration(canary_limits_.window),
+                   canary_promote_after_);
+      std::lock_guard lock(serving_mutex_);
+      canary_ = std::make_shared<Canary>(std::move(candidate), canary_share_, canary_limits_);
     }
     start_gpu_monitor(device);
     start_version_watch();
@@ -308,6 +355,39 @@ class TorchGpuInfer : public Processor {
 
   void process(BatchPtr in, Output& out) override {
     auto batch = Batch::take(std::move(in));
+    auto canary = active_canary();
+    if (!canary || batch->size() == 0) return serve(std::move(batch), out, canary.get());
+    // The canary's share of the symbols goes to the candidate, the rest to the serving version.
+    std::vector<std::uint32_t> to_candidate, to_serving;
+    for (std::uint32_t r = 0; r < batch->size(); ++r)
+      (inference::in_canary_share(batch->symbols[r], canary->share) ? to_candidate : to_serving).push_back(r);
+    if (to_candidate.empty()) return serve(std::move(batch), out, canary.get());
+    auto candidate_rows = make_batch(batch->select(to_candidate));
+    std::vector<RowFailure> carried = std::move(batch->failures);  // they travel once
+    if (!to_serving.empty()) {
+      auto serving_rows = make_batch(batch->select(to_serving));
+      serving_rows->failures = std::move(carried);
+      carried.clear();
+      batch.reset();
+      serve(std::move(serving_rows), out, canary.get());
+    }
+    batch.reset();
+    candidate_rows->failures = std::move(carried);
+    serve_canary(*canary, std::move(candidate_rows), out);
+    judge_canary(canary);
+  }
+
+ private:
+  // The serving version predicts the batch. With a canary running, its rows' means and bands
+  // are recorded for the comparison.
+  struct Canary;
+  struct Outcome {
+    bool ok = false;
+    std::string reason;
+    std::string error;
+    int attempts = 1;
+  };
+  void serve(std::shared_ptr<Batch> batch, Output& out, Canary* canary) {
     const std::size_t rows = batch->size();
     if (rows == 0) {  // failures only: pass them on
       if (!batch->empty()) out.emit(0, std::move(batch));
@@ -315,7 +395,7 @@ class TorchGpuInfer : public Processor {
     }
     // A copy of the version serving now, for the whole batch: a reload meanwhile does not
     // change the model under it.
-    Lease lease(*this);
+    Lease lease(serving());
     const auto& card = lease.generation->card;
     std::vector<Outcome> outcome(rows);
     const auto S = static_cast<std::size_t>(samples_);
@@ -338,7 +418,13 @@ class TorchGpuInfer : public Processor {
       count_error("width_mismatch");
       for (auto& o : outcome) o = {false, "width_mismatch", error, 0};
     } else {
+      const auto t0 = Clock::now();
       run_chunks(lease.model, *batch, outcome, samples, means, device);
+      if (canary != nullptr) {
+        const auto [row_means, bands] = row_summaries(samples, means, outcome);
+        std::lock_guard lock(canary->mutex);
+        canary->judge.serving(std::chrono::duration<double>(Clock::now() - t0).count(), row_means, bands);
+      }
     }
 
     // A model that returns NaN or infinity for a row has no prediction for it.
@@ -351,10 +437,147 @@ class TorchGpuInfer : public Processor {
           break;
         }
     }
+    count_rows(card, rows);
     emit_results(std::move(batch), card, outcome, std::move(samples), std::move(means), device, out);
   }
 
- private:
+  // --- the canary (canary_version) ---------------------------------------------------
+
+  std::shared_ptr<Canary> active_canary() const {
+    std::lock_guard lock(serving_mutex_);
+    return canary_;
+  }
+
+  // Each row's published mean and band (p90 − p10), NaN where it has no prediction.
+  std::pair<std::vector<double>, std::vector<double>> row_summaries(const std::vector<float>& samples, const std::vector<double>& means,
+                                                                    const std::vector<Outcome>& outcome) const {
+    const std::size_t S = static_cast<std::size_t>(samples_);
+    std::vector<double> row_means, bands;
+    for (std::size_t r = 0; r < outcome.size(); ++r) {
+      if (!outcome[r].ok) continue;
+      const auto s = inference::summarize(std::span<const float>(samples.data() + r * S, S));
+      row_means.push_back(means.empty() ? s.mean : means[r]);
+      bands.push_back(s.p90 - s.p10);
+    }
+    return {std::move(row_means), std::move(bands)};
+  }
+
+  // The candidate predicts its share. Rows it cannot predict (a failed call, a non-finite
+  // sample) go to the serving version instead: the canary never costs a row.
+  void serve_canary(Canary& canary, std::shared_ptr<Batch> batch, Output& out) {
+    const std::size_t rows = batch->size(), S = static_cast<std::size_t>(samples_);
+    Lease lease(canary.generation);
+    const auto& card = lease.generation->card;
+    std::vector<Outcome> outcome(rows);
+    std::vector<float> samples(rows * S);
+    std::vector<double> means(lease.model.rao_blackwell() && S > 1 ? rows : 0);
+    const auto& features = (*batch)[col::features];
+    const auto t0 = Clock::now();
+    try {
+      lease.model.infer(std::span<const float>(features.values.data(), features.values.size()), features.width, samples_,
+                        std::span<float>(samples), std::span<double>(means));
+      for (std::size_t r = 0; r < rows; ++r) {
+        outcome[r] = {true, "", "", 1};
+        for (std::size_t k = 0; k < S && outcome[r].ok; ++k)
+          if (!std::isfinite(samples[r * S + k]) || (!means.empty() && !std::isfinite(means[r]))) outcome[r].ok = false;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("msg=\"canary candidate failed: its rows go to the serving version\" node={} candidate={} rows={} error=\"{}\"",
+                   id_, card.name, rows, e.what());
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::vector<std::uint32_t> good, failed;
+    for (std::uint32_t r = 0; r < rows; ++r) (outcome[r].ok ? good : failed).push_back(r);
+    {
+      const auto [row_means, bands] = row_summaries(samples, means, outcome);
+      std::lock_guard lock(canary.mutex);
+      canary.judge.candidate(seconds, row_means, bands, static_cast<std::int64_t>(failed.size()));
+    }
+    std::vector<RowFailure> carried = std::move(batch->failures);
+    if (!failed.empty()) {
+      auto again = make_batch(batch->select(failed));
+      again->failures = std::move(carried);
+      carried.clear();
+      serve(std::move(again), out, nullptr);
+    }
+    if (good.empty()) return;
+    auto ok = make_batch(batch->select(good));
+    ok->failures = std::move(carried);
+    auto& kept = (*ok)[col::samples].values;
+    kept.reserve(good.size() * S);
+    for (std::uint32_t r : good) kept.insert(kept.end(), samples.begin() + r * S, samples.begin() + (r + 1) * S);
+    auto& kept_means = (*ok)[col::sample_means];
+    kept_means.clear();
+    if (!means.empty())
+      for (std::uint32_t r : good) kept_means.push_back(means[r]);
+    (*ok)[col::samples].width = S;
+    (*ok)[col::model_type] = card.model_type;
+    (*ok)[col::model_version] = card.name;
+    (*ok)[col::device] = lease.model.device();
+    batch.reset();
+    count_rows(card, good.size());
+    out.emit(0, std::move(ok));
+  }
+
+  // After a window: roll the candidate back (it crossed a limit), or count a passed window
+  // and promote it after canary_promote_after of them.
+  void judge_canary(const std::shared_ptr<Canary>& canary) {
+    inference::CanaryJudge::Verdict verdict;
+    int passed = 0;
+    {
+      std::lock_guard lock(canary->mutex);
+      verdict = canary->judge.judge(Clock::now());
+      if (!verdict.judged) return;
+      if (verdict.violation.empty()) passed = ++canary->passed_windows;
+    }
+    const auto& candidate = canary->generation->card;
+    const std::string device = canary->generation->models.front()->device();
+    if (!verdict.violation.empty()) {
+      {
+        std::lock_guard lock(serving_mutex_);
+        if (canary_ != canary) return;  // another worker ended it first
+        canary_.reset();
+      }
+      model_info(candidate, device).Set(0);
+      canary_gauge(candidate).Set(0);
+      metrics_.counter("predflow_canary_rollbacks_total", "Canaries rolled back because the candidate crossed a limit",
+                       {{"node", id_}, {"candidate", candidate.name}})
+          .Increment();
+      spdlog::error("msg=\"canary rolled back: every symbol goes to the serving version again\" node={} candidate={} reason=\"{}\" {}",
+                    id_, candidate.name, verdict.violation, verdict.summary);
+      return;
+    }
+    spdlog::info("msg=\"canary window passed\" node={} candidate={} passed_windows={} {}", id_, candidate.name, passed, verdict.summary);
+    if (canary_promote_after_ <= 0 || passed < canary_promote_after_) return;
+    std::shared_ptr<Generation> old;
+    {
+      std::lock_guard lock(serving_mutex_);
+      if (canary_ != canary) return;
+      canary_.reset();
+      old = serving_;
+      serving_ = canary->generation;
+    }
+    model_info(old->card, old->models.front()->device()).Set(0);
+    canary_gauge(candidate).Set(0);
+    metrics_.counter("predflow_canary_promotions_total", "Canaries promoted: the candidate serves every symbol",
+                     {{"node", id_}, {"candidate", candidate.name}})
+        .Increment();
+    spdlog::warn("msg=\"canary promoted: the candidate serves every symbol\" node={} from=\"{}\" to=\"{}\" passed_windows={}", id_,
+                 describe(old->card), describe(candidate), passed);
+  }
+
+  prometheus::Gauge& canary_gauge(const inference::ModelCard& candidate) {
+    return metrics_.gauge("predflow_canary_share", "The share of the symbols (0..1) a canary candidate serves; 0 once it ended",
+                          {{"node", id_}, {"candidate", candidate.name}});
+  }
+
+  // predflow_model_rows_total{node,model_version}: rows each version predicted.
+  void count_rows(const inference::ModelCard& card, std::size_t rows) {
+    if (rows == 0) return;
+    metrics_.counter("predflow_model_rows_total", "Rows each model version predicted", {{"node", id_}, {"model_version", card.name}})
+        .Increment(static_cast<double>(rows));
+  }
+
   // One loaded version: its card and a copy of the model per worker thread (a TorchScript
   // module and McModel's staging buffers serve one call at a time; the shipped models hold
   // under 1 MiB of weights each). Batches lease a copy from the version serving when they
@@ -383,6 +606,16 @@ class TorchGpuInfer : public Processor {
     }
   };
 
+  struct Canary {
+    std::shared_ptr<Generation> generation;
+    double share = 0;  // 0..1
+    std::mutex mutex;  // the judge and the count of passed windows
+    inference::CanaryJudge judge;
+    int passed_windows = 0;
+    Canary(std::shared_ptr<Generation> g, double s, inference::CanaryLimits limits)
+        : generation(std::move(g)), share(s), judge(limits, Clock::now()) {}
+  };
+
   // Every copy loads, answers its test input and warms up (McModel's constructor) before
   // the version may serve.
   std::shared_ptr<Generation> load_generation(inference::ModelCard card) const {
@@ -406,7 +639,7 @@ class TorchGpuInfer : public Processor {
   // A model copy of the serving version, held for one batch. There are as many copies as
   // worker threads, so a worker never waits for one.
   struct Lease {
-    explicit Lease(TorchGpuInfer& node) : generation(node.serving()), model(generation->take()) {}
+    explicit Lease(std::shared_ptr<Generation> g) : generation(std::move(g)), model(generation->take()) {}
     ~Lease() { generation->give_back(model); }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
@@ -478,12 +711,6 @@ class TorchGpuInfer : public Processor {
       spdlog::error("msg=\"reload failed: still serving what it served\" node={} trigger=watch_versions error=\"{}\"", id_, message);
   }
 
-  struct Outcome {
-    bool ok = false;
-    std::string reason;
-    std::string error;
-    int attempts = 1;
-  };
 
   static std::string first_correlation(const Batch& b) {
     return b.correlation_ids.empty() || b.correlation_ids.front().empty() ? "-" : b.correlation_ids.front();
@@ -698,6 +925,10 @@ class TorchGpuInfer : public Processor {
   const Duration watch_versions_;
   const std::string shadow_version_;
   const std::size_t shadow_queue_;
+  const std::string canary_version_;
+  const double canary_share_;
+  const int canary_promote_after_;
+  const inference::CanaryLimits canary_limits_;
   const std::string device_;
   const std::size_t batch_size_;
   const int samples_;
@@ -724,6 +955,7 @@ class TorchGpuInfer : public Processor {
   std::thread monitor_;
   std::thread watch_;  // watch_versions
   std::unique_ptr<inference::ShadowRunner> shadow_;  // shadow_version
+  std::shared_ptr<Canary> canary_;  // canary_version, while it runs (under serving_mutex_)
   std::mutex monitor_mutex_;
   std::condition_variable monitor_cv_;
   bool monitor_stop_ = false;
