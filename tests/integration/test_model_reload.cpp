@@ -195,4 +195,41 @@ TEST_CASE("predflow run --watch and SIGHUP: a changed pipeline file drains the o
   CHECK_FALSE(log_has("msg=\"drain timed out\""));
 }
 
+TEST_CASE("predflow run: a shadow version's predictions flow on the shadow port to their own sink, and the run drains cleanly") {
+  if (!torch_in_binary()) {
+    MESSAGE("predflow built without libtorch: no model to shadow");
+    return;
+  }
+  TempDir dir;
+  const fs::path repo = dir.path / "repo";
+  add_version(repo, "1");
+  add_version(repo, "2");
+  const int port = free_loopback_port();
+  const std::string yaml =
+      "pipeline: shadow_test\nsettings: {http_port: " + std::to_string(port) + "}\nnodes:\n"
+      "  source: {type: generator, batches: 40, batch_size: 16, rate: 40}\n"
+      "  model: {type: torch_gpu_infer, from: [source], model: \"" + repo.string() + "\", version: \"1\", shadow_version: \"2\", device: cpu, mc_samples: 4}\n"
+      "  stats: {type: mc_dropout, from: [model.out]}\n"
+      "  done: {type: log_sink, from: [stats]}\n"
+      "  shadow_stats: {type: mc_dropout, from: [model.shadow]}\n"
+      "  shadow_done: {type: log_sink, from: [shadow_stats]}\n"
+      "  dead: {type: log_sink, from: [model.dead]}\n";
+  const std::string log = dir.file("run.log");
+  PredflowProcess run(PREDFLOW_BINARY, dir.write("shadow.yaml", yaml), log);
+  std::string metrics;
+  REQUIRE(eventually([&] {
+    metrics = http_get(port, "/metrics").second;
+    return contains(metrics, "predflow_shadow_rows_total{candidate=\"lstm_test_2\",node=\"model\"} ");
+  }, 60s));
+  // The generator's 40 batches end the run: every one acknowledged (exit 0), the shadow's
+  // copies carrying no token of theirs.
+  REQUIRE(run.wait_exit(60000ms));
+  INFO(read_file(log));
+  CHECK(run.exit_code() == 0);
+  const std::string text = read_file(log);
+  CHECK(contains(text, "msg=\"shadow candidate loaded\" node=model candidate=lstm_test_2"));
+  CHECK(contains(text, "msg=\"generator finished\" node=source batches=40"));
+  CHECK(contains(text, "drained=true"));
+}
+
 }  // TEST_SUITE
