@@ -3,6 +3,8 @@
 #include <utility>  // Boost 1.74 asio uses std::exchange without including it
 
 #include <array>
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 
 #include <boost/asio/connect.hpp>
@@ -192,5 +194,20 @@ HttpResult http_stream(const Endpoint& endpoint, const std::string& path, Durati
     }
   }
 }
+
+std::string url_encode(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
 
 }  // namespace predflow

@@ -19,6 +19,10 @@ struct Endpoint {
 // http://HOST[:PORT][/prefix]; nullopt and `error` for anything else.
 std::optional<Endpoint> parse_http_url(const std::string& url, std::string& error);
 
+// Percent-encodes everything but unreserved characters (RFC 3986): a query value or a path
+// segment (a node id) as typed by the user.
+std::string url_encode(const std::string& s);
+
 struct HttpResult {
   int status = 0;
   std::string body, error;  // error: set when no answer came (then status is 0)

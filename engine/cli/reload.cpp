@@ -13,21 +13,6 @@ namespace predflow {
 
 namespace {
 constexpr int kExitUsage = 64;
-
-std::string url_path_segment(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 }  // namespace
 
 int reload_command(const ReloadCommandOptions& options) {
@@ -42,7 +27,7 @@ int reload_command(const ReloadCommandOptions& options) {
     std::cerr << "predflow reload: --timeout takes a duration (e.g. 120s), got '" << options.timeout << "'\n";
     return kExitUsage;
   }
-  const std::string path = options.node.empty() ? "/reload" : "/nodes/" + url_path_segment(options.node) + "/reload";
+  const std::string path = options.node.empty() ? "/reload" : "/nodes/" + url_encode(options.node) + "/reload";
   HttpResult r = http_request(*endpoint, "POST", path, *timeout);
   if (r.status == 0) {
     std::cerr << "predflow reload: " << options.url << ": " << r.error << "\n";

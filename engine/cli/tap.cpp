@@ -18,20 +18,6 @@ constexpr auto kConnectTimeout = std::chrono::seconds(5);
 // The pipeline sends a status event every 5 s: three missed ones mean it is gone.
 constexpr auto kIdleTimeout = std::chrono::seconds(15);
 
-std::string url_encode(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
-}
-
 // One value, short: numbers with 6 significant digits, strings bare, a long array as its
 // length, an object as {k=v …}.
 std::string short_value(const nlohmann::json& v) {

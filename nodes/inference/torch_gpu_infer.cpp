@@ -503,13 +503,7 @@ class TorchGpuInfer : public Processor {
     if (good.empty()) return;
     auto ok = make_batch(batch->select(good));
     ok->failures = std::move(carried);
-    auto& kept = (*ok)[col::samples].values;
-    kept.reserve(good.size() * S);
-    for (std::uint32_t r : good) kept.insert(kept.end(), samples.begin() + r * S, samples.begin() + (r + 1) * S);
-    auto& kept_means = (*ok)[col::sample_means];
-    kept_means.clear();
-    if (!means.empty())
-      for (std::uint32_t r : good) kept_means.push_back(means[r]);
+    keep_predictions(*ok, good, samples, means);
     (*ok)[col::samples].width = S;
     (*ok)[col::model_type] = card.model_type;
     (*ok)[col::model_version] = card.name;
@@ -819,6 +813,21 @@ class TorchGpuInfer : public Processor {
     }
   }
 
+  // The samples (and Rao-Blackwellised means) of rows `good` of a call, into the batch
+  // that holds just those rows.
+  void keep_predictions(Batch& batch, const std::vector<std::uint32_t>& good, const std::vector<float>& samples,
+                        const std::vector<double>& means) const {
+    const std::size_t S = static_cast<std::size_t>(samples_);
+    auto& kept = batch[col::samples].values;
+    kept.clear();
+    kept.reserve(good.size() * S);
+    for (std::uint32_t r : good) kept.insert(kept.end(), samples.begin() + r * S, samples.begin() + (r + 1) * S);
+    auto& kept_means = batch[col::sample_means];
+    kept_means.clear();
+    if (!means.empty())
+      for (std::uint32_t r : good) kept_means.push_back(means[r]);
+  }
+
   void emit_results(std::shared_ptr<Batch> batch, const inference::ModelCard& card, const std::vector<Outcome>& outcome,
                     std::vector<float> samples, std::vector<double> means, const std::string& device, Output& out) {
     const std::size_t rows = batch->size(), S = static_cast<std::size_t>(samples_);
@@ -861,13 +870,7 @@ class TorchGpuInfer : public Processor {
     }
     auto ok = make_batch(batch->select(good));
     ok->failures = std::move(batch->failures);
-    auto& kept = (*ok)[col::samples].values;
-    kept.reserve(good.size() * S);
-    for (std::uint32_t r : good) kept.insert(kept.end(), samples.begin() + r * S, samples.begin() + (r + 1) * S);
-    auto& kept_means = (*ok)[col::sample_means];
-    kept_means.clear();
-    if (!means.empty())
-      for (std::uint32_t r : good) kept_means.push_back(means[r]);
+    keep_predictions(*ok, good, samples, means);
     label(*ok);
     batch.reset();
     if (shadow_) shadow_->offer(*ok, out, 2);

@@ -65,4 +65,23 @@ std::shared_ptr<Batch> feature_batch(std::size_t rows, std::size_t width, float 
   return b;
 }
 
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void add_model_version(const fs::path& repo, const std::string& version) {
+  const fs::path shipped = source_path("models/normal_day/2.2");
+  fs::create_directories(repo / version);
+  fs::copy_file(shipped / "lstm_normal_v2.2.pt", repo / version / "lstm_normal_v2.2.pt", fs::copy_options::overwrite_existing);
+  std::string yaml = read_text(shipped / "model.yaml");
+  const std::string from = "name: lstm_normal_v2.2";
+  const auto at = yaml.find(from);
+  if (at == std::string::npos) throw std::runtime_error("the shipped model.yaml has no `" + from + "`");
+  yaml.replace(at, from.size(), "name: lstm_test_" + version);
+  write_file(repo / version / "model.yaml", yaml);
+}
+
 }  // namespace predflow::test

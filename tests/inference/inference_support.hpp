@@ -44,6 +44,12 @@ std::string write_model(const TempDir& dir, const std::string& source, long inpu
                         const std::string& model_type = "normal_day");
 
 void write_file(const std::filesystem::path& path, const std::string& text);
+std::string read_text(const std::filesystem::path& path);
+
+// repo/<version>/: a copy of the shipped normal-day model (models/normal_day/2.2) named
+// lstm_test_<version> (the model_version its predictions carry): a model repository's
+// version, for the reload, shadow and canary tests.
+void add_model_version(const std::filesystem::path& repo, const std::string& version);
 
 // A batch of `rows` symbols S0, S1, … with correlation ids, prices and features
 // (row r, feature f = value(r, f)).

@@ -21,23 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// repo/<version>/: the shipped normal model named lstm_test_<version>.
-void add_version(const fs::path& repo, const std::string& version) {
-  const fs::path shipped = source_path("models/normal_day/2.2");
-  fs::create_directories(repo / version);
-  fs::copy_file(shipped / "lstm_normal_v2.2.pt", repo / version / "lstm_normal_v2.2.pt", fs::copy_options::overwrite_existing);
-  std::string yaml = read_text(shipped / "model.yaml");
-  yaml.replace(yaml.find("name: lstm_normal_v2.2"), 22, "name: lstm_test_" + version);
-  write_file(repo / version / "model.yaml", yaml);
-}
-
 // repo/<version>/: a TorchScript model whose prediction is 0.1·x0 + `bias`, with noise.
 void add_scripted_version(const fs::path& repo, const std::string& version, double bias) {
   TempDir scratch;
@@ -130,8 +113,8 @@ TEST_CASE("canary judge: a window is judged once over and with min_rows a side, 
 
 TEST_CASE("torch_gpu_infer canary: the candidate serves its share, passes its windows and is promoted") {
   TempDir dir;
-  add_version(dir.path() / "repo", "1");
-  add_version(dir.path() / "repo", "2");
+  add_model_version(dir.path() / "repo", "1");
+  add_model_version(dir.path() / "repo", "2");
   NodeHarness h("torch_gpu_infer", "model: \"" + (dir.path() / "repo").string() +
                                        "\", version: \"1\", device: cpu, mc_samples: 8, batch_size: 64, canary_version: \"2\", "
                                        "canary_share: 30, canary_window: 1ms, canary_min_rows: 10, canary_promote_after: 3, "

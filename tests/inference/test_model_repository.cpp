@@ -22,27 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// repo/<version>/: the shipped normal model under the name lstm_test_<version> (what
-// predictions carry as model_version).
-void add_version(const fs::path& repo, const std::string& version) {
-  const fs::path shipped = source_path("models/normal_day/2.2");
-  const fs::path folder = repo / version;
-  fs::create_directories(folder);
-  fs::copy_file(shipped / "lstm_normal_v2.2.pt", folder / "lstm_normal_v2.2.pt", fs::copy_options::overwrite_existing);
-  std::string yaml = read_text(shipped / "model.yaml");
-  const std::string from = "name: lstm_normal_v2.2", to = "name: lstm_test_" + version;
-  REQUIRE(yaml.find(from) != std::string::npos);
-  yaml.replace(yaml.find(from), from.size(), to);
-  write_file(folder / "model.yaml", yaml);
-}
-
 std::string served_version(NodeHarness& h, std::size_t rows = 3) {
   h.output.clear();
   h.process(feature_batch(rows, 20));
@@ -91,8 +70,8 @@ TEST_CASE("choose_model: latest in natural order, a pinned version, and clear er
 
 TEST_CASE("torch_gpu_infer serves the latest version, or the pinned one, and says which in its label") {
   TempDir dir;
-  add_version(dir.path() / "repo", "1");
-  add_version(dir.path() / "repo", "2");
+  add_model_version(dir.path() / "repo", "1");
+  add_model_version(dir.path() / "repo", "2");
   {
     NodeHarness h("torch_gpu_infer", repo_settings(dir));
     h.start();
@@ -110,13 +89,13 @@ TEST_CASE("torch_gpu_infer serves the latest version, or the pinned one, and say
 TEST_CASE("torch_gpu_infer reload: a new version swaps in, the same files do not load again, a bad one keeps the old") {
   TempDir dir;
   const fs::path repo = dir.path() / "repo";
-  add_version(repo, "1");
+  add_model_version(repo, "1");
   NodeHarness h("torch_gpu_infer", repo_settings(dir));
   h.start();
   CHECK(served_version(h) == "lstm_test_1");
   CHECK(h.node().reload().starts_with("unchanged: lstm_test_1 (version 1)"));
 
-  add_version(repo, "2");
+  add_model_version(repo, "2");
   const std::string change = h.node().reload();
   CHECK(change.starts_with("lstm_test_1 (version 1) → lstm_test_2 (version 2) on cpu"));
   CHECK(served_version(h) == "lstm_test_2");
@@ -125,19 +104,19 @@ TEST_CASE("torch_gpu_infer reload: a new version swaps in, the same files do not
   CHECK(metric_value(m, "predflow_model_info{device=\"cpu\",model_type=\"normal_day\",model_version=\"lstm_test_1\",node=\"subject\"}") == 0);
 
   // Version 3 is broken in three ways, one after another; each time version 2 serves on.
-  add_version(repo, "3");
+  add_model_version(repo, "3");
   write_file(repo / "3" / "lstm_normal_v2.2.pt", "not a TorchScript archive");
   CHECK_THROWS_WITH_AS(h.node().reload(), doctest::Contains("cannot load TorchScript"), std::runtime_error);
   CHECK(served_version(h) == "lstm_test_2");
 
-  add_version(repo, "4");  // another width: the upstream delivers 20 features
+  add_model_version(repo, "4");  // another width: the upstream delivers 20 features
   std::string yaml = read_text(repo / "4" / "model.yaml");
   yaml.replace(yaml.find("input_width: 20"), 15, "input_width: 21");
   write_file(repo / "4" / "model.yaml", yaml);
   CHECK_THROWS_WITH_AS(h.node().reload(), doctest::Contains("input_width"), std::runtime_error);
   CHECK(served_version(h) == "lstm_test_2");
 
-  add_version(repo, "5");  // another model type: the pipeline routes by it
+  add_model_version(repo, "5");  // another model type: the pipeline routes by it
   yaml = read_text(repo / "5" / "model.yaml");
   yaml.replace(yaml.find("model_type: normal_day"), 22, "model_type: earnings_day");
   write_file(repo / "5" / "model.yaml", yaml);
@@ -153,7 +132,7 @@ TEST_CASE("torch_gpu_infer reload: a new version swaps in, the same files do not
 TEST_CASE("torch_gpu_infer reload while batches flow on two workers: no row lost or failed, the version changes once") {
   TempDir dir;
   const fs::path repo = dir.path() / "repo";
-  add_version(repo, "1");
+  add_model_version(repo, "1");
   NodeHarness h("torch_gpu_infer", repo_settings(dir, "concurrency: 2"));
   h.start();
   // Two workers send batches until each has sent 10 after the swap returned.
@@ -169,7 +148,7 @@ TEST_CASE("torch_gpu_infer reload while batches flow on two workers: no row lost
   };
   std::thread a(worker), b(worker);
   while (batches.load() < 10) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  add_version(repo, "2");
+  add_model_version(repo, "2");
   CHECK(h.node().reload().starts_with("lstm_test_1 (version 1) → lstm_test_2 (version 2)"));
   swapped = true;
   a.join();
@@ -195,8 +174,8 @@ TEST_CASE("torch_gpu_infer reload while batches flow on two workers: no row lost
 TEST_CASE("torch_gpu_infer shadow_version: the candidate predicts copies of the served rows on the shadow port, compared in metrics") {
   TempDir dir;
   const fs::path repo = dir.path() / "repo";
-  add_version(repo, "1");
-  add_version(repo, "2");
+  add_model_version(repo, "1");
+  add_model_version(repo, "2");
   NodeHarness h("torch_gpu_infer", repo_settings(dir, "version: \"1\", shadow_version: \"2\""));
   h.start();
   auto batch = feature_batch(20, 20);
@@ -230,8 +209,8 @@ TEST_CASE("torch_gpu_infer shadow_version: the candidate predicts copies of the 
 TEST_CASE("torch_gpu_infer shadow_version: a candidate of another model type is refused at start, a full queue skips, never waits") {
   TempDir dir;
   const fs::path repo = dir.path() / "repo";
-  add_version(repo, "1");
-  add_version(repo, "2");
+  add_model_version(repo, "1");
+  add_model_version(repo, "2");
   std::string yaml = read_text(repo / "2" / "model.yaml");
   yaml.replace(yaml.find("model_type: normal_day"), 22, "model_type: earnings_day");
   write_file(repo / "2" / "model.yaml", yaml);
@@ -243,7 +222,7 @@ TEST_CASE("torch_gpu_infer shadow_version: a candidate of another model type is 
 
   // A queue of one batch, fed as fast as the serving version goes: every row is either
   // compared or counted as skipped, and flush() returns once the candidate is done.
-  add_version(repo, "3");
+  add_model_version(repo, "3");
   NodeHarness h("torch_gpu_infer", repo_settings(dir, "version: \"1\", shadow_version: \"3\", shadow_queue: 1"));
   h.start();
   for (int i = 0; i < 30; ++i) h.process(feature_batch(16, 20));

@@ -34,12 +34,15 @@ TEST_CASE("torch_gpu_infer and mc_dropout are registered, with the contract's po
   CHECK(infer->spec.execution == Execution::Blocking);
   REQUIRE(infer->spec.inputs.size() == 1);
   CHECK(infer->spec.inputs[0].kind == kind::features);
-  REQUIRE(infer->spec.outputs.size() == 2);
+  REQUIRE(infer->spec.outputs.size() == 3);
   CHECK(infer->spec.outputs[0].kind == kind::samples);
   CHECK(infer->spec.outputs[1].name == "dead");
   CHECK(infer->spec.outputs[1].kind == kind::dead_letters);
-  for (const char* f : {"model", "device", "batch_size", "mc_samples", "threads", "breaker_failures", "breaker_reset",
-                        "inject_failures", "inject_oom"})
+  CHECK(infer->spec.outputs[2].name == "shadow");  // shadow_version's predictions
+  CHECK(infer->spec.outputs[2].kind == kind::samples);
+  CHECK_FALSE(infer->spec.reloads.empty());
+  for (const char* f : {"model", "version", "watch_versions", "shadow_version", "canary_version", "device", "batch_size",
+                        "mc_samples", "threads", "breaker_failures", "breaker_reset", "inject_failures", "inject_oom"})
     CHECK_MESSAGE(infer->spec.find_field(f) != nullptr, f);
   const auto* mc = Registry::instance().find_node("mc_dropout");
   REQUIRE(mc != nullptr);
