@@ -37,7 +37,21 @@ void add_version(const fs::path& repo, const std::string& version) {
   std::ofstream(repo / version / "model.yaml") << yaml;
 }
 
-bool torch_in_binary() { return run_shell("'" PREDFLOW_BINARY "' nodes torch_gpu_infer >/dev/null 2>&1").code == 0; }
+// True (and says why) when the binary has no model node: a build without libtorch.
+bool without_torch() {
+  if (run_shell("'" PREDFLOW_BINARY "' nodes torch_gpu_infer >/dev/null 2>&1").code == 0) return false;
+  MESSAGE("predflow built without libtorch: no model to reload");
+  return true;
+}
+
+// What every test here starts from: a temporary folder holding a model repository with
+// version 1, and a free port for the pipeline's HTTP server.
+struct Scene {
+  Scene() { add_version(repo, "1"); }
+  TempDir dir;
+  const fs::path repo = dir.path / "repo";
+  const int port = free_loopback_port();
+};
 
 std::string pipeline(const fs::path& repo, int port, const std::string& watch, int mc_samples = 4) {
   return "pipeline: reload_test\nsettings: {http_port: " + std::to_string(port) +
@@ -59,14 +73,11 @@ std::string info_series(const std::string& version) {
 TEST_SUITE("integration.model_reload") {
 
 TEST_CASE("predflow run: SIGHUP and predflow reload swap versions while batches flow, a bad version keeps the old") {
-  if (!torch_in_binary()) {
-    MESSAGE("predflow built without libtorch: no model to reload");
-    return;
-  }
-  TempDir dir;
-  const fs::path repo = dir.path / "repo";
-  add_version(repo, "1");
-  const int port = free_loopback_port();
+  if (without_torch()) return;
+  Scene scene;
+  TempDir& dir = scene.dir;
+  const fs::path& repo = scene.repo;
+  const int port = scene.port;
   const std::string url = "http://127.0.0.1:" + std::to_string(port);
   const std::string log = dir.file("run.log");
   PredflowProcess run(PREDFLOW_BINARY, dir.write("reload.yaml", pipeline(repo, port, "0s")), log);
@@ -120,14 +131,11 @@ TEST_CASE("predflow run: SIGHUP and predflow reload swap versions while batches 
 }
 
 TEST_CASE("predflow run: watch_versions loads a new version by itself, and a half-copied one only once complete") {
-  if (!torch_in_binary()) {
-    MESSAGE("predflow built without libtorch: no model to reload");
-    return;
-  }
-  TempDir dir;
-  const fs::path repo = dir.path / "repo";
-  add_version(repo, "1");
-  const int port = free_loopback_port();
+  if (without_torch()) return;
+  Scene scene;
+  TempDir& dir = scene.dir;
+  const fs::path& repo = scene.repo;
+  const int port = scene.port;
   PredflowProcess run(PREDFLOW_BINARY, dir.write("watch.yaml", pipeline(repo, port, "200ms")), dir.file("run.log"));
   REQUIRE(eventually([&] { return http_get(port, "/readyz").first == 200; }, 60s));
 
@@ -150,14 +158,11 @@ TEST_CASE("predflow run: watch_versions loads a new version by itself, and a hal
 }
 
 TEST_CASE("predflow run --watch and SIGHUP: a changed pipeline file drains the old graph and starts the new, a bad one is refused") {
-  if (!torch_in_binary()) {
-    MESSAGE("predflow built without libtorch: no model to reload");
-    return;
-  }
-  TempDir dir;
-  const fs::path repo = dir.path / "repo";
-  add_version(repo, "1");
-  const int port = free_loopback_port();
+  if (without_torch()) return;
+  Scene scene;
+  TempDir& dir = scene.dir;
+  const fs::path& repo = scene.repo;
+  const int port = scene.port;
   const std::string file = dir.write("watched.yaml", pipeline(repo, port, "0s", 4));
   const std::string log = dir.file("run.log");
   PredflowProcess run(PREDFLOW_BINARY, file, log, {}, {"--watch"});
@@ -196,15 +201,12 @@ TEST_CASE("predflow run --watch and SIGHUP: a changed pipeline file drains the o
 }
 
 TEST_CASE("predflow run: a shadow version's predictions flow on the shadow port to their own sink, and the run drains cleanly") {
-  if (!torch_in_binary()) {
-    MESSAGE("predflow built without libtorch: no model to shadow");
-    return;
-  }
-  TempDir dir;
-  const fs::path repo = dir.path / "repo";
-  add_version(repo, "1");
+  if (without_torch()) return;
+  Scene scene;
+  TempDir& dir = scene.dir;
+  const fs::path& repo = scene.repo;
+  const int port = scene.port;
   add_version(repo, "2");
-  const int port = free_loopback_port();
   const std::string yaml =
       "pipeline: shadow_test\nsettings: {http_port: " + std::to_string(port) + "}\nnodes:\n"
       "  source: {type: generator, batches: 40, batch_size: 16, rate: 40}\n"
