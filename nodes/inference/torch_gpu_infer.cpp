@@ -207,12 +207,21 @@ class TorchGpuInfer : public Processor {
     ctx.metrics.declare("predflow_prediction_errors_total", "Prediction errors by type", prometheus::MetricType::Counter);
   }
 
+  // The version the policy pins; empty for latest.
+  std::string pinned_version() const { return version_ == "latest" ? "" : version_; }
+
+  // The card of `version` of the repository (empty: the latest), its version folder named.
+  inference::ModelCard card_of_version(const std::string& version) const {
+    const auto choice = inference::choose_model(model_path_, version);
+    inference::ModelCard card = inference::load_model_card(choice.yaml_path);
+    card.version = choice.version;
+    return card;
+  }
+
   // The model card of the version the policy names, with input_width checked against the
   // node's.
   inference::ModelCard load_card() const {
-    const auto choice = inference::choose_model(model_path_, version_ == "latest" ? "" : version_);
-    inference::ModelCard card = inference::load_model_card(choice.yaml_path);
-    card.version = choice.version;
+    inference::ModelCard card = card_of_version(pinned_version());
     if (input_width_ > 0 && input_width_ != card.input_width)
       throw std::runtime_error("input_width " + std::to_string(input_width_) + " (node setting) does not match input_width " +
                                std::to_string(card.input_width) + " of model " + card.name + " (" + card.yaml_path + ")");
@@ -242,9 +251,7 @@ class TorchGpuInfer : public Processor {
   // A candidate's card (shadow or canary): a version of the same repository that the
   // serving version's rows fit (the same input_width and model_type).
   inference::ModelCard load_candidate_card(const std::string& field, const std::string& version, const inference::ModelCard& serving) const {
-    const auto choice = inference::choose_model(model_path_, version);
-    inference::ModelCard card = inference::load_model_card(choice.yaml_path);
-    card.version = choice.version;
+    inference::ModelCard card = card_of_version(version);
     if (card.input_width != serving.input_width || card.model_type != serving.model_type)
       throw std::runtime_error(field + " " + version + ": " + card.name + " is a " + card.model_type + " model of " +
                                std::to_string(card.input_width) + " features, but the serving " + serving.name + " is " +
@@ -257,7 +264,9 @@ class TorchGpuInfer : public Processor {
     // libtorch and OpenMP start their worker threads on first use, here (the warm-up), on
     // the engine's start-up thread: under this name they say whose they are.
     ScopedThreadName naming(id_, ":torch");
-    auto generation = load_generation(load_card());
+    inference::ModelCard serving_card = load_card();
+    const std::string files = folder_signature(serving_card.yaml_path);
+    auto generation = load_generation(std::move(serving_card), files);
     McModel& first = *generation->models.front();
     first.inject_failures(static_cast<int>(injection(inject_failures_, "PREDFLOW_INJECT_FAILURES")));
     first.inject_oom(static_cast<int>(injection(inject_oom_, "PREDFLOW_INJECT_OOM")));
@@ -286,7 +295,9 @@ class TorchGpuInfer : public Processor {
       shadow_ = std::make_unique<inference::ShadowRunner>(id_, std::move(candidate), samples_, shadow_queue_, metrics_);
     }
     if (!canary_version_.empty() && canary_share_ > 0) {
-      auto candidate = load_generation(load_candidate_card("canary_version", canary_version_, c));
+      inference::ModelCard candidate_card = load_candidate_card("canary_version", canary_version_, c);
+      const std::string candidate_files = folder_signature(candidate_card.yaml_path);
+      auto candidate = load_generation(std::move(candidate_card), candidate_files);
       const std::string canary_device = candidate->models.front()->device();
       model_info(candidate->card, canary_device).Set(1);
       canary_gauge(candidate->card).Set(canary_share_);
@@ -320,8 +331,7 @@ class TorchGpuInfer : public Processor {
                                std::to_string(old->card.input_width) + " (" + was + "): change the pipeline instead");
     const auto t0 = Clock::now();
     ScopedThreadName naming(id_, ":torch");
-    auto generation = load_generation(std::move(card));  // throws: the old one keeps serving
-    generation->files = files;
+    auto generation = load_generation(std::move(card), files);  // throws: the old one keeps serving
     const std::string device = generation->models.front()->device();
     model_info(generation->card, device).Set(1);
     {
@@ -611,10 +621,11 @@ class TorchGpuInfer : public Processor {
   };
 
   // Every copy loads, answers its test input and warms up (McModel's constructor) before
-  // the version may serve.
-  std::shared_ptr<Generation> load_generation(inference::ModelCard card) const {
+  // the version may serve. `files`: folder_signature() of the card's folder, as read before
+  // the load (what a later reload compares with).
+  std::shared_ptr<Generation> load_generation(inference::ModelCard card, std::string files) const {
     auto g = std::make_shared<Generation>();
-    g->files = folder_signature(card.yaml_path);
+    g->files = std::move(files);
     g->card = std::move(card);
     const auto options = model_options();
     for (std::size_t i = 0; i < replicas_; ++i) {
@@ -677,7 +688,7 @@ class TorchGpuInfer : public Processor {
         lock.unlock();
         std::string wanted;
         try {
-          const auto choice = inference::choose_model(model_path_, version_ == "latest" ? "" : version_);
+          const auto choice = inference::choose_model(model_path_, pinned_version());
           wanted = choice.yaml_path + "|" + folder_signature(choice.yaml_path);
           const auto current = serving();
           if (wanted != current->card.yaml_path + "|" + current->files && wanted != failed) {
