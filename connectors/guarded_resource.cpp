@@ -1,4 +1,6 @@
 #include "connectors/guarded_resource.hpp"
+
+#include "engine/units.hpp"
 #include "engine/io_executor.hpp"
 #include "engine/thread_name.hpp"
 
@@ -67,6 +69,16 @@ void GuardedResource::stop() {
 
 bool GuardedResource::ready() const {
   return connected_once_.load() && breaker_.state() == CircuitBreaker::State::Closed;
+}
+
+std::vector<LiveFact> GuardedResource::live_facts() const {
+  std::vector<LiveFact> facts;
+  const auto state = breaker_.state();
+  std::string text = std::string("breaker ") + breaker_state_name(state);
+  if (state == CircuitBreaker::State::Open) text += ", trial in " + format_seconds_short(std::chrono::duration<double>(breaker_.retry_in()).count());
+  facts.push_back({text, state != CircuitBreaker::State::Closed});
+  if (!connected_once_.load()) facts.push_back({"never connected", true});
+  return facts;
 }
 
 // One round of the probe: connect when never connected, run the breaker's trial when it is

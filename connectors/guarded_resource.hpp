@@ -41,6 +41,9 @@ class GuardedResource : public Resource {
   // A call worked once (at start or since) and the breaker is closed (not open, and no
   // half-open trial pending).
   bool ready() const override;
+  // "breaker closed" (or open, with the time to the next trial; an alarm unless closed),
+  // and "never connected" while the first connection has not been made.
+  std::vector<LiveFact> live_facts() const override;
 
   const CircuitBreaker& breaker() const { return breaker_; }
   const std::string& name() const { return name_; }

@@ -51,6 +51,10 @@ class NatsResource : public Resource {
   void start() override;
   void stop() override;
   bool ready() const override { return connected(); }
+  // "connected", or "disconnected" as an alarm.
+  std::vector<LiveFact> live_facts() const override {
+    return {connected() ? LiveFact{"connected", false} : LiveFact{"disconnected", true}};
+  }
   bool connected() const;
 
   // A core publish with optional headers (e.g. Nats-Msg-Id). Throws ConnectorError while

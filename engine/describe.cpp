@@ -123,7 +123,12 @@ std::string to_dot(const Plan& plan, const LiveNumbers* live) {
                    (n.p99_busy_seconds ? " · p99 " + format_seconds_short(*n.p99_busy_seconds) : std::string());
         }
         label += "\nqueue " + std::to_string(n.queue) + " · errors " + std::to_string(n.errors);
-        if (n.errors > 0) extra = ", color=\"#c0392b\", penwidth=2";
+        bool alarm = n.errors > 0;
+        for (const auto& fact : n.facts) {
+          label += "\n" + std::string(fact.alarm ? "⚠ " : "") + fact.text;
+          alarm = alarm || fact.alarm;
+        }
+        if (alarm) extra = ", color=\"#c0392b\", penwidth=2";
       }
     }
     out << "  \"" << dot_escape(node.id) << "\" [label=\"" << dot_escape(label) << "\", shape=" << shape_of(spec.category)
@@ -142,6 +147,13 @@ std::string to_dot(const Plan& plan, const LiveNumbers* live) {
           for (const auto& [port, r] : it->second.port_rows_per_s)
             if (port == edge.from_port_name) rate = r;
         label += "\n" + format_rate(rate) + " rows/s";
+        if (it != live->nodes.end())
+          for (const auto& [port, per_message] : it->second.port_rows_per_message)
+            if (port == edge.from_port_name) {
+              char fill[48];
+              std::snprintf(fill, sizeof fill, " · %.0f/msg", per_message);
+              label += fill;
+            }
         char width[32];
         std::snprintf(width, sizeof width, "%.1f", 1.0 + std::log10(1.0 + rate));
         extra = std::string(", penwidth=") + width;

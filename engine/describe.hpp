@@ -20,8 +20,10 @@ struct LiveNode {
   double in_rows_per_s = 0, out_rows_per_s = 0, busy_percent = 0;
   std::vector<std::pair<std::string, double>> port_rows_per_s;  // output ports
   std::optional<double> p99_busy_seconds;
+  std::vector<std::pair<std::string, double>> port_rows_per_message;  // output ports, where messages passed
   std::int64_t queue = 0;
   std::uint64_t errors = 0;
+  std::vector<LiveFact> facts;  // the node's own (Node::live_facts) and its resources'
 };
 struct LiveNumbers {
   double seconds = 0;  // the interval the rates are over; 0: no rates yet

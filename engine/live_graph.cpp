@@ -40,8 +40,9 @@ std::optional<double> busy_quantile(const NodeStatsSnapshot& before, const NodeS
 
 }  // namespace
 
-LiveGraph::LiveGraph(const Plan& plan, std::shared_ptr<NodeStatsCollector> stats, std::function<std::int64_t()> in_flight)
-    : plan_(plan), stats_(std::move(stats)), in_flight_(std::move(in_flight)) {}
+LiveGraph::LiveGraph(const Plan& plan, std::shared_ptr<NodeStatsCollector> stats, std::function<std::int64_t()> in_flight,
+                     FactsOf facts)
+    : plan_(plan), stats_(std::move(stats)), in_flight_(std::move(in_flight)), facts_(std::move(facts)) {}
 
 LiveGraph::~LiveGraph() {
   std::unique_ptr<IoTask> task;
@@ -55,7 +56,11 @@ LiveGraph::~LiveGraph() {
 LiveNumbers LiveGraph::refresh() {
   std::lock_guard lock(numbers_mutex_);
   const auto now = SteadyClock::now();
-  if (!before_.empty() && now - before_at_ < kMinInterval) return numbers_;  // too soon for a rate
+  if (!before_.empty() && now - before_at_ < kMinInterval) {  // too soon for a rate
+    LiveNumbers numbers = numbers_;
+    add_facts(numbers);
+    return numbers;
+  }
   auto snapshot = stats_->snapshot();
   LiveNumbers numbers;
   numbers.in_flight = in_flight_ ? in_flight_() : 0;
@@ -82,6 +87,12 @@ LiveNumbers LiveGraph::refresh() {
           n.in_rows_per_s = r;
         } else {
           n.port_rows_per_s.emplace_back(s.port_rows[p].first, r);
+          // Rows per message: how full the batches on this port are.
+          if (p < s.port_messages.size() && p < b.port_messages.size() &&
+              s.port_messages[p].second > b.port_messages[p].second)
+            n.port_rows_per_message.emplace_back(
+                s.port_rows[p].first, static_cast<double>(s.port_rows[p].second - b.port_rows[p].second) /
+                                          static_cast<double>(s.port_messages[p].second - b.port_messages[p].second));
           // Dead-letter ports are not the node's output proper.
           bool dead = false;
           for (const auto& out : node->spec().outputs)
@@ -94,10 +105,17 @@ LiveNumbers LiveGraph::refresh() {
     }
     numbers.nodes[s.node] = std::move(n);
   }
+  // Facts are states, not rates: read on every look, even between two rate intervals.
   before_ = std::move(snapshot);
   before_at_ = now;
   numbers_ = numbers;
+  add_facts(numbers);
   return numbers;
+}
+
+void LiveGraph::add_facts(LiveNumbers& numbers) const {
+  if (!facts_) return;
+  for (auto& [id, n] : numbers.nodes) n.facts = facts_(id);
 }
 
 std::string LiveGraph::dot() {

@@ -2,8 +2,10 @@
 //   GET /graph      a page that shows /graph.svg and refreshes it every 2 s
 //   GET /graph.svg  the graph drawn by Graphviz (`dot`), 501 when it is not installed
 //   GET /graph.dot  the same graph as DOT
-// Each node shows rows/s in and out, busy %, the p99 busy time, its queue and errors;
-// each edge the rows/s on that port, drawn thicker the more flows. Rates are the
+// Each node shows rows/s in and out, busy %, the p99 busy time, its queue and errors, and
+// the facts it and its resources report (a breaker's state, a batcher's fill, the model
+// version serving, a canary); each edge the rows/s on that port and the rows per message,
+// drawn thicker the more flows. Rates are the
 // differences between two looks at the engine's counters (at least 500 ms apart). Nothing
 // runs while nobody asks: the numbers are read, and the SVG drawn (on the I/O executor's
 // task pool, not the network thread), only when a request comes.
@@ -26,7 +28,10 @@ namespace predflow {
 
 class LiveGraph {
  public:
-  LiveGraph(const Plan& plan, std::shared_ptr<NodeStatsCollector> stats, std::function<std::int64_t()> in_flight);
+  // The facts a node shows (its own Node::live_facts() and those of the resources it uses).
+  using FactsOf = std::function<std::vector<LiveFact>(const std::string& node)>;
+  LiveGraph(const Plan& plan, std::shared_ptr<NodeStatsCollector> stats, std::function<std::int64_t()> in_flight,
+            FactsOf facts = {});
   ~LiveGraph();
 
   std::string dot();
@@ -37,11 +42,13 @@ class LiveGraph {
 
  private:
   LiveNumbers refresh();
+  void add_facts(LiveNumbers& numbers) const;
   bool render(std::string& error);
 
   const Plan& plan_;
   std::shared_ptr<NodeStatsCollector> stats_;
   std::function<std::int64_t()> in_flight_;
+  FactsOf facts_;
 
   std::mutex numbers_mutex_;
   std::vector<NodeStatsSnapshot> before_;

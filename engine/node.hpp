@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/batch.hpp"
 #include "engine/spec.hpp"
@@ -17,6 +18,14 @@ namespace predflow {
 
 class Metrics;
 
+// One line of state a node or resource shows on the live graph (GET /graph): a breaker's
+// state, a batcher's fill, the model version serving, a canary's progress. `alarm` draws
+// the node in red (a breaker open, a canary rolled back).
+struct LiveFact {
+  std::string text;
+  bool alarm = false;
+};
+
 // A client shared by several nodes (declared under `resources:`), e.g. a Redis pool.
 class Resource {
  public:
@@ -24,6 +33,9 @@ class Resource {
   virtual void start() {}
   virtual void stop() {}
   virtual bool ready() const { return true; }
+  // What the live graph shows on every node that uses this resource. Called on an I/O
+  // thread while the pipeline runs, only when someone looks: thread-safe and cheap.
+  virtual std::vector<LiveFact> live_facts() const { return {}; }
 };
 
 class ResourceLookup {
@@ -109,6 +121,10 @@ class Node {
   // lstm_normal_v2.3 (2.3)", or "unchanged: …"); throws with the reason, and then keeps
   // serving what it served.
   virtual std::string reload() { throw std::logic_error("this node does not reload"); }
+  // A few lines of state for the live graph (GET /graph, `predflow graph --live`). Called
+  // on an I/O thread while batches flow, only when someone looks: thread-safe and cheap
+  // (atomics or a short lock), never after stop().
+  virtual std::vector<LiveFact> live_facts() const { return {}; }
 };
 
 class Processor : public Node {

@@ -23,6 +23,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <utility>
 
@@ -446,6 +447,9 @@ struct Runtime::Impl {
   std::vector<std::pair<std::thread, std::shared_future<void>>> reload_jobs;
   bool reloads_closed = false;  // under reload_jobs_mutex: run() is stopping the nodes
   std::function<bool()> reload_signal_hook;  // on_reload_signal()
+  // The live graph asks nodes for their facts on an I/O thread; never once they stop.
+  std::shared_mutex facts_mutex;
+  bool facts_closed = false;  // under facts_mutex
 
   Impl(const Plan& p, Metrics& m) : plan(p), metrics(m), limit(p.settings.max_in_flight) {}
 
@@ -453,6 +457,28 @@ struct Runtime::Impl {
     for (auto& r : runners)
       if (r->plan().id == id) return r.get();
     return nullptr;
+  }
+
+  // A node's facts for the live graph, then those of each resource it names, prefixed
+  // with the resource's name ("redis: breaker open").
+  std::vector<LiveFact> live_facts(const std::string& id) {
+    std::shared_lock lock(facts_mutex);
+    NodeRunner* r = facts_closed ? nullptr : runner(id);
+    if (!r) return {};
+    std::vector<LiveFact> facts = r->node().live_facts();
+    for (const auto& field : r->plan().spec().fields) {
+      if (field.type != FieldType::Resource || !r->plan().config.has(field.name)) continue;
+      const std::string name = r->plan().config.get_string(field.name);
+      auto resource = resources.find(name);
+      if (!resource) continue;
+      for (auto& fact : resource->live_facts()) facts.push_back({name + ": " + fact.text, fact.alarm});
+    }
+    return facts;
+  }
+
+  void close_facts() {
+    std::unique_lock lock(facts_mutex);
+    facts_closed = true;
   }
 
   std::vector<Runtime::ReloadOutcome> reload(const std::string& id) {
@@ -667,7 +693,9 @@ void Runtime::start() {
   const auto& settings = impl_->plan.settings;
   if (settings.http_port > 0) {
     Impl* impl = impl_.get();
-    impl_->live_graph = std::make_unique<LiveGraph>(impl_->plan, impl_->stats, [impl] { return impl->limit.count(); });
+    impl_->live_graph = std::make_unique<LiveGraph>(
+        impl_->plan, impl_->stats, [impl] { return impl->limit.count(); },
+        [impl](const std::string& id) { return impl->live_facts(id); });
     impl_->http = std::make_unique<HttpServer>(
         settings.http_bind, settings.http_port,
         std::map<std::string, HttpServer::Handler>{
@@ -741,6 +769,7 @@ bool Runtime::run() {
   }
   impl.timers.stop();
   impl.close_reloads();  // a reload never runs into a node's stop()
+  impl.close_facts();    // nor a look from the live graph
   for (auto& r : impl.runners) {
     r->node().stop();
     impl.graph.wait_for_all();

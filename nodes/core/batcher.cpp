@@ -1,4 +1,8 @@
 // batcher: collects rows into batches of max_size, or fewer after max_delay.
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+
 #include "engine/registry.hpp"
 
 namespace predflow {
@@ -44,6 +48,7 @@ class Batcher : public Processor {
         held_.failures.clear();
         full->shared_acks.insert(full->shared_acks.end(), held_.shared_acks.begin(), held_.shared_acks.end());
         held_.shared_acks.clear();
+        counted(full->size());
         out.emit(std::move(full));
       }
       Batch rest = held_.slice(start, held_.size());
@@ -64,17 +69,45 @@ class Batcher : public Processor {
 
   void flush(Output& out) override { emit_all(out); }
 
+  // "fill 74% of 128": the rows per batch that left since the last look, against max_size.
+  std::vector<LiveFact> live_facts() const override {
+    const std::uint64_t rows = rows_out_.load(std::memory_order_relaxed), batches = batches_out_.load(std::memory_order_relaxed);
+    std::lock_guard lock(look_mutex_);
+    std::vector<LiveFact> facts;
+    if (batches > looked_batches_) {
+      const double per_batch = static_cast<double>(rows - looked_rows_) / static_cast<double>(batches - looked_batches_);
+      char text[64];
+      std::snprintf(text, sizeof text, "fill %.0f%% of %zu", 100.0 * per_batch / static_cast<double>(max_size_), max_size_);
+      facts.push_back({text, false});
+      looked_rows_ = rows, looked_batches_ = batches;
+      last_fill_ = facts.back().text;
+    } else if (!last_fill_.empty()) {
+      facts.push_back({last_fill_, false});  // nothing left since: the last fill still holds
+    }
+    return facts;
+  }
+
  private:
   void emit_all(Output& out) {
     if (held_.empty()) return;
+    counted(held_.size());
     out.emit(make_batch(std::move(held_)));
     held_ = Batch();
+  }
+
+  void counted(std::size_t rows) {
+    rows_out_.fetch_add(rows, std::memory_order_relaxed);
+    batches_out_.fetch_add(1, std::memory_order_relaxed);
   }
 
   const std::size_t max_size_;
   const Duration max_delay_;
   Batch held_;
   Clock::time_point deadline_{};
+  std::atomic<std::uint64_t> rows_out_{0}, batches_out_{0};
+  mutable std::mutex look_mutex_;  // the live graph's last look
+  mutable std::uint64_t looked_rows_ = 0, looked_batches_ = 0;
+  mutable std::string last_fill_;
 };
 
 PREDFLOW_REGISTER_NODE(batcher_spec(), [](const NodeContext& ctx) { return std::make_unique<Batcher>(ctx); });

@@ -363,6 +363,38 @@ class TorchGpuInfer : public Processor {
 
   bool ready() const override { return ready_; }
 
+  // The live graph: the version serving and where; a canary's progress, or how it ended
+  // (a rollback is an alarm); the shadow candidate.
+  std::vector<LiveFact> live_facts() const override {
+    std::vector<LiveFact> facts;
+    std::shared_ptr<Generation> serving;
+    std::shared_ptr<Canary> canary;
+    std::string canary_end;
+    bool rolled_back = false;
+    {
+      std::lock_guard lock(serving_mutex_);
+      serving = serving_, canary = canary_, canary_end = canary_end_, rolled_back = canary_rolled_back_;
+    }
+    if (serving) facts.push_back({"serving " + describe(serving->card) + " on " + serving->models.front()->device(), false});
+    if (canary) {
+      int passed = 0;
+      {
+        std::lock_guard lock(canary->mutex);
+        passed = canary->passed_windows;
+      }
+      char share[32];
+      std::snprintf(share, sizeof share, "%g%%", canary->share * 100);
+      facts.push_back({"canary " + describe(canary->generation->card) + " on " + share + " of symbols, " +
+                           std::to_string(passed) + (passed == 1 ? " window" : " windows") + " passed" +
+                           (canary_promote_after_ > 0 ? " of " + std::to_string(canary_promote_after_) : std::string()),
+                       false});
+    } else if (!canary_end.empty()) {
+      facts.push_back({canary_end, rolled_back});
+    }
+    if (shadow_) facts.push_back({"shadow " + describe(shadow_->card()), false});
+    return facts;
+  }
+
   void process(BatchPtr in, Output& out) override {
     auto batch = Batch::take(std::move(in));
     auto canary = active_canary();
@@ -541,6 +573,8 @@ class TorchGpuInfer : public Processor {
         std::lock_guard lock(serving_mutex_);
         if (canary_ != canary) return;  // another worker ended it first
         canary_.reset();
+        canary_end_ = "canary " + describe(candidate) + " rolled back: " + verdict.violation;
+        canary_rolled_back_ = true;
       }
       model_info(candidate, device).Set(0);
       canary_gauge(candidate).Set(0);
@@ -560,6 +594,7 @@ class TorchGpuInfer : public Processor {
       canary_.reset();
       old = serving_;
       serving_ = canary->generation;
+      canary_end_ = "canary " + describe(candidate) + " promoted after " + std::to_string(passed) + " windows";
     }
     model_info(old->card, old->models.front()->device()).Set(0);
     canary_gauge(candidate).Set(0);
@@ -970,6 +1005,8 @@ class TorchGpuInfer : public Processor {
   std::thread watch_;  // watch_versions
   std::unique_ptr<inference::ShadowRunner> shadow_;  // shadow_version
   std::shared_ptr<Canary> canary_;  // canary_version, while it runs (under serving_mutex_)
+  std::string canary_end_;           // how the canary ended, for the live graph (under serving_mutex_)
+  bool canary_rolled_back_ = false;  // under serving_mutex_
   std::mutex monitor_mutex_;
   std::condition_variable monitor_cv_;
   bool monitor_stop_ = false;

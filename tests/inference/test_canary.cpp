@@ -45,6 +45,13 @@ std::shared_ptr<Batch> symbols_batch(std::size_t rows, std::size_t offset) {
   return b;
 }
 
+// The node's lines on the live graph, one string.
+std::string facts_of(NodeHarness& h) {
+  std::string text;
+  for (const auto& f : h.node().live_facts()) text += (f.alarm ? "! " : "") + f.text + "\n";
+  return text;
+}
+
 std::map<std::string, std::size_t> rows_by_version(const std::vector<BatchPtr>& batches) {
   std::map<std::string, std::size_t> n;
   for (const auto& b : batches) n[(*b)[col::model_version]] += b->size();
@@ -131,6 +138,9 @@ TEST_CASE("torch_gpu_infer canary: the candidate serves its share, passes its wi
     CHECK(on_candidate.count(s) == (in_canary_share(s, 0.3) ? 1u : 0u));
   }
   CHECK(h.output.dead().empty());
+  // The live graph shows what serves and the canary's progress.
+  CHECK(facts_of(h) == "serving lstm_test_1 (version 1) on cpu\n"
+                       "canary lstm_test_2 (version 2) on 30% of symbols, 0 windows passed of 3\n");
   // Three windows passed (the same weights): promoted, every symbol on version 2 after.
   for (int i = 0; i < 5; ++i) {
     std::this_thread::sleep_for(2ms);
@@ -139,6 +149,8 @@ TEST_CASE("torch_gpu_infer canary: the candidate serves its share, passes its wi
   std::string m = h.metrics_text();
   CHECK(metric_value(m, "predflow_canary_promotions_total{candidate=\"lstm_test_2\",node=\"subject\"}") == 1);
   CHECK(metric_value(m, "predflow_canary_share{candidate=\"lstm_test_2\",node=\"subject\"}") == 0);
+  CHECK(facts_of(h) == "serving lstm_test_2 (version 2) on cpu\n"
+                       "canary lstm_test_2 (version 2) promoted after 3 windows\n");
   h.output.clear();
   h.process(symbols_batch(100, 0));
   CHECK(rows_by_version(h.output.out()) == std::map<std::string, std::size_t>{{"lstm_test_2", 100}});
@@ -165,6 +177,9 @@ TEST_CASE("torch_gpu_infer canary: a biased candidate is rolled back within its 
   CHECK(metric_value(m, "predflow_canary_rollbacks_total{candidate=\"lstm_test_2\",node=\"subject\"}") == 1);
   CHECK(metric_value(m, "predflow_canary_share{candidate=\"lstm_test_2\",node=\"subject\"}") == 0);
   CHECK(metric_value(m, "predflow_model_info{device=\"cpu\",model_type=\"normal_day\",model_version=\"lstm_test_2\",node=\"subject\"}") == 0);
+  // The live graph shows the rollback as an alarm, with its reason.
+  const std::string facts = facts_of(h);
+  CHECK(facts.rfind("serving lstm_test_1 (version 1) on cpu\n! canary lstm_test_2 (version 2) rolled back: ", 0) == 0);
   // Every row predicted, by one version or the other; the candidate only in the first batch.
   std::size_t predicted = 0;
   for (std::size_t i = 0; i < h.output.out().size(); ++i) predicted += h.output.out()[i]->size();

@@ -152,6 +152,11 @@ TEST_CASE("redis: the breaker opens after N failures while the server is down, f
   CHECK(has_line(text, "predflow_connector_breaker_state{resource=\"cache\",type=\"redis\"} 1"));
   CHECK(has_line(text, "predflow_connector_failures_total{resource=\"cache\",type=\"redis\"} 3"));
   CHECK(has_line(text, "predflow_connector_connected{resource=\"cache\",type=\"redis\"} 0"));
+  // The live graph shows it on every node that names the resource (GET /graph).
+  auto facts = redis.live_facts();
+  REQUIRE(facts.size() == 1);
+  CHECK(facts[0].text.rfind("breaker open, trial in ", 0) == 0);
+  CHECK(facts[0].alarm);
 
   // After the reset, one trial: still down, so it opens again for another reset.
   std::this_thread::sleep_for(250ms);
@@ -166,6 +171,10 @@ TEST_CASE("redis: the breaker opens after N failures while the server is down, f
   CHECK(redis.breaker().state() == CircuitBreaker::State::Closed);
   CHECK(redis.ready());
   CHECK(has_line(metrics.serialize(), "predflow_connector_breaker_state{resource=\"cache\",type=\"redis\"} 0"));
+  facts = redis.live_facts();
+  REQUIRE(facts.size() == 1);
+  CHECK(facts[0].text == "breaker closed");
+  CHECK_FALSE(facts[0].alarm);
   redis.ping();
 }
 
@@ -275,10 +284,14 @@ TEST_CASE("redis: start() with the server down does not throw, ready() follows t
   CHECK_NOTHROW(redis.start());  // logs, and keeps trying in the background
   CHECK_FALSE(redis.ready());
   CHECK_THROWS_AS(redis.ping(), ConnectorError);
+  bool never_connected = false;
+  for (const auto& fact : redis.live_facts()) never_connected = never_connected || (fact.text == "never connected" && fact.alarm);
+  CHECK(never_connected);  // the live graph says why nothing reaches Redis
 
   server.start();
   CHECK(eventually([&] { return redis.ready(); }, 5s));
   redis.ping();
+  CHECK(redis.live_facts().size() == 1);  // connected now: the breaker's state only
 
   server.kill();
   // Calls fail, the breaker opens, ready() turns false.

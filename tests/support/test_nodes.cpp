@@ -189,20 +189,33 @@ PREDFLOW_REGISTER_NODE(NodeSpec("test_predictions_sink", Category::Sink)
                            .input("in", kind::predictions),
                        [](const NodeContext&) { return std::make_unique<Discard>(); });
 
-// A resource type for resource-field validation tests.
-class TestResource : public Resource {};
+// A resource type for resource-field validation tests. Its live-graph fact names its url,
+// as an alarm when the url is "down://".
+class TestResource : public Resource {
+ public:
+  explicit TestResource(std::string url) : url_(std::move(url)) {}
+  std::vector<LiveFact> live_facts() const override { return {{"url " + url_, url_ == "down://"}}; }
+
+ private:
+  std::string url_;
+};
 PREDFLOW_REGISTER_RESOURCE((ResourceSpec{"test_client", "Test client", {field::string("url").default_value("x://")}}),
-                           [](const std::string&, const NodeConfig&, Metrics&) { return std::make_shared<TestResource>(); });
+                           [](const std::string&, const NodeConfig& config, Metrics&) {
+                             return std::make_shared<TestResource>(config.get_string("url"));
+                           });
 
 class ResourceUser : public Processor {
  public:
   explicit ResourceUser(const NodeContext& ctx) : client_(ctx.resource<TestResource>("client")) {
     if (!client_) throw std::runtime_error("resource missing");
   }
-  void process(BatchPtr, Output&) override {}
+  void process(BatchPtr in, Output&) override { rows_.fetch_add(in->size()); }
+  // The live graph: the rows it took so far.
+  std::vector<LiveFact> live_facts() const override { return {{"took " + std::to_string(rows_.load()) + " rows", false}}; }
 
  private:
   std::shared_ptr<TestResource> client_;
+  std::atomic<std::size_t> rows_{0};
 };
 PREDFLOW_REGISTER_NODE(NodeSpec("test_resource_user", Category::Sink)
                            .summarize("Test sink that uses a test_client resource")
