@@ -1,13 +1,11 @@
-// Why ~450 lines: reading the test file, cutting the pipeline down to what a case needs,
-// running it, and matching what arrived share one set of names and marks; split, each part
-// would need the others' types.
+// Reading a test file and matching what reached its ports; the cut pipeline and its
+// fixtures are engine/pipeline_cut.
 #include "engine/pipeline_test.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -19,7 +17,7 @@
 #include "engine/fixture_seeders.hpp"
 #include "engine/metrics.hpp"
 #include "engine/plan.hpp"
-#include "engine/runtime.hpp"
+#include "engine/pipeline_cut.hpp"
 #include "engine/tap.hpp"
 
 namespace predflow {
@@ -31,158 +29,10 @@ namespace fs = std::filesystem;
 
 constexpr auto kDefaultCaseTimeout = std::chrono::seconds(60);
 
-// ---- fixtures in, records out: two node types known only to the test registry ----------
-
-struct FixtureStore {
-  std::mutex mutex;
-  std::map<std::string, std::vector<Batch>> inputs;           // fixture id → messages
-  std::map<std::string, std::vector<BatchPtr>> captured;      // capture id → batches
-  std::map<std::string, std::pair<int, int>> acks;            // fixture id → done, failed
-  static FixtureStore& instance() {
-    static FixtureStore store;
-    return store;
-  }
-};
-
-class FixtureInput : public Source {
- public:
-  explicit FixtureInput(const NodeContext& ctx) : id_(ctx.config.get_string("fixture")) {}
-  void run(SourceContext& ctx) override {
-    std::vector<Batch> messages;
-    {
-      auto& store = FixtureStore::instance();
-      std::lock_guard lock(store.mutex);
-      messages = store.inputs[id_];
-    }
-    for (auto& message : messages) {
-      AckPtr ack = ctx.begin_message([id = id_](AckOutcome outcome) {
-        auto& store = FixtureStore::instance();
-        std::lock_guard lock(store.mutex);
-        (outcome == AckOutcome::Done ? store.acks[id].first : store.acks[id].second)++;
-      });
-      if (!ack) return;
-      auto batch = make_batch(std::move(message));
-      batch->acks = {std::move(ack)};
-      batch->arrived = Clock::now();
-      ctx.emit(std::move(batch));
-    }
-  }
-
- private:
-  std::string id_;
-};
-
-class FixtureCapture : public Processor {
- public:
-  explicit FixtureCapture(const NodeContext& ctx) : id_(ctx.config.get_string("capture")) {}
-  void process(BatchPtr in, Output&) override {
-    auto copy = make_batch(*in);  // without tokens: holding them would hold the acks back
-    copy->acks.clear();
-    copy->row_ack.clear();
-    copy->shared_acks.clear();
-    auto& store = FixtureStore::instance();
-    std::lock_guard lock(store.mutex);
-    store.captured[id_].push_back(std::move(copy));
-  }
-
- private:
-  std::string id_;
-};
-
-const Registry& test_registry() {
-  static const Registry registry = [] {
-    Registry r = Registry::instance();
-    r.add_node(NodeSpec("fixture_input", Category::Source)
-                   .summarize("predflow test: the rows a case injects")
-                   .output("out", kind::any)
-                   .field(field::string("fixture").describe("fixture id")),
-               [](const NodeContext& ctx) { return std::make_unique<FixtureInput>(ctx); });
-    r.add_node(NodeSpec("fixture_capture", Category::Sink)
-                   .summarize("predflow test: what reaches a checked port")
-                   .input("in", kind::any)
-                   .field(field::string("capture").describe("capture id")),
-               [](const NodeContext& ctx) { return std::make_unique<FixtureCapture>(ctx); });
-    return r;
-  }();
-  return registry;
-}
-
 // ---- the test file ---------------------------------------------------------------------
 
-struct FileError : std::runtime_error {
-  FileError(const SourceMark& mark, const std::string& message)
-      : std::runtime_error(mark.file + (mark.line > 0 ? ":" + std::to_string(mark.line) : std::string()) + ": " + message) {}
-};
-
-void check_keys(const ConfigNode& map, const char* what, const std::vector<std::string>& allowed) {
-  if (!map.is_map()) throw FileError(map.mark, std::string(what) + " must be a map");
-  for (const auto& e : map.entries)
-    if (std::find(allowed.begin(), allowed.end(), e.key) == allowed.end()) {
-      throw FileError(e.key_mark, std::string(what) + " has no key '" + e.key + "'" +
-                                      suggest(e.key, allowed, " (keys: " + join(allowed) + ")"));
-    }
-}
-
-const ConfigNode& required(const ConfigNode& map, const char* key, const char* what) {
-  const ConfigNode* v = map.find(key);
-  if (v == nullptr || v->is_null()) throw FileError(map.mark, std::string(what) + " needs '" + key + "'");
-  return *v;
-}
-
-std::string scalar(const ConfigNode& v, const char* what) {
-  if (!v.is_scalar()) throw FileError(v.mark, std::string(what) + " must be a single value");
-  return v.scalar;
-}
-
-const std::vector<ConfigNode>& sequence(const ConfigNode& v, const char* what) {
-  if (!v.is_sequence() || v.items.empty()) throw FileError(v.mark, std::string(what) + " must be a non-empty list");
-  return v.items;
-}
-
-// One injected message: rows (symbol, correlation id, columns) and batch attributes.
-Batch fixture_batch(const ConfigNode& inject) {
-  Batch batch;
-  const auto& rows = sequence(required(inject, "rows", "an inject entry"), "rows");
-  std::map<std::string, std::vector<const ConfigNode*>> columns;
-  for (std::size_t r = 0; r < rows.size(); ++r) {
-    const auto& row = rows[r];
-    check_keys(row, "a row", {"symbol", "correlation_id", "columns"});
-    batch.symbols.push_back(scalar(required(row, "symbol", "a row"), "symbol"));
-    const ConfigNode* corr = row.find("correlation_id");
-    batch.correlation_ids.push_back(corr ? scalar(*corr, "correlation_id") : "test-" + std::to_string(r + 1));
-    if (const ConfigNode* cols = row.find("columns")) {
-      if (!cols->is_map()) throw FileError(cols->mark, "columns must be a map of column name to value");
-      for (const auto& e : cols->entries) {
-        auto& values = columns[e.key];
-        values.resize(rows.size(), nullptr);
-        values[r] = &e.value;
-      }
-    }
-  }
-  auto read = [&](const std::string& name, const std::vector<const ConfigNode*>& values, const SourceMark& mark,
-                  bool attribute) {
-    const auto* entry = ColumnRegistry::instance().find(name);
-    if (entry == nullptr) {
-      const auto names = ColumnRegistry::instance().names();
-      throw FileError(mark, "unknown column '" + name + "'" +
-                                suggest(name, names, " (columns: " + join(names) + ")"));
-    }
-    if (entry->per_row == attribute)
-      throw FileError(mark, "'" + name + "' is " + (entry->per_row ? "a per-row column: give it under a row's columns"
-                                                                     : "a batch attribute: give it under attributes"));
-    std::string error = entry->read(batch, values);
-    if (!error.empty()) throw FileError(mark, name + ": " + error);
-  };
-  for (const auto& [name, values] : columns) {
-    const ConfigNode* first = *std::find_if(values.begin(), values.end(), [](auto* v) { return v != nullptr; });
-    read(name, values, first->mark, false);
-  }
-  if (const ConfigNode* attributes = inject.find("attributes")) {
-    if (!attributes->is_map()) throw FileError(attributes->mark, "attributes must be a map");
-    for (const auto& e : attributes->entries) read(e.key, {&e.value}, e.key_mark, true);
-  }
-  return batch;
-}
+using FileError = MarkedError;
+using namespace fixtures;
 
 // ---- matching: an expected value (YAML) against a record (JSON) --------------------------
 
@@ -283,125 +133,11 @@ std::string match(const ConfigNode& expected, const json& actual, const std::str
   return "";
 }
 
-// ---- cutting the pipeline down to a case -----------------------------------------------
+// ---- one expectation: a captured port and what must reach it -----------------------------
 
-ConfigNode scalar_node(std::string value, const SourceMark& mark) {
-  ConfigNode n;
-  n.kind = ConfigNode::Kind::Scalar;
-  n.scalar = std::move(value);
-  n.mark = mark;
-  return n;
-}
-
-ConfigNode map_node(std::vector<std::pair<std::string, ConfigNode>> entries, const SourceMark& mark) {
-  ConfigNode n;
-  n.kind = ConfigNode::Kind::Map;
-  n.mark = mark;
-  for (auto& [k, v] : entries) n.entries.push_back({k, mark, std::move(v)});
-  return n;
-}
-
-ConfigNode sequence_node(const std::vector<std::string>& values, const SourceMark& mark) {
-  ConfigNode n;
-  n.kind = ConfigNode::Kind::Sequence;
-  n.mark = mark;
-  for (const auto& v : values) n.items.push_back(scalar_node(v, mark));
-  return n;
-}
-
-struct Expectation {
-  const ConfigNode* spec;
-  std::string node, port;  // port: an output of node, or its input (then: what reaches it)
-  bool at_input = false;
-  std::string capture;     // capture id
+struct Expectation : CapturedPort {
+  const ConfigNode* spec = nullptr;
 };
-
-std::string edge_text(const PlanEdge& e, const Plan& plan) {
-  const PlanNode* from = plan.find(e.from_node);
-  return from != nullptr && from->spec().outputs.size() > 1 ? e.from_node + "." + e.from_port_name : e.from_node;
-}
-
-// The case's pipeline: the nodes on a path from an injected node to a checked port, the
-// resources they use, the fixture nodes. Throws FileError for a node or port that does
-// not exist or cannot be reached.
-ConfigNode case_tree(const ConfigNode& pipeline, const Plan& plan, const std::map<std::string, std::string>& injected,
-                     std::vector<Expectation>& expectations, const SourceMark& mark) {
-  std::map<std::string, std::set<std::string>> downstream;  // node → nodes fed by it
-  for (const auto& n : plan.nodes)
-    for (const auto& e : n.inputs) downstream[e.from_node].insert(n.id);
-  std::set<std::string> reachable;
-  std::vector<std::string> stack;
-  for (const auto& [node, fixture] : injected) stack.push_back(node);
-  while (!stack.empty()) {
-    std::string n = stack.back();
-    stack.pop_back();
-    if (!reachable.insert(n).second) continue;
-    for (const auto& d : downstream[n]) stack.push_back(d);
-  }
-  // Keep what lies upstream of a checked port and downstream of an injected node.
-  std::set<std::string> keep;
-  for (const auto& x : expectations) {
-    if (x.at_input && injected.count(x.node)) continue;  // the fixture feeds the capture itself
-    std::vector<std::string> up;
-    if (x.at_input)
-      for (const auto& e : plan.find(x.node)->inputs) up.push_back(e.from_node);
-    else
-      up.push_back(x.node);
-    bool reached = false;
-    while (!up.empty()) {
-      std::string n = up.back();
-      up.pop_back();
-      if (!reachable.count(n)) continue;
-      reached = true;
-      if (!keep.insert(n).second || injected.count(n)) continue;
-      for (const auto& e : plan.find(n)->inputs) up.push_back(e.from_node);
-    }
-    if (!reached)
-      throw FileError(x.spec->mark, "port " + x.node + "." + x.port + " is not downstream of any injected node");
-  }
-  std::set<std::string> resources;
-  for (const auto& n : plan.nodes) {
-    if (!keep.count(n.id)) continue;
-    for (const auto& f : n.spec().fields)
-      if (f.type == FieldType::Resource && n.config.has(f.name)) resources.insert(n.config.get_string(f.name));
-  }
-
-  ConfigNode tree = pipeline;
-  if (ConfigNode* res = tree.find("resources"); res != nullptr && res->is_map())
-    std::erase_if(res->entries, [&](const ConfigEntry& e) { return !resources.count(e.key); });
-  ConfigNode* nodes = tree.find("nodes");
-  std::erase_if(nodes->entries, [&](const ConfigEntry& e) { return !keep.count(e.key); });
-  for (auto& e : nodes->entries) {
-    if (!e.value.is_map()) continue;
-    std::erase_if(e.value.entries, [](const ConfigEntry& k) { return k.key == "from"; });
-    std::vector<std::string> from;
-    if (auto it = injected.find(e.key); it != injected.end()) {
-      from.push_back(it->second);
-    } else {
-      for (const auto& edge : plan.find(e.key)->inputs)
-        if (keep.count(edge.from_node)) from.push_back(edge_text(edge, plan));
-    }
-    if (!from.empty()) e.value.entries.push_back({"from", mark, sequence_node(from, mark)});
-  }
-  for (const auto& [node, fixture] : injected)
-    nodes->entries.push_back({fixture, mark, map_node({{"type", scalar_node("fixture_input", mark)},
-                                                       {"fixture", scalar_node(fixture, mark)}}, mark)});
-  for (const auto& x : expectations) {
-    std::vector<std::string> from;
-    if (!x.at_input) {
-      from.push_back(x.node + "." + x.port);
-    } else if (auto it = injected.find(x.node); it != injected.end()) {
-      from.push_back(it->second);
-    } else {
-      for (const auto& edge : plan.find(x.node)->inputs)
-        if (keep.count(edge.from_node)) from.push_back(edge_text(edge, plan));
-    }
-    nodes->entries.push_back({x.capture, mark, map_node({{"type", scalar_node("fixture_capture", mark)},
-                                                         {"capture", scalar_node(x.capture, mark)},
-                                                         {"from", sequence_node(from, mark)}}, mark)});
-  }
-  return tree;
-}
 
 // ---- one case -----------------------------------------------------------------------------
 
@@ -543,8 +279,12 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
   for (const auto& expect : sequence(required(c, "expect", "a test"), "expect")) {
     check_keys(expect, "an expect entry", {"port", "count", "rows", "every_row", "failures"});
     const std::string target = scalar(required(expect, "port", "an expect entry"), "port");
-    Expectation x{&expect, target.substr(0, target.find('.')), target.find('.') == std::string::npos ? "" : target.substr(target.find('.') + 1),
-                  false, prefix + "out_" + std::to_string(expectations.size() + 1)};
+    Expectation x;
+    x.spec = &expect;
+    x.mark = expect.mark;
+    x.node = target.substr(0, target.find('.'));
+    x.port = target.find('.') == std::string::npos ? "" : target.substr(target.find('.') + 1);
+    x.capture = prefix + "out_" + std::to_string(expectations.size() + 1);
     const PlanNode* node = plan.find(x.node);
     if (node == nullptr) throw FileError(expect.mark, "the pipeline has no node '" + x.node + "'");
     const auto& spec = node->spec();
@@ -561,7 +301,7 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
     expectations.push_back(x);
   }
   const SourceMark mark = c.mark;
-  ConfigNode tree = case_tree(pipeline_tree, plan, injected, expectations, mark);
+  ConfigNode tree = cut_pipeline(pipeline_tree, plan, injected, {expectations.begin(), expectations.end()}, mark);
   {
     // Ids repeat across files (t1_…): start each case from nothing.
     std::lock_guard lock(store.mutex);
@@ -572,7 +312,7 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
     for (const auto& x : expectations) store.captured[x.capture].clear();
   }
   Diagnostics diagnostics;
-  auto case_plan = build_plan(tree, pipeline_file, test_registry(), process_environment(), diagnostics);
+  auto case_plan = build_plan(tree, pipeline_file, fixture_registry(), process_environment(), diagnostics);
   if (!case_plan || !diagnostics.empty()) throw FileError(mark, "the case's pipeline is not valid:\n" + diagnostics.str());
   Duration timeout = kDefaultCaseTimeout;
   if (const ConfigNode* t = c.find("timeout")) {
@@ -590,21 +330,9 @@ PipelineTestCase run_case(const ConfigNode& c, std::size_t index, const ConfigNo
       return finished();
     }
   }
-  {
-    Metrics metrics;
-    Runtime runtime(*case_plan, metrics);
-    try {
-      runtime.start();
-    } catch (const std::exception& e) {
-      result.failures.push_back(std::string("the pipeline did not start: ") + e.what());
-      return finished();
-    }
-    auto done = std::async(std::launch::async, [&runtime] { return runtime.run(); });
-    if (done.wait_for(timeout) != std::future_status::ready) {
-      result.failures.push_back("did not finish within " + format_duration(timeout) + " (stopped)");
-      runtime.request_stop();
-    }
-    done.get();
+  if (auto error = run_cut_pipeline(*case_plan, timeout); !error.empty()) {
+    result.failures.push_back(error);
+    if (error.starts_with("the pipeline did not start")) return finished();
   }
   std::map<std::string, std::vector<BatchPtr>> captured;
   std::map<std::string, std::pair<int, int>> acks;

@@ -86,14 +86,21 @@ void TapSubscription::take_tokens(Clock::time_point now) {
 void TapSubscription::offer(const Batch& batch) {
   const std::size_t rows = batch.size();
   const std::size_t failures = batch.failures.size();
+  // An empty batch has nothing to show, and gets no number: a recording can then tell a
+  // batch the recorder lost by the gap in the numbers.
+  if (rows + failures == 0) return;
   std::size_t take = 0;
   std::uint64_t batch_number = 0;
   {
     std::lock_guard lock(mutex_);
     batch_number = ++batches_;
     counters_.seen += rows + failures;
-    take_tokens(Clock::now());
-    take = std::min<std::size_t>(rows + failures, static_cast<std::size_t>(tokens_));
+    if (options_.all) {
+      take = rows + failures;
+    } else {
+      take_tokens(Clock::now());
+      take = std::min<std::size_t>(rows + failures, static_cast<std::size_t>(tokens_));
+    }
     if (options_.limit > 0) {
       const std::uint64_t left = options_.limit > counters_.sent ? options_.limit - counters_.sent : 0;
       take = static_cast<std::size_t>(std::min<std::uint64_t>(take, left));
@@ -112,10 +119,12 @@ void TapSubscription::offer(const Batch& batch) {
   for (std::size_t i = 0; i < from_failures; ++i) lines.push_back(tap_failure_record(node_, port_, batch_number, batch.failures[i]));
   const std::size_t from_rows = take - from_failures;
   for (std::size_t i = 0; i < from_rows; ++i) lines.push_back(tap_row_record(node_, port_, batch_number, batch, i * rows / from_rows));
+  const std::size_t max_lines = options_.all ? SIZE_MAX : kTapQueue;
+  const std::size_t max_bytes = options_.all ? kRecordQueueBytes : kTapQueueBytes;
   std::lock_guard lock(mutex_);
   writing_ -= take;
   for (auto& line : lines) {
-    if (queue_.size() >= kTapQueue || queued_bytes_ + line.size() > kTapQueueBytes) {
+    if (queue_.size() >= max_lines || queued_bytes_ + line.size() > max_bytes) {
       ++counters_.dropped;
       continue;
     }
@@ -154,7 +163,8 @@ std::string TapSubscription::status_json() const {
   out += ",\"dropped\":";
   json_out::append_unsigned(out, c.dropped);
   out += ",\"rate\":";
-  json_out::append_number(out, options_.rate);
+  if (options_.all) out += "\"all\"";
+  else json_out::append_number(out, options_.rate);
   out += ",\"limit\":";
   json_out::append_unsigned(out, options_.limit);
   out += '}';
@@ -181,12 +191,14 @@ void TapPoint::unsubscribe(const std::shared_ptr<TapSubscription>& subscription)
 }
 
 std::string parse_tap_options(const std::string& rate, const std::string& limit, TapOptions& out) {
-  if (!rate.empty()) {
+  if (rate == "all") {
+    out.all = true;
+  } else if (!rate.empty()) {
     char* end = nullptr;
     const double r = std::strtod(rate.c_str(), &end);
     if (end != rate.c_str() + rate.size() || !std::isfinite(r) || r <= 0 || r > kMaxTapRate)
       return "rate must be a number of rows per second above 0 and at most " + std::to_string(static_cast<int>(kMaxTapRate)) +
-             ", got '" + rate + "'";
+             ", or all, got '" + rate + "'";
     out.rate = r;
   }
   if (!limit.empty()) {

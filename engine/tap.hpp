@@ -30,10 +30,15 @@ inline constexpr std::size_t kTapQueue = 2048;
 inline constexpr std::size_t kTapQueueBytes = 4u << 20;  // and at most this much text (rows can be wide)
 inline constexpr double kTapBurst = kTapQueue / 2;
 inline constexpr int kMaxTaps = 16;                // subscriptions open at once, per process
+// rate=all (`predflow record`): every row and failure, no rate; the queue is bounded by
+// bytes only, at this much, so a burst of a whole window fits (a 5,000-symbol window of
+// features is about 8 MiB of JSON) and a stalled client still cannot exhaust memory.
+inline constexpr std::size_t kRecordQueueBytes = 256u << 20;
 
 struct TapOptions {
   std::uint64_t limit = 0;  // rows and failures to send, then end; 0: until the client leaves
   double rate = kDefaultTapRate;
+  bool all = false;         // rate=all: every row, for a recording (rate is then ignored)
 };
 
 struct TapCounters {
@@ -104,7 +109,8 @@ class TapPoint {
   std::vector<std::shared_ptr<TapSubscription>> subscriptions_;
 };
 
-// Parses the query of GET /tap (rate, limit); "" or the reason it is not acceptable.
+// Parses the query of GET /tap (rate: rows per second, or "all"; limit); "" or the reason
+// it is not acceptable.
 std::string parse_tap_options(const std::string& rate, const std::string& limit, TapOptions& out);
 
 // GET /tap as server-sent events: first `event: status` (the subscription, as JSON), then

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <optional>
+#include <sstream>
 #include <string_view>
 #include <string>
 
@@ -41,5 +42,39 @@ HttpResult http_request(const Endpoint& endpoint, const std::string& method, con
 // first 64 KiB of its body, and on_data is not called.
 HttpResult http_stream(const Endpoint& endpoint, const std::string& path, Duration connect_timeout,
                        Duration idle_timeout, const std::function<bool(std::string_view)>& on_data);
+
+// Server-sent events, parsed as they arrive: events end with a blank line; `event:` names
+// one (none: a record), `data:` carries it.
+class SseReader {
+ public:
+  template <typename OnEvent>
+  bool feed(std::string_view chunk, OnEvent&& on_event) {
+    pending_.append(chunk);
+    std::size_t start = 0, end;
+    // Events are cut off the front once per chunk, not once each (a chunk holds thousands).
+    while ((end = pending_.find("\n\n", start)) != std::string::npos) {
+      std::string name, data;
+      std::istringstream lines(pending_.substr(start, end - start));
+      start = end + 2;
+      for (std::string line; std::getline(lines, line);) {
+        if (line.starts_with("event: ")) name = line.substr(7);
+        else if (line.starts_with("data: ")) data += line.substr(6);
+      }
+      if (!on_event(name, data)) {
+        pending_.erase(0, start);
+        return false;
+      }
+    }
+    pending_.erase(0, start);
+    return pending_.size() < max_event_;  // an event this long is not a tap's
+  }
+
+  // The longest event accepted (default 1 MiB): feed() returns false past it.
+  void limit_event_bytes(std::size_t bytes) { max_event_ = bytes; }
+
+ private:
+  std::string pending_;
+  std::size_t max_event_ = 1u << 20;
+};
 
 }  // namespace predflow

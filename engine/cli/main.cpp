@@ -1,4 +1,4 @@
-// predflow: run · validate · graph · config · top · tap · reload · test · nodes · version, and the subcommands plugins register (check)
+// predflow: run · validate · graph · config · top · tap · record · reload · test · nodes · version, and the subcommands plugins register (check, dlq, replay)
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +17,7 @@
 #include "engine/cli/http_client.hpp"
 #include "engine/cli/reload.hpp"
 #include "engine/cli/run.hpp"
+#include "engine/cli/record.hpp"
 #include "engine/cli/tap.hpp"
 #include "engine/cli/test_command.hpp"
 #include "engine/cli/top.hpp"
@@ -183,7 +184,7 @@ constexpr const char* kExitCodes =
     "  0   success (run: a clean stop, or the sources ended)\n"
     "  1   invalid pipeline file, or a command that could not do its work\n"
     "  2   run: start-up failed (a port in use, a model that does not load); check: mismatches above --alert-ratio;\n"
-    "      test: a test failed\n"
+    "      test: a test failed; replay: a row not replayed, or more than --max-differing differ\n"
     "  3   run: a source failed, or the drain timed out\n"
     "  64  usage error: unknown command or option, missing argument\n"
     "  128+N  run: a second signal N, exit without draining";
@@ -303,6 +304,18 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
 
+  RecordCommandOptions record_options;
+  auto* record = app.add_subcommand(
+      "record", "Record the rows passing a running pipeline's feature and prediction ports to a file, for predflow replay");
+  record->add_option("-o,--out", record_options.output, "the recording to write (gzip-compressed JSON lines)")->required();
+  record->add_option("--url", record_options.url, kUrlHelp);
+  record->add_option("--input", record_options.inputs,
+                     "NODE.PORT to record as input, repeatable (default: where rows first carry features, e.g. feature_fetch.out)");
+  record->add_option("--output", record_options.outputs,
+                     "NODE.PORT to record as output, repeatable (default: every port of kind predictions)");
+  record->add_option("--duration", record_options.duration, "stop after this long (default: until Ctrl-C)");
+  record->add_option("--predictions", record_options.predictions, "stop once this many rows passed the output ports");
+
   ReloadCommandOptions reload_options;
   auto* reload = app.add_subcommand(
       "reload", "Reload the models of a running pipeline (every node that reloads, or NODE), as SIGHUP does, and show what changed");
@@ -377,6 +390,10 @@ int main(int argc, char** argv) {
   if (tap->parsed()) {
     if (tap_options.url.empty()) tap_options.url = default_pipeline_url();
     return tap_command(tap_options);
+  }
+  if (record->parsed()) {
+    if (record_options.url.empty()) record_options.url = default_pipeline_url();
+    return record_command(record_options);
   }
   if (config->parsed()) {
     auto plan = load_or_report(file, overrides);

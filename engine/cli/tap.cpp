@@ -73,31 +73,6 @@ void print_table_row(const nlohmann::json& record) {
   std::cout << "\n";
 }
 
-// Server-sent events, parsed as they arrive: events end with a blank line; `event:` names
-// one (none: a record), `data:` carries it.
-class EventReader {
- public:
-  template <typename OnEvent>
-  bool feed(std::string_view chunk, OnEvent&& on_event) {
-    pending_.append(chunk);
-    std::size_t end;
-    while ((end = pending_.find("\n\n")) != std::string::npos) {
-      std::string name, data;
-      std::istringstream lines(pending_.substr(0, end));
-      pending_.erase(0, end + 2);
-      for (std::string line; std::getline(lines, line);) {
-        if (line.starts_with("event: ")) name = line.substr(7);
-        else if (line.starts_with("data: ")) data += line.substr(6);
-      }
-      if (!on_event(name, data)) return false;
-    }
-    return pending_.size() < (1u << 20);  // a line longer than 1 MiB is not a tap's
-  }
-
- private:
-  std::string pending_;
-};
-
 }  // namespace
 
 int tap_command(const TapCommandOptions& options) {
@@ -123,7 +98,7 @@ int tap_command(const TapCommandOptions& options) {
   std::uint64_t shown = 0;
   bool ended = false, bad_data = false;
   std::string where;
-  EventReader reader;
+  SseReader reader;
   auto result = http_stream(*endpoint, path, kConnectTimeout, kIdleTimeout, [&](std::string_view chunk) {
     return reader.feed(chunk, [&](const std::string& name, const std::string& data) {
       if (name == "status") {

@@ -262,6 +262,22 @@ TEST_CASE("a tap's queue is bounded in bytes too: wide rows fill it sooner") {
   CHECK(s.counters().dropped == s.counters().sent - lines.size());
 }
 
+TEST_CASE("a recording's tap (rate=all) takes every row of a whole window, numbers batches without the empty ones") {
+  TapSubscription s("n", "out", {.limit = 0, .rate = kDefaultTapRate, .all = true});
+  s.offer(numbered(5000));  // far over any rate and the sampled tap's queue
+  s.offer(Batch());         // nothing to show: no number
+  s.offer(numbered(3));
+  std::vector<std::string> lines;
+  s.drain(lines);
+  REQUIRE(lines.size() == 5003);
+  CHECK(nlohmann::json::parse(lines[4999])["row"] == 4999);
+  CHECK(nlohmann::json::parse(lines[5000])["batch"] == 2);  // the empty batch took no number
+  const auto c = s.counters();
+  CHECK(c.skipped == 0);
+  CHECK(c.dropped == 0);
+  CHECK(nlohmann::json::parse(s.status_json())["rate"] == "all");
+}
+
 TEST_CASE("tap options: rate and limit are checked") {
   TapOptions o;
   CHECK(parse_tap_options("", "", o).empty());
@@ -270,6 +286,9 @@ TEST_CASE("tap options: rate and limit are checked") {
   CHECK(parse_tap_options("2.5", "7", o).empty());
   CHECK(o.rate == 2.5);
   CHECK(o.limit == 7);
+  CHECK_FALSE(o.all);
+  CHECK(parse_tap_options("all", "", o).empty());
+  CHECK(o.all);
   for (const char* bad : {"0", "-1", "abc", "10001", "nan", "inf", "5x"}) CHECK_FALSE(parse_tap_options(bad, "", o).empty());
   for (const char* bad : {"-1", "1.5", "x", "99999999999999999999"}) CHECK_FALSE(parse_tap_options("", bad, o).empty());
 }
