@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdio>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -228,9 +229,12 @@ int record_command(const RecordCommandOptions& options) {
               << (s->error.empty() ? "" : "; failed: " + s->error) << "\n";
     if (!s->error.empty()) code = 1;
   }
-  char size[32];
-  std::snprintf(size, sizeof size, "%.1f MiB", static_cast<double>(writer->bytes_in()) / (1 << 20));
-  std::cerr << "recorded " << size << " of JSON (compressed) to " << options.output << " (stopped: " << reason << ")"
+  std::error_code ec;
+  const auto on_disk = std::filesystem::file_size(options.output, ec);
+  char size[64];
+  std::snprintf(size, sizeof size, "%.1f MiB of JSON, %.1f MiB compressed,", static_cast<double>(writer->bytes_in()) / (1 << 20),
+                ec ? 0.0 : static_cast<double>(on_disk) / (1 << 20));
+  std::cerr << "recorded " << size << " to " << options.output << " (stopped: " << reason << ")"
             << (dropped > 0 ? "; rows were dropped: the recording is incomplete" : "") << "\n";
   if (!write_error.empty()) {
     std::cerr << "predflow record: " << write_error << "\n";

@@ -41,9 +41,11 @@ void csv_number(std::string& out, double v) {
 
 PredictionDiff diff_predictions(const std::map<std::string, std::vector<BatchPtr>>& recorded,
                                 const std::map<std::string, std::vector<BatchPtr>>& replayed,
-                                const std::set<std::pair<std::string, std::string>>& inputs, double z_limit) {
+                                const std::set<std::pair<std::string, std::string>>& inputs, double z_limit,
+                                double noise_scale) {
   PredictionDiff diff;
   diff.z_limit = z_limit;
+  diff.noise_scale = noise_scale;
   // The replay's rows, and where each (correlation id, symbol) is among them: a key that
   // repeats (the same announcement recorded twice) matches its rows in order.
   std::vector<std::pair<std::pair<std::string, std::string>, Found>> now;
@@ -95,7 +97,8 @@ PredictionDiff diff_predictions(const std::map<std::string, std::vector<BatchPtr
         const PredictionStats& a = *row.recorded;
         const PredictionStats& c = *row.replayed;
         row.delta_mean = c.mean - a.mean;
-        const double variance = (a.samples > 0 ? a.std * a.std / a.samples : 0) + (c.samples > 0 ? c.std * c.std / c.samples : 0);
+        const double variance = noise_scale * noise_scale *
+                                ((a.samples > 0 ? a.std * a.std / a.samples : 0) + (c.samples > 0 ? c.std * c.std / c.samples : 0));
         row.z = variance > 0 ? std::fabs(row.delta_mean) / std::sqrt(variance) : (row.delta_mean == 0 ? 0 : INFINITY);
         const double band_a = a.p90 - a.p10, band_c = c.p90 - c.p10;
         row.band_ratio = band_a > 0 ? band_c / band_a : (band_c == 0 ? 1 : INFINITY);
@@ -133,6 +136,18 @@ PredictionDiff diff_predictions(const std::map<std::string, std::vector<BatchPtr
   }
   diff.median_band_ratio = quantile(band_ratios, 0.5);
   return diff;
+}
+
+double noise_scale(const PredictionDiff& baseline) {
+  double sum = 0;
+  std::size_t n = 0;
+  for (const auto& row : baseline.rows) {
+    if (!row.recorded || !row.replayed || !std::isfinite(row.z)) continue;
+    const double k = baseline.noise_scale;
+    sum += (row.z * k) * (row.z * k);
+    ++n;
+  }
+  return n == 0 ? 1 : std::sqrt(sum / static_cast<double>(n));
 }
 
 std::string prediction_diff_csv(const PredictionDiff& diff) {
@@ -177,6 +192,7 @@ std::string prediction_diff_json(const PredictionDiff& diff) {
               {"no_input", diff.no_input},
               {"not_recorded", diff.not_recorded},
               {"z_limit", diff.z_limit},
+              {"noise_scale", diff.noise_scale},
               {"replay_failures", diff.replay_failures},
               {"recorded_versions", diff.recorded_versions},
               {"replayed_versions", diff.replayed_versions},

@@ -1,9 +1,11 @@
 // The per-symbol difference between recorded and replayed predictions (`predflow replay`):
 // rows are matched by (correlation id, symbol); each pair is judged against Monte-Carlo
-// error — |Δ mean| / sqrt(std_a²/n_a + std_b²/n_b), the z of the difference of two means
+// error — z = |Δ mean| / (k · sqrt(std_a²/n_a + std_b²/n_b)), the difference of two means
 // of n independent samples each — so that the same model replayed shows noise, and
-// another model its real differences. Conservative where the means are Rao-Blackwellised
-// (their error is smaller than std/√n): then fewer rows are called different, not more.
+// another model its real differences. k = 1 is the plain mean's error; a Rao-Blackwellised
+// mean (the shipped models') varies far less than std/√n, so k = 1 calls too few rows
+// different. noise_scale() measures k from a replay of the recorded model itself (a
+// baseline): under the model Δ ~ N(0, k²·var), so k² is the mean of z² at k = 1.
 #pragma once
 
 #include <map>
@@ -38,6 +40,7 @@ struct PredictionDiff {
   double mean_abs_delta = 0, median_abs_delta = 0, p99_abs_delta = 0, max_abs_delta = 0, mean_delta = 0;
   double median_band_ratio = 0;
   double z_limit = kDefaultDiffZLimit;
+  double noise_scale = 1;  // k
 };
 
 // `recorded` and `replayed`: predictions batches by output port; `inputs`: the (correlation
@@ -45,7 +48,11 @@ struct PredictionDiff {
 PredictionDiff diff_predictions(const std::map<std::string, std::vector<BatchPtr>>& recorded,
                                 const std::map<std::string, std::vector<BatchPtr>>& replayed,
                                 const std::set<std::pair<std::string, std::string>>& inputs,
-                                double z_limit = kDefaultDiffZLimit);
+                                double z_limit = kDefaultDiffZLimit, double noise_scale = 1);
+
+// k from a diff of the recorded model against itself (computed with k = 1): the root mean
+// square of its z; 1 when it compared no row.
+double noise_scale(const PredictionDiff& baseline);
 
 // One line per row: port, symbol, correlation_id, versions, both means, stds and bands,
 // delta_mean, z, band_ratio, status (RFC 4180 quoting).

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@ struct ReplayArgs {
   std::string recording, pipeline, csv, json;
   std::vector<std::string> overrides;
   double z_limit = kDefaultDiffZLimit;
+  bool calibrate = false;
   double max_differing = -1;  // share of compared rows; < 0: not checked
   std::string timeout = "30m";
 };
@@ -67,7 +69,40 @@ int run_replay(const ReplayArgs& args) {
     std::cerr << "predflow replay: " << what << "\n";
     return 1;
   }
-  const PredictionDiff diff = diff_predictions(run.recorded, run.replayed, run.input_rows_keys, args.z_limit);
+  // --calibrate: the Monte-Carlo noise of the published means, measured by the recorded
+  // model against itself (the pipeline as given, without --set; the run itself when there
+  // is no --set).
+  double k = 1;
+  std::string noise = "std/sqrt(n), an upper bound for Rao-Blackwellised means (--calibrate measures it)";
+  if (args.calibrate) {
+    PredictionDiff baseline;
+    std::string baseline_versions;
+    if (args.overrides.empty()) {
+      baseline = diff_predictions(run.recorded, run.replayed, run.input_rows_keys, args.z_limit);
+    } else {
+      try {
+        ReplayRun base = replay_recording(args.recording, args.pipeline, ReplayOptions{{}, *timeout});
+        baseline = diff_predictions(base.recorded, base.replayed, base.input_rows_keys, args.z_limit);
+      } catch (const std::exception& e) {
+        std::cerr << "predflow replay: the baseline (the pipeline without --set) cannot run: " << e.what() << "\n";
+        return 1;
+      }
+    }
+    auto names = [](const std::map<std::string, std::size_t>& by_version) {
+      std::set<std::string> out;
+      for (const auto& [version, rows] : by_version) out.insert(version);
+      return out;
+    };
+    if (names(baseline.recorded_versions) != names(baseline.replayed_versions)) {
+      std::cerr << "predflow replay: --calibrate needs the pipeline as given to serve the recorded versions, but it serves "
+                << versions(baseline.replayed_versions) << " where the recording has " << versions(baseline.recorded_versions)
+                << "\n";
+      return 1;
+    }
+    k = noise_scale(baseline);
+    noise = number(k) + " x std/sqrt(n), measured on " + std::to_string(baseline.compared) + " rows replayed with the recorded model";
+  }
+  const PredictionDiff diff = diff_predictions(run.recorded, run.replayed, run.input_rows_keys, args.z_limit, k);
   std::string inputs, outputs;
   for (const auto& p : run.header.inputs) inputs += (inputs.empty() ? "" : ", ") + p;
   for (const auto& p : run.header.outputs) outputs += (outputs.empty() ? "" : ", ") + p;
@@ -85,6 +120,7 @@ int run_replay(const ReplayArgs& args) {
     std::cout << "  |Δ mean|: mean " << number(diff.mean_abs_delta) << ", median " << number(diff.median_abs_delta) << ", p99 "
               << number(diff.p99_abs_delta) << ", max " << number(diff.max_abs_delta) << "; Δ mean on average "
               << number(diff.mean_delta) << "\n"
+              << "  Monte-Carlo error of a mean: " << noise << "\n"
               << "  outside Monte-Carlo error (z > " << number(diff.z_limit) << "): " << diff.differs << " of " << diff.compared
               << " (" << number(100.0 * static_cast<double>(diff.differs) / static_cast<double>(diff.compared)) << " %)\n"
               << "  band (p90 - p10), replayed / recorded: median " << number(diff.median_band_ratio) << "\n";
@@ -127,6 +163,10 @@ PREDFLOW_REGISTER_COMMAND(
       sub.add_option("--z-limit", args->z_limit, "a row differs when |Δ mean| is more than this many Monte-Carlo standard errors")
           ->capture_default_str()
           ->check(CLI::PositiveNumber);
+      sub.add_flag("--calibrate", args->calibrate,
+                   "measure the Monte-Carlo error of the means first, by replaying with the pipeline as given (without "
+                   "--set) and comparing it with the recording; without it the error is taken as std/sqrt(n), which is "
+                   "too wide for Rao-Blackwellised means");
       sub.add_option("--max-differing", args->max_differing,
                      "exit 1 when more than this share (0..1) of the compared rows differ (default: not checked)")
           ->check(CLI::Range(0.0, 1.0));

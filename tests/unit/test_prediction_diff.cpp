@@ -106,3 +106,30 @@ TEST_CASE("prediction diff: a key recorded twice matches the replay's two rows i
   CHECK(diff.max_abs_delta == 0);
   CHECK(contains(prediction_diff_csv(diff), "\ns.out,\"A,B\",c1,"));
 }
+
+TEST_CASE("prediction diff: noise_scale measures the Monte-Carlo error from a baseline, and z is read in its units") {
+  // The baseline's differences are a tenth of std/sqrt(n): k = 0.1.
+  const double se = std::sqrt(2 * 0.0004 / 20);  // of a difference, std 0.02, 20 samples
+  std::vector<Row> recorded_rows, baseline_rows, candidate_rows;
+  for (int i = 0; i < 100; ++i) {
+    const std::string symbol = "S" + std::to_string(i);
+    recorded_rows.push_back({symbol, "c", 0.01, 0.02});
+    baseline_rows.push_back({symbol, "c", 0.01 + (i % 2 ? 0.1 : -0.1) * se, 0.02});
+    candidate_rows.push_back({symbol, "c", 0.01 + (i < 30 ? 0.5 : 0.0) * se, 0.02});  // 30 rows moved by 5 k·se
+  }
+  Keys keys;
+  for (const auto& r : recorded_rows) keys.insert({r.correlation_id, r.symbol});
+  auto recorded = predictions(recorded_rows, "v1");
+  const auto baseline = diff_predictions({{"p", {recorded}}}, {{"p", {predictions(baseline_rows, "v1")}}}, keys);
+  CHECK(baseline.differs == 0);
+  const double k = noise_scale(baseline);
+  CHECK(k == doctest::Approx(0.1));
+  const auto plain = diff_predictions({{"p", {recorded}}}, {{"p", {predictions(candidate_rows, "v2")}}}, keys);
+  CHECK(plain.differs == 0);  // within std/sqrt(n)
+  const auto calibrated = diff_predictions({{"p", {recorded}}}, {{"p", {predictions(candidate_rows, "v2")}}}, keys, 4, k);
+  CHECK(calibrated.differs == 30);
+  CHECK(calibrated.rows[0].z == doctest::Approx(5));
+  CHECK(calibrated.noise_scale == doctest::Approx(0.1));
+  // Nothing compared: k stays 1.
+  CHECK(noise_scale(PredictionDiff{}) == 1);
+}
