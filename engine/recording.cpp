@@ -75,7 +75,10 @@ struct RecordingWriter::File {
 
 RecordingWriter::RecordingWriter(const std::string& path, const RecordingHeader& header) : file_(std::make_unique<File>()) {
   file_->path = path;
-  file_->gz = gzopen(path.c_str(), "wb6");
+  // Level 1: the recorder shares the machine with the pipeline it records. On five m5
+  // windows (32 MiB of JSON) level 6 took 3.5 times the CPU (1.2 s against 0.35 s) for a
+  // file 11 % smaller.
+  file_->gz = gzopen(path.c_str(), "wb1");
   if (file_->gz == nullptr) throw std::runtime_error("cannot write " + path);
   json h = {{"format", kRecordingFormat},     {"version", kRecordingVersion}, {"pipeline", header.pipeline},
             {"source", header.source},        {"started_at", header.started_at}, {"inputs", header.inputs},

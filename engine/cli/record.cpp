@@ -27,8 +27,11 @@ constexpr auto kConnectTimeout = std::chrono::seconds(5);
 constexpr auto kIdleTimeout = std::chrono::seconds(15);  // three missed status events
 constexpr std::size_t kMaxEvent = kMaxRecordingLine;
 
-std::atomic<bool> interrupted{false};
-extern "C" void on_interrupt(int) { interrupted.store(true); }
+constexpr auto kDrainQuiet = std::chrono::milliseconds(500);  // no row for this long: what was sent has arrived
+constexpr auto kDrainAtMost = std::chrono::seconds(10);
+
+std::atomic<int> interrupts{0};
+extern "C" void on_interrupt(int) { interrupts.fetch_add(1); }
 
 // The ports chosen by kind, from GET /nodes (see record.hpp).
 void default_ports(const json& nodes, std::vector<std::string>& inputs, std::vector<std::string>& outputs) {
@@ -132,7 +135,8 @@ int record_command(const RecordCommandOptions& options) {
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> predictions{0};
   std::atomic<int> running{0}, failed{0};
-  interrupted = false;
+  std::atomic<std::int64_t> last_data{0};  // steady clock, ns: when a row or failure last arrived
+  interrupts = 0;
   auto previous_int = std::signal(SIGINT, on_interrupt);
   auto previous_term = std::signal(SIGTERM, on_interrupt);
 
@@ -167,6 +171,7 @@ int record_command(const RecordCommandOptions& options) {
             return false;
           }
           if (!name.empty()) return true;
+          last_data = std::chrono::steady_clock::now().time_since_epoch().count();
           const bool row = data.find("\"batch_rows\":") != std::string::npos;
           {
             std::lock_guard lock(writer_mutex);
@@ -202,12 +207,27 @@ int record_command(const RecordCommandOptions& options) {
   std::string reason;
   while (reason.empty()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (interrupted.load()) reason = "interrupted";
+    if (interrupts.load() > 0) reason = "interrupted";
     else if (stop.load()) reason = "writing failed";
     else if (duration && std::chrono::steady_clock::now() - started >= *duration) reason = "duration";
     else if (options.predictions > 0 && predictions.load() >= options.predictions) reason = "predictions";
     else if (failed.load() > 0) reason = "a stream failed";
     else if (running.load() == 0) reason = "the pipeline closed the streams";
+  }
+  // Rows the pipeline emitted before the stop are still on their way (the server sends
+  // every 100 ms, and this process compresses): read on until the streams are quiet, so
+  // that the predictions of inputs already recorded are recorded too. A second Ctrl-C
+  // stops at once.
+  if (reason == "interrupted" || reason == "duration" || reason == "predictions") {
+    if (reason == "interrupted") std::cerr << "finishing: reading what the pipeline already sent (Ctrl-C again stops now)\n";
+    const auto drain_start = std::chrono::steady_clock::now();
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      const auto now = std::chrono::steady_clock::now();
+      const auto quiet = now - std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_data.load()));
+      if (interrupts.load() > 1 || stop.load() || running.load() == 0 || failed.load() > 0) break;
+      if ((quiet >= kDrainQuiet && now - drain_start >= kDrainQuiet) || now - drain_start >= kDrainAtMost) break;
+    }
   }
   stop = true;
   for (auto& s : streams) s->thread.join();

@@ -96,7 +96,8 @@ int run_replay(const ReplayArgs& args) {
     if (names(baseline.recorded_versions) != names(baseline.replayed_versions)) {
       std::cerr << "predflow replay: --calibrate needs the pipeline as given to serve the recorded versions, but it serves "
                 << versions(baseline.replayed_versions) << " where the recording has " << versions(baseline.recorded_versions)
-                << "\n";
+                << ": pin the recorded versions in the pipeline (its version fields, or the variables they read) and give "
+                   "the candidate with --set\n";
       return 1;
     }
     k = noise_scale(baseline);

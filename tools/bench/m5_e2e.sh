@@ -7,7 +7,8 @@
 #   tools/bench/m5_e2e.sh N [CYCLES] [-- extra predflow arguments, e.g. --set nodes.normal_model.concurrency=2]
 #
 # Environment: BUILD (default build), MODELS (default models), WARMUP (default 1),
-# LOADGEN_ARGS (more loadgen flags, e.g. --json), PREDFLOW_LOG (default /tmp/predflow-e2e.log).
+# LOADGEN_ARGS (more loadgen flags, e.g. --json), PREDFLOW_LOG (default /tmp/predflow-e2e.log),
+# RECORD=FILE (run `predflow record -o FILE` beside it for the whole run, warm-up included).
 # Nothing sets OPENBLAS_NUM_THREADS: the model nodes set their threads themselves.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,5 +33,11 @@ for _ in $(seq 1 120); do
   kill -0 $pid 2>/dev/null || { echo "predflow exited; its log: $log" >&2; tail -20 "$log" >&2; exit 1; }
   sleep 0.5
 done
+if [ -n "${RECORD:-}" ]; then
+  "$build/predflow" record -o "$RECORD" 2>"$RECORD.log" &
+  recorder=$!
+  trap 'kill -INT $recorder 2>/dev/null; wait $recorder 2>/dev/null || true; kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+  sleep 1
+fi
 "$build/tools/loadgen/predflow_loadgen" --symbols "$symbols" --no-seed --cycles "$cycles" --warmup "${WARMUP:-1}" \
   --pid $pid ${LOADGEN_ARGS:-}
