@@ -3,6 +3,7 @@
 // decides where process() runs (TBB workers, or the node's own threads for blocking I/O).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -62,6 +63,11 @@ struct NodeContext {
   Metrics& metrics;
   const ResourceLookup& resources;
   int concurrency = 1;
+  // For a node that notices by itself that it should reload (a new model version on disk):
+  // runs its Node::reload() through the runtime, as SIGHUP does — one reload of the pipeline
+  // at a time, counted in predflow_reloads_total and logged with `trigger` — and returns
+  // whether it worked. Empty outside a running pipeline (validate --deep, tests).
+  std::function<bool(const std::string& trigger)> reload_self;
 
   // The resource named by a Resource-typed field, cast to the client type.
   template <typename T>

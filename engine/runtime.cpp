@@ -2,7 +2,8 @@
 // feeding the graph under the in-flight budget, processors as function nodes with their
 // concurrency, the timer thread for ticks and wake-ups, the drain on stop, acknowledgement
 // tokens settled once, readiness and the HTTP server.
-// Why ~600 lines: start, run, drain and stop share the graph's lifetime and one set of
+// Why ~850 lines: start, run, drain and stop — and the HTTP routes, reloads, taps and live
+// facts that reach into a running graph — share the graph's lifetime and one set of
 // invariants (every source message settled exactly once, nothing emitted after the drain);
 // keeping them in one file keeps that order readable.
 #include "engine/runtime.hpp"
@@ -481,7 +482,9 @@ struct Runtime::Impl {
     facts_closed = true;
   }
 
-  std::vector<Runtime::ReloadOutcome> reload(const std::string& id) {
+  // `trigger`: who asked, for the log (SIGHUP and POST leave it empty; a node's own
+  // NodeContext::reload_self names itself).
+  std::vector<Runtime::ReloadOutcome> reload(const std::string& id, const std::string& trigger = "") {
     std::vector<NodeRunner*> targets;
     std::vector<std::string> reloadable;
     for (auto& r : runners)
@@ -519,10 +522,11 @@ struct Runtime::Impl {
       metrics.counter("predflow_reloads_total", "Reloads of nodes (SIGHUP, POST /nodes/ID/reload), by result",
                       {{"node", o.node}, {"result", o.ok ? "ok" : "failed"}})
           .Increment();
+      const std::string by = trigger.empty() ? "" : " trigger=" + trigger;
       if (o.ok)
-        spdlog::info("msg=\"node reloaded\" node={} change=\"{}\" seconds={:.3f}", o.node, o.message, o.seconds);
+        spdlog::info("msg=\"node reloaded\" node={} change=\"{}\" seconds={:.3f}{}", o.node, o.message, o.seconds, by);
       else
-        spdlog::error("msg=\"reload failed: still serving what it served\" node={} error=\"{}\"", o.node, o.message);
+        spdlog::error("msg=\"reload failed: still serving what it served\" node={} error=\"{}\"{}", o.node, o.message, by);
       outcomes.push_back(std::move(o));
     }
     return outcomes;
@@ -651,6 +655,11 @@ Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Im
   }
   for (const auto& p : plan.nodes) {
     NodeContext context{p.id, p.spec(), p.config, metrics, impl_->resources, p.concurrency};
+    if (!p.spec().reloads.empty())
+      context.reload_self = [impl = impl_.get(), id = p.id](const std::string& trigger) {
+        auto outcomes = impl->reload(id, trigger);
+        return !outcomes.empty() && outcomes.front().ok;
+      };
     std::unique_ptr<Node> node;
     try {
       node = p.registration->factory(context);

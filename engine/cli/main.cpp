@@ -1,4 +1,6 @@
 // predflow: run · validate · graph · config · top · tap · record · reload · test · nodes · version, and the subcommands plugins register (check, dlq, replay)
+// Why ~400 lines: one CLI11 declaration per command, in the order `predflow --help` shows
+// them; each command's work is in its own file (engine/cli/*.cpp).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -352,10 +354,11 @@ int main(int argc, char** argv) {
   }
   // A test run prints its own report: the runtime's info lines (one start and stop per
   // case) only with an explicit level.
-  // So does `dlq`, whose NATS client would log its connect and disconnect.
-  const bool quiet_by_default = test->parsed() || app.got_subcommand("dlq");
+  // So does `dlq`, whose NATS client would log its connect and disconnect, and `replay`,
+  // which runs a pipeline offline and prints its diff.
+  const bool quiet_by_default = test->parsed() || app.got_subcommand("dlq") || app.got_subcommand("replay");
   if (quiet_by_default && log_level.empty() && std::getenv("PREDFLOW_LOG_LEVEL") == nullptr)
-    log_level = test->parsed() ? "warn" : "error";
+    log_level = test->parsed() || app.got_subcommand("replay") ? "warn" : "error";
   if (!setup_logging(log_level)) {
     const char* from_env = std::getenv("PREDFLOW_LOG_LEVEL");  // the flag is empty when the variable was used
     std::cerr << "predflow: unknown log level '" << (log_level.empty() && from_env ? from_env : log_level) << "'"

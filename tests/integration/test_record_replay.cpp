@@ -153,7 +153,7 @@ TEST_CASE("predflow record, then replay: the same model within Monte-Carlo error
   CHECK(contains(strict.output, "more than --max-differing 0 of the rows differ"));
 }
 
-TEST_CASE("predflow record: Ctrl-C ends the recording with its end line; bad ports, durations and URLs are refused") {
+TEST_CASE("predflow record: Ctrl-C ends the recording with its end line, and bad ports, durations and URLs are refused") {
   if (without_torch()) return;
   TempDir dir;
   const fs::path repo = dir.path / "repo";

@@ -66,7 +66,7 @@ TEST_CASE("prediction diff: the same predictions within Monte-Carlo error, a shi
   CHECK(diff_predictions({{"stats.out", {recorded}}}, {{"stats.out", {replayed}}}, {}, 10).differs == 0);
 }
 
-TEST_CASE("prediction diff: rows on one side only — not replayed, no recorded input, not recorded; replay failures") {
+TEST_CASE("prediction diff: rows on one side only — not replayed, no recorded input, not recorded, and replay failures") {
   auto recorded = predictions({{"AAA", "c1", 0.01, 0.02}, {"EARLY", "c0", 0.01, 0.02}}, "v1");
   auto replayed = predictions({{"LATE", "c9", 0.01, 0.02}}, "v1");
   auto failed = make_batch();

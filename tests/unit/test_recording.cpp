@@ -112,7 +112,7 @@ TEST_CASE("recording: written batches read back the same, every column and the r
   CHECK(r.batches[1].batch.symbols == second.symbols);
 }
 
-TEST_CASE("recording: a lost batch and a batch missing rows make it incomplete; a batch cut at the end does not") {
+TEST_CASE("recording: a lost batch and a batch missing rows make it incomplete, a batch cut at the end does not") {
   TempDir dir;
   const std::string path = dir.file("gaps.jsonl");
   auto h = header();

@@ -39,13 +39,28 @@ run() {  # run LABEL SWAP(0|1)
     echo "$label: $(grep -c 'msg="model swapped"' "$log") swaps"
   fi
   wait $bench
-  python3 - "$work/$label.json" "$label" <<'PY'
-import json, statistics, sys
+  python3 - "$work/$label.json" "$label" "$work/$label.log" <<'PY'
+import datetime, json, re, statistics, sys
 text = open(sys.argv[1]).read()
 doc = json.loads(text[text.index('{'):])
-last = [c["stages"]["redis"]["last_ms"] for c in doc["cycles"] if not c.get("warmup") and c["stages"].get("redis", {}).get("last_ms") is not None]
+cycles = [c for c in doc["cycles"] if not c.get("warmup") and c["stages"].get("redis", {}).get("last_ms") is not None]
+last = [c["stages"]["redis"]["last_ms"] for c in cycles]
 med = statistics.median(last)
+# When each swap finished (the predflow log's ts), in Unix ms.
+swaps = []
+for line in open(sys.argv[3], errors="replace"):
+    if 'msg="model swapped"' in line:
+        m = re.search(r"ts=(\S+)", line)
+        if m:
+            swaps.append(datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp() * 1000)
+# A cycle is "around a swap" when a swap ended from 1 s before its t0 (the window collecting,
+# the load on the CPU) to its last prediction.
+around = [c["stages"]["redis"]["last_ms"] for c in cycles
+          if any(c["t0_unix_ms"] - 1000 <= s <= c["t0_unix_ms"] + c["stages"]["redis"]["last_ms"] for s in swaps)]
 print(f"{sys.argv[2]}: last pred per cycle (ms): {', '.join(f'{x:.0f}' for x in last)}; median {med:.0f}, worst {max(last):.0f} = {max(last) / med:.2f} x median")
+if swaps:
+    worst = max(around) if around else float("nan")
+    print(f"{sys.argv[2]}: {len(around)} cycles around a swap: {', '.join(f'{x:.0f}' for x in around)}; worst {worst:.0f} = {worst / med:.2f} x median")
 PY
 }
 run baseline 0

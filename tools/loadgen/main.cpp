@@ -317,6 +317,7 @@ struct CycleResult {
   std::size_t messages = 0;
   double publish_ms = 0;         // first publish until the flush returned
   double wait_ms = 0;            // t0 until the cycle ended (all seen, or the timeout)
+  std::int64_t t0_unix_ms = 0;   // t0 on the wall clock, to line cycles up with a log
   std::vector<StageResult> stages;
   std::size_t normal = 0, earnings = 0;
   std::optional<ProcStats> predflow;
@@ -531,6 +532,9 @@ int main(int argc, char** argv) {
     const auto t_flush = Clock::now();
     cr.publish_ms = ms_between(t_first, t_flush);
     const auto t0 = on_count ? t_flush : (n < static_cast<std::size_t>(max_symbols) ? t_first : t_flush) + window;
+    cr.t0_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        (std::chrono::system_clock::now() + (t0 - Clock::now())).time_since_epoch())
+                        .count();
 
     // Poll.
     std::atomic<bool> stop{false};
@@ -656,6 +660,7 @@ int main(int argc, char** argv) {
     json jc = {{"cycle", cr.cycle},
                {"warmup", cr.cycle <= warmup},
                {"correlation_id", cr.correlation_id},
+               {"t0_unix_ms", cr.t0_unix_ms},
                {"messages", cr.messages},
                {"publish_ms", std::round(cr.publish_ms * 100) / 100},
                {"complete", cr.complete},
