@@ -30,6 +30,9 @@ ShadowRunner::ShadowRunner(std::string node_id, std::unique_ptr<McModel> candida
       band_ratio_(metrics.histogram("predflow_shadow_band_ratio",
                                     "Per row: p90 - p10 of the shadow candidate / that of the serving version",
                                     labels(node_, card()), {0.5, 0.67, 0.8, 0.9, 1.1, 1.25, 1.5, 2})),
+      direction_changes_(metrics.counter("predflow_shadow_direction_changes_total",
+                                         "Rows whose mean the shadow candidate predicts with the other sign than the serving version",
+                                         labels(node_, card()))),
       thread_([this] { loop(); }) {}
 
 ShadowRunner::~ShadowRunner() {
@@ -103,7 +106,10 @@ void ShadowRunner::run(Job& job) {
     const auto theirs = summarize(std::span<const float>(served_samples.data() + r * served_S, served_S));
     const double my_mean = means.empty() ? mine.mean : means[r];
     const double their_mean = r < served_means.size() ? served_means[r] : theirs.mean;
-    if (std::isfinite(my_mean) && std::isfinite(their_mean)) mean_diff_.Observe(std::fabs(my_mean - their_mean));
+    if (std::isfinite(my_mean) && std::isfinite(their_mean)) {
+      mean_diff_.Observe(std::fabs(my_mean - their_mean));
+      if ((my_mean > 0 && their_mean < 0) || (my_mean < 0 && their_mean > 0)) direction_changes_.Increment();
+    }
     const double my_band = mine.p90 - mine.p10, their_band = theirs.p90 - theirs.p10;
     if (their_band > 0 && std::isfinite(my_band)) band_ratio_.Observe(my_band / their_band);
   }

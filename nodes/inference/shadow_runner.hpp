@@ -8,6 +8,9 @@
 //   predflow_shadow_failures_total{node,candidate}         candidate calls that failed
 //   predflow_shadow_mean_abs_diff{node,candidate}          |mean(candidate) − mean(serving)|
 //   predflow_shadow_band_ratio{node,candidate}             (p90 − p10) candidate / serving
+//   predflow_shadow_direction_changes_total{node,candidate} rows whose predicted move has the
+//                                                          other sign than the serving version's
+//                                                          (up instead of down: what a consumer acts on)
 #pragma once
 
 #include <condition_variable>
@@ -59,6 +62,7 @@ class ShadowRunner {
   prometheus::Counter& failures_;
   prometheus::Histogram& mean_diff_;
   prometheus::Histogram& band_ratio_;
+  prometheus::Counter& direction_changes_;
   std::mutex mutex_;
   std::condition_variable cv_, idle_cv_;
   std::deque<Job> queue_;

@@ -84,4 +84,18 @@ void add_model_version(const fs::path& repo, const std::string& version) {
   write_file(repo / version / "model.yaml", yaml);
 }
 
+void add_scripted_version(const fs::path& repo, const std::string& version, double bias) {
+  TempDir scratch;
+  const std::string source = R"JIT(
+def forward(self, x: Tensor) -> Tensor:
+    return x[:, 0] * 0.1 + self.bias
+
+def sample(self, x: Tensor) -> Tensor:
+    return x[:, 0] * 0.1 + self.bias + 0.01 * torch.randn_like(x[:, 0])
+)JIT";
+  const std::string folder = write_model(scratch, source, 20, {{"bias", bias}}, "lstm_test_" + version, "normal_day");
+  fs::create_directories(repo / version);
+  for (const auto& f : fs::directory_iterator(folder)) fs::copy_file(f.path(), repo / version / f.path().filename());
+}
+
 }  // namespace predflow::test

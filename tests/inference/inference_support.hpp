@@ -51,6 +51,10 @@ std::string read_text(const std::filesystem::path& path);
 // version, for the reload, shadow and canary tests.
 void add_model_version(const std::filesystem::path& repo, const std::string& version);
 
+// repo/<version>/: a TorchScript model whose prediction is 0.1·x0 + `bias`, with noise of
+// sd 0.01 in sample() (a version that is biased by design, for canary and shadow tests).
+void add_scripted_version(const std::filesystem::path& repo, const std::string& version, double bias);
+
 // A batch of `rows` symbols S0, S1, … with correlation ids, prices and features
 // (row r, feature f = value(r, f)).
 std::shared_ptr<Batch> feature_batch(std::size_t rows, std::size_t width, float (*value)(std::size_t, std::size_t) = nullptr);

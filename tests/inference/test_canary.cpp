@@ -21,21 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// repo/<version>/: a TorchScript model whose prediction is 0.1·x0 + `bias`, with noise.
-void add_scripted_version(const fs::path& repo, const std::string& version, double bias) {
-  TempDir scratch;
-  const std::string source = R"JIT(
-def forward(self, x: Tensor) -> Tensor:
-    return x[:, 0] * 0.1 + self.bias
-
-def sample(self, x: Tensor) -> Tensor:
-    return x[:, 0] * 0.1 + self.bias + 0.01 * torch.randn_like(x[:, 0])
-)JIT";
-  const std::string folder = write_model(scratch, source, 20, {{"bias", bias}}, "lstm_test_" + version, "normal_day");
-  fs::create_directories(repo / version);
-  for (const auto& f : fs::directory_iterator(folder)) fs::copy_file(f.path(), repo / version / f.path().filename());
-}
-
 float varied(std::size_t r, std::size_t f) { return 0.01f * static_cast<float>((r * 7 + f * 3) % 11) - 0.05f; }
 
 // A batch of `rows` symbols named SYM<offset+r>.
@@ -44,6 +29,8 @@ std::shared_ptr<Batch> symbols_batch(std::size_t rows, std::size_t offset) {
   for (std::size_t r = 0; r < rows; ++r) b->symbols[r] = "SYM" + std::to_string(offset + r);
   return b;
 }
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // The node's lines on the live graph, one string.
 std::string facts_of(NodeHarness& h) {
@@ -139,8 +126,10 @@ TEST_CASE("torch_gpu_infer canary: the candidate serves its share, passes its wi
   }
   CHECK(h.output.dead().empty());
   // The live graph shows what serves and the canary's progress.
-  CHECK(facts_of(h) == "serving lstm_test_1 (version 1) on cpu\n"
-                       "canary lstm_test_2 (version 2) on 30% of symbols, 0 windows passed of 3\n");
+  // (A window is 1 ms: the first batch may already have passed one.)
+  const std::string facts = facts_of(h);
+  CHECK(facts.rfind("serving lstm_test_1 (version 1) on cpu\ncanary lstm_test_2 (version 2) on 30% of symbols, ", 0) == 0);
+  CHECK((contains(facts, ", 0 windows passed of 3\n") || contains(facts, ", 1 window passed of 3\n")));
   // Three windows passed (the same weights): promoted, every symbol on version 2 after.
   for (int i = 0; i < 5; ++i) {
     std::this_thread::sleep_for(2ms);

@@ -206,6 +206,24 @@ TEST_CASE("torch_gpu_infer shadow_version: the candidate predicts copies of the 
   CHECK(metric_value(m, "predflow_shadow_skipped_rows_total{candidate=\"lstm_test_2\",node=\"subject\"}") == 0);
 }
 
+TEST_CASE("torch_gpu_infer shadow_version: a candidate that predicts the other direction is counted row by row") {
+  TempDir dir;
+  const fs::path repo = dir.path() / "repo";
+  add_scripted_version(repo, "1", 0.5);   // every move up
+  add_scripted_version(repo, "2", -0.5);  // every move down
+  add_scripted_version(repo, "3", 0.4);   // up, by less
+  for (const auto& [candidate, changes] : std::vector<std::pair<std::string, double>>{{"2", 20}, {"3", 0}}) {
+    NodeHarness h("torch_gpu_infer", repo_settings(dir, "version: \"1\", shadow_version: \"" + candidate + "\""));
+    h.start();
+    h.process(feature_batch(20, 20));
+    h.processor().flush(h.output);
+    const std::string labels = "{candidate=\"lstm_test_" + candidate + "\",node=\"subject\"}";
+    const std::string m = h.metrics_text();
+    CHECK(metric_value(m, "predflow_shadow_rows_total" + labels) == 20);
+    CHECK(metric_value(m, "predflow_shadow_direction_changes_total" + labels) == changes);
+  }
+}
+
 TEST_CASE("torch_gpu_infer shadow_version: a candidate of another model type is refused at start, a full queue skips, never waits") {
   TempDir dir;
   const fs::path repo = dir.path() / "repo";

@@ -63,8 +63,10 @@ TEST_CASE("graph --live: the running pipeline's DOT and SVG carry rows/s, busy a
   CHECK(contains(dot, "digraph \"demo\""));
   CHECK(contains(dot, "live, rates over"));
   std::smatch m;
-  REQUIRE(std::regex_search(dot, m, std::regex("\"source\" -> \"batches\" \\[label=\"out\\\\n([0-9.]+)k? rows/s\"")));
+  REQUIRE(std::regex_search(dot, m, std::regex("\"source\" -> \"batches\" \\[label=\"out\\\\n([0-9.]+)k? rows/s · 40/msg\"")));
   CHECK(std::stod(m[1]) > 0);
+  // The batcher's own state: how full its batches leave.
+  CHECK(std::regex_search(dot, std::regex("\"batches\" \\[label=\"[^\"]*\\\\nfill [0-9]+% of 128\"")));
   CHECK(contains(dot, "queue "));
   CHECK(contains(dot, "busy "));
   if (find_program({"dot"}).empty()) {
