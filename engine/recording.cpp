@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <stdexcept>
 
 #include "engine/column_registry.hpp"
@@ -121,7 +122,7 @@ struct RecordingReader::Open {
   bool closed = false;
 };
 
-RecordingReader::RecordingReader(std::string name) : name_(std::move(name)) {}
+RecordingReader::RecordingReader(std::string name, std::uint64_t max_rows) : name_(std::move(name)), max_rows_(max_rows) {}
 RecordingReader::~RecordingReader() = default;
 
 std::string RecordingReader::where() const { return name_ + ":" + std::to_string(line_); }
@@ -215,7 +216,10 @@ void RecordingReader::add_line(std::string_view line) {
   if (v.contains("columns")) {
     if (!v["columns"].is_object()) throw std::runtime_error(where() + ": columns must be an object");
     const bool first_row = open.rows.items.empty();
+    const auto& outputs = recording_.header.outputs;
+    const bool trimmed = !output_columns_.empty() && std::find(outputs.begin(), outputs.end(), port) != outputs.end();
     for (const auto& [name, value] : v["columns"].items()) {
+      if (trimmed && !output_columns_.count(name)) continue;
       const auto* entry = ColumnRegistry::instance().find(name);
       if (entry == nullptr)
         throw std::runtime_error(where() + ": unknown column '" + name + "' (recorded by a predflow with other node types?)");
@@ -226,6 +230,10 @@ void RecordingReader::add_line(std::string_view line) {
   }
   row.entries.push_back({"columns", mark, std::move(columns)});
   open.rows.items.push_back(std::move(row));
+  if (max_rows_ > 0 && recording_.rows >= max_rows_)
+    throw std::runtime_error(where() + ": the recording holds more than " + std::to_string(max_rows_) +
+                             " rows, the most a replay keeps in memory: replay a shorter one (predflow record --duration), "
+                             "or raise --max-rows");
   ++recording_.rows;
   if (open.rows.items.size() > open.expected_rows)
     throw std::runtime_error(where() + ": more rows for " + port + " batch " + std::to_string(number) + " than its batch_rows");
@@ -264,10 +272,11 @@ Recording RecordingReader::finish() {
   return std::move(recording_);
 }
 
-Recording read_recording(const std::string& path) {
+Recording read_recording(const std::string& path, std::uint64_t max_rows, const std::set<std::string>& output_columns) {
   gzFile gz = gzopen(path.c_str(), "rb");  // reads plain text too
   if (gz == nullptr) throw std::runtime_error("cannot read " + path);
-  RecordingReader reader(path);
+  RecordingReader reader(path, max_rows);
+  reader.trim_outputs(output_columns);
   std::string line;
   char buffer[1 << 16];
   try {

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,8 +76,13 @@ class RecordingWriter {
 // naming the line for anything that is not a recording's.
 class RecordingReader {
  public:
-  explicit RecordingReader(std::string name);
+  // `max_rows`: more rows than this (inputs and outputs together) is an error, so that a
+  // replay's memory stays bounded whatever the file holds (0: no limit).
+  explicit RecordingReader(std::string name, std::uint64_t max_rows = 0);
   ~RecordingReader();
+  // Rows of the header's output ports keep only these columns (what a replay compares);
+  // input rows keep all.
+  void trim_outputs(std::set<std::string> columns) { output_columns_ = std::move(columns); }
   void add_line(std::string_view line);
   // The file ended in the middle of a line or of its compressed stream.
   void cut_off(const std::string& why);
@@ -88,6 +94,8 @@ class RecordingReader {
   void close_batch(Open& open);
 
   std::string name_;
+  std::uint64_t max_rows_ = 0;
+  std::set<std::string> output_columns_;
   std::uint64_t line_ = 0;
   bool have_header_ = false;
   Recording recording_;
@@ -97,6 +105,7 @@ class RecordingReader {
 };
 
 // Reads a whole recording file (gzip or plain). Throws std::runtime_error with file:line.
-Recording read_recording(const std::string& path);
+// `output_columns`: what output rows keep (RecordingReader::trim_outputs; empty: all).
+Recording read_recording(const std::string& path, std::uint64_t max_rows = 0, const std::set<std::string>& output_columns = {});
 
 }  // namespace predflow

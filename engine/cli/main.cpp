@@ -317,6 +317,8 @@ int main(int argc, char** argv) {
                      "NODE.PORT to record as output, repeatable (default: every port of kind predictions)");
   record->add_option("--duration", record_options.duration, "stop after this long (default: until Ctrl-C)");
   record->add_option("--predictions", record_options.predictions, "stop once this many rows passed the output ports");
+  record->add_option("--max-size", record_options.max_size, "stop once this much JSON was written (before compression)")
+      ->capture_default_str();
 
   ReloadCommandOptions reload_options;
   auto* reload = app.add_subcommand(

@@ -81,6 +81,12 @@ int record_command(const RecordCommandOptions& options) {
     std::cerr << "predflow record: " << error << "\n";
     return kExitUsage;
   }
+  const auto max_size = parse_size(options.max_size);
+  if (!max_size || *max_size == 0) {
+    std::cerr << "predflow record: --max-size must be a size such as 500MiB, got '" << options.max_size << "'\n";
+    return kExitUsage;
+  }
+  std::atomic<std::uint64_t> written{0};
   std::optional<Duration> duration;
   if (!options.duration.empty()) {
     duration = parse_duration(options.duration);
@@ -177,6 +183,7 @@ int record_command(const RecordCommandOptions& options) {
             std::lock_guard lock(writer_mutex);
             try {
               writer->write_line(data);
+              written = writer->bytes_in();
             } catch (const std::exception& e) {
               write_error = e.what();
               stop = true;
@@ -211,6 +218,7 @@ int record_command(const RecordCommandOptions& options) {
     else if (stop.load()) reason = "writing failed";
     else if (duration && std::chrono::steady_clock::now() - started >= *duration) reason = "duration";
     else if (options.predictions > 0 && predictions.load() >= options.predictions) reason = "predictions";
+    else if (written.load() >= *max_size) reason = "size";
     else if (failed.load() > 0) reason = "a stream failed";
     else if (running.load() == 0) reason = "the pipeline closed the streams";
   }

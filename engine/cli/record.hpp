@@ -15,6 +15,7 @@ struct RecordCommandOptions {
   std::vector<std::string> inputs, outputs;  // NODE.PORT; empty: chosen by kind
   std::string duration;                      // stop after this long ("" = no limit)
   std::uint64_t predictions = 0;             // stop after this many rows on the outputs (0 = no limit)
+  std::string max_size = "1GiB";             // stop once this much JSON was written (before compression)
 };
 
 // Default ports, from the pipeline's GET /nodes: inputs are the output ports where rows

@@ -23,6 +23,9 @@ namespace predflow {
 namespace {
 
 constexpr int kExitUsage = 64;
+// What the diff reads of a recorded prediction (the rest — features, samples — is not kept).
+const std::set<std::string> kDiffColumns = {std::string(col::stats.name), std::string(col::model_version.name),
+                                            std::string(col::model_type.name)};
 
 struct ReplayArgs {
   std::string recording, pipeline, csv, json;
@@ -31,6 +34,7 @@ struct ReplayArgs {
   bool calibrate = false;
   double max_differing = -1;  // share of compared rows; < 0: not checked
   std::string timeout = "30m";
+  std::uint64_t max_rows = kDefaultReplayMaxRows;
 };
 
 std::string number(double v) {
@@ -62,7 +66,7 @@ int run_replay(const ReplayArgs& args) {
   }
   ReplayRun run;
   try {
-    run = replay_recording(args.recording, args.pipeline, ReplayOptions{args.overrides, *timeout});
+    run = replay_recording(args.recording, args.pipeline, ReplayOptions{args.overrides, *timeout, args.max_rows, kDiffColumns});
   } catch (const std::exception& e) {
     std::string what = e.what();
     while (!what.empty() && what.back() == '\n') what.pop_back();
@@ -81,7 +85,7 @@ int run_replay(const ReplayArgs& args) {
       baseline = diff_predictions(run.recorded, run.replayed, run.input_rows_keys, args.z_limit);
     } else {
       try {
-        ReplayRun base = replay_recording(args.recording, args.pipeline, ReplayOptions{{}, *timeout});
+        ReplayRun base = replay_recording(args.recording, args.pipeline, ReplayOptions{{}, *timeout, args.max_rows, kDiffColumns});
         baseline = diff_predictions(base.recorded, base.replayed, base.input_rows_keys, args.z_limit);
       } catch (const std::exception& e) {
         std::cerr << "predflow replay: the baseline (the pipeline without --set) cannot run: " << e.what() << "\n";
@@ -172,6 +176,9 @@ PREDFLOW_REGISTER_COMMAND(
                      "exit 1 when more than this share (0..1) of the compared rows differ (default: not checked)")
           ->check(CLI::Range(0.0, 1.0));
       sub.add_option("--timeout", args->timeout, "stop the replay after this long")->capture_default_str();
+      sub.add_option("--max-rows", args->max_rows,
+                     "refuse a recording of more rows than this (the replay holds them in memory, about 2 KiB each; 0: no limit)")
+          ->capture_default_str();
       return [args] { return run_replay(*args); };
     });
 

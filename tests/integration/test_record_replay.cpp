@@ -171,6 +171,14 @@ TEST_CASE("predflow record: Ctrl-C ends the recording with its end line, and bad
   CHECK(contains(r.output, "(stopped: interrupted)"));
   CHECK(contains(run_shell("zcat '" + recording + "' | tail -n 1").output, "{\"end\":{\"reason\":\"interrupted\"}}"));
 
+  // --max-size: the recording stops once that much JSON is written.
+  auto capped = run_shell("'" PREDFLOW_BINARY "' record --url " + url + " -o '" + dir.file("small.gz") + "' --max-size 20KiB 2>&1");
+  INFO(capped.output);
+  CHECK(capped.code == 0);
+  CHECK(contains(capped.output, "(stopped: size)"));
+  auto bad_size = run_shell("'" PREDFLOW_BINARY "' record --url " + url + " -o '" + dir.file("x.gz") + "' --max-size lots 2>&1");
+  CHECK(bad_size.code == 64);
+  CHECK(contains(bad_size.output, "--max-size must be a size"));
   auto bad_port = run_shell("'" PREDFLOW_BINARY "' record --url " + url + " -o '" + dir.file("x.gz") + "' --input nope.out 2>&1");
   CHECK(bad_port.code == 64);
   CHECK(contains(bad_port.output, "the pipeline has no output port nope.out (ports: source.out, model.out, model.dead, model.shadow, stats.out)"));

@@ -110,6 +110,14 @@ TEST_CASE("recording: written batches read back the same, every column and the r
   CHECK(got[col::earnings][1].features_imputed);
   CHECK_FALSE(got[col::earnings][0].report_date.has_value());
   CHECK(r.batches[1].batch.symbols == second.symbols);
+  // A replay bounds what it holds: a recording of more rows is refused, at the row past it.
+  CHECK(read_recording(path, 5).rows == 5);
+  try {
+    read_recording(path, 4);
+    FAIL("more rows than max_rows were read");
+  } catch (const std::exception& e) {
+    CHECK(contains(e.what(), "r.pfrec.gz:7: the recording holds more than 4 rows, the most a replay keeps in memory"));
+  }
 }
 
 TEST_CASE("recording: a lost batch and a batch missing rows make it incomplete, a batch cut at the end does not") {
