@@ -155,15 +155,12 @@ std::string prediction_diff_csv(const PredictionDiff& diff) {
       "port,symbol,correlation_id,recorded_version,replayed_version,recorded_mean,replayed_mean,delta_mean,z,"
       "recorded_std,replayed_std,recorded_band,replayed_band,band_ratio,status\n";
   for (const auto& r : diff.rows) {
-    csv_field(out, r.port);
-    out += ',';
-    csv_field(out, r.symbol);
-    out += ',';
-    csv_field(out, r.correlation_id);
-    out += ',';
-    csv_field(out, r.recorded_version);
-    out += ',';
-    csv_field(out, r.replayed_version);
+    bool first = true;
+    for (const std::string* text : {&r.port, &r.symbol, &r.correlation_id, &r.recorded_version, &r.replayed_version}) {
+      if (!first) out += ',';
+      first = false;
+      csv_field(out, *text);
+    }
     const bool both = r.recorded && r.replayed;
     const double nan = std::nan("");
     for (double v : {r.recorded ? r.recorded->mean : nan, r.replayed ? r.replayed->mean : nan, both ? r.delta_mean : nan,

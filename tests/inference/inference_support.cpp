@@ -1,5 +1,7 @@
 #include "inference/inference_support.hpp"
 
+#include "support/model_versions.hpp"
+
 #include <atomic>
 #include <fstream>
 #include <sstream>
@@ -72,17 +74,7 @@ std::string read_text(const fs::path& path) {
   return s.str();
 }
 
-void add_model_version(const fs::path& repo, const std::string& version) {
-  const fs::path shipped = source_path("models/normal_day/2.2");
-  fs::create_directories(repo / version);
-  fs::copy_file(shipped / "lstm_normal_v2.2.pt", repo / version / "lstm_normal_v2.2.pt", fs::copy_options::overwrite_existing);
-  std::string yaml = read_text(shipped / "model.yaml");
-  const std::string from = "name: lstm_normal_v2.2";
-  const auto at = yaml.find(from);
-  if (at == std::string::npos) throw std::runtime_error("the shipped model.yaml has no `" + from + "`");
-  yaml.replace(at, from.size(), "name: lstm_test_" + version);
-  write_file(repo / version / "model.yaml", yaml);
-}
+void add_model_version(const fs::path& repo, const std::string& version) { add_shipped_version(repo, version); }
 
 void add_scripted_version(const fs::path& repo, const std::string& version, double bias) {
   TempDir scratch;

@@ -12,6 +12,7 @@
 
 #include "support/eventually.hpp"
 #include "support/http_get.hpp"
+#include "support/model_versions.hpp"
 #include "support/predflow_process.hpp"
 #include "support/servers.hpp"
 #include "support/shell.hpp"
@@ -25,17 +26,7 @@ namespace {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// repo/<version>/: the shipped normal model named lstm_test_<version>.
-void add_version(const fs::path& repo, const std::string& version) {
-  const fs::path shipped = fs::path(PREDFLOW_SOURCE_DIR) / "models/normal_day/2.2";
-  fs::create_directories(repo / version);
-  fs::copy_file(shipped / "lstm_normal_v2.2.pt", repo / version / "lstm_normal_v2.2.pt", fs::copy_options::overwrite_existing);
-  std::string yaml = read_file(shipped / "model.yaml");
-  const std::string from = "name: lstm_normal_v2.2";
-  REQUIRE(yaml.find(from) != std::string::npos);
-  yaml.replace(yaml.find(from), from.size(), "name: lstm_test_" + version);
-  std::ofstream(repo / version / "model.yaml") << yaml;
-}
+void add_version(const fs::path& repo, const std::string& version) { add_shipped_version(repo, version); }
 
 // True (and says why) when the binary has no model node: a build without libtorch.
 bool without_torch() {

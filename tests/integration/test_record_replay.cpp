@@ -15,6 +15,7 @@
 
 #include "support/eventually.hpp"
 #include "support/http_get.hpp"
+#include "support/model_versions.hpp"
 #include "support/predflow_process.hpp"
 #include "support/servers.hpp"
 #include "support/shell.hpp"
@@ -34,22 +35,15 @@ bool without_torch() {
   return true;
 }
 
-// repo/<version>/: the shipped normal model named lstm_test_<version>; `rescaled`: its
-// scaler divides every feature by 100 instead, so the same weights predict differently.
+// repo/<version>/: the shipped normal model; `rescaled`: its scaler divides every feature
+// by 100 instead, so the same weights predict differently.
 void add_version(const fs::path& repo, const std::string& version, bool rescaled) {
-  const fs::path shipped = fs::path(PREDFLOW_SOURCE_DIR) / "models/normal_day/2.2";
-  fs::create_directories(repo / version);
-  fs::copy_file(shipped / "lstm_normal_v2.2.pt", repo / version / "lstm_normal_v2.2.pt", fs::copy_options::overwrite_existing);
-  std::string yaml = read_file(shipped / "model.yaml");
-  const std::string name = "name: lstm_normal_v2.2";
-  REQUIRE(yaml.find(name) != std::string::npos);
-  yaml.replace(yaml.find(name), name.size(), "name: lstm_test_" + version);
-  if (rescaled) {
+  add_shipped_version(repo, version, [rescaled](std::string& yaml) {
+    if (!rescaled) return;
     std::string hundreds = "  scale: [100";
     for (int i = 1; i < 20; ++i) hundreds += ", 100";
     yaml = std::regex_replace(yaml, std::regex("  scale: \\[[^\\]]*"), hundreds);
-  }
-  std::ofstream(repo / version / "model.yaml") << yaml;
+  });
 }
 
 std::string pipeline(const fs::path& repo, int port) {

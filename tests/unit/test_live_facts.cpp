@@ -12,6 +12,7 @@
 #include "support/eventually.hpp"
 #include "support/http_get.hpp"
 #include "support/node_harness.hpp"
+#include "support/servers.hpp"
 #include "support/test_nodes.hpp"
 
 using namespace predflow;
@@ -22,17 +23,6 @@ namespace {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-int free_port() {
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    HttpServer probe("127.0.0.1", 0, {});
-    probe.start();
-    const int port = probe.port();
-    probe.stop();
-    if (port > 0) return port;
-  }
-  return 0;
-}
-
 // The DOT line that declares `node`.
 std::string node_line(const std::string& dot, const std::string& node) {
   const auto at = dot.find("  \"" + node + "\" [");
@@ -42,7 +32,7 @@ std::string node_line(const std::string& dot, const std::string& node) {
 }  // namespace
 
 TEST_CASE("live graph facts: a batcher's fill, a node's own state and its resources', an alarm drawn red") {
-  const int port = free_port();
+  const int port = free_loopback_port();
   // 3 rows per message into batches of 4: each full batch holds 4 rows (100 %), the rest
   // leave after max_delay.
   Plan plan = load_plan_text("settings: {http_port: " + std::to_string(port) +

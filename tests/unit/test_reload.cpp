@@ -16,6 +16,7 @@
 #include "support/http_get.hpp"
 #include "engine/http_server.hpp"
 #include "support/node_harness.hpp"
+#include "support/servers.hpp"
 #include "support/test_nodes.hpp"
 
 using namespace predflow;
@@ -23,17 +24,6 @@ using namespace predflow::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-int free_port() {
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    HttpServer probe("127.0.0.1", 0, {});
-    probe.start();
-    const int port = probe.port();
-    probe.stop();
-    if (port > 0) return port;
-  }
-  return 0;
-}
 
 std::string pipeline(int port, const std::string& fail_file) {
   return "settings: {http_port: " + std::to_string(port) +
@@ -49,7 +39,7 @@ std::string pipeline(int port, const std::string& fail_file) {
 
 TEST_CASE("reload over HTTP: one node or all, 422 with the reason when one fails, counted, 404 for a node that does not reload") {
   Recorder::instance().reset();
-  const int port = free_port();
+  const int port = free_loopback_port();
   const std::string fail_file = (std::filesystem::temp_directory_path() / ("predflow-reload-fail-" + std::to_string(::getpid()))).string();
   std::filesystem::remove(fail_file);
   Plan plan = load_plan_text(pipeline(port, fail_file), "reload.yaml", env_of({}));
