@@ -46,7 +46,7 @@ std::vector<PreflightProblem> preflight(const Plan& plan, const PreflightOptions
         missing_resource = true;  // its resource failed above: the node cannot be built
     if (missing_resource) continue;
     try {
-      NodeContext ctx{n.id, n.spec(), n.config, metrics, resources, n.concurrency};
+      NodeContext ctx{n.id, n.spec(), n.config, metrics, resources, n.concurrency, {}};  // no reload_self: nothing runs
       auto node = n.registration->factory(ctx);
       node->preflight();
     } catch (const std::exception& e) {

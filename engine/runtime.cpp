@@ -654,7 +654,7 @@ Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Im
     impl_->resources.in_order.push_back(resource);
   }
   for (const auto& p : plan.nodes) {
-    NodeContext context{p.id, p.spec(), p.config, metrics, impl_->resources, p.concurrency};
+    NodeContext context{p.id, p.spec(), p.config, metrics, impl_->resources, p.concurrency, {}};
     if (!p.spec().reloads.empty())
       context.reload_self = [impl = impl_.get(), id = p.id](const std::string& trigger) {
         auto outcomes = impl->reload(id, trigger);

@@ -43,7 +43,7 @@ NodeHarness::NodeHarness(const std::string& type, const std::string& fields, con
   for (auto& [name, r] : resources_) r->start();
   lookup_ = std::make_unique<Lookup>(resources_);
   const PlanNode* p = plan_->find("subject");
-  NodeContext ctx{p->id, p->spec(), p->config, metrics, *lookup_, p->concurrency};
+  NodeContext ctx{p->id, p->spec(), p->config, metrics, *lookup_, p->concurrency, {}};  // no runtime: no reload_self
   node_ = p->registration->factory(ctx);
 }
 

@@ -131,7 +131,7 @@ int server_run(const std::string& self, std::size_t n, std::size_t predictions, 
   const PlanNode* p = plan.find("ws");
   Metrics metrics;
   NoResources resources;
-  NodeContext ctx{p->id, p->spec(), p->config, metrics, resources, 1};
+  NodeContext ctx{p->id, p->spec(), p->config, metrics, resources, 1, {}};
   auto node = p->registration->factory(ctx);
   auto& sink = dynamic_cast<WsSink&>(*node);
   auto batch = burst(predictions);
