@@ -74,7 +74,8 @@ NodeSpec torch_gpu_infer_spec() {
           "a version of the same repository to run in shadow: on a copy of every batch the serving version predicted, "
           "on a thread of its own, its predictions only on the `shadow` port, never published or acknowledged; per row "
           "|Δ mean| and the band ratio against the serving version go to predflow_shadow_mean_abs_diff and "
-          "predflow_shadow_band_ratio (empty = no shadow)"))
+          "predflow_shadow_band_ratio, a move predicted with the other sign to predflow_shadow_direction_changes_total "
+          "(empty = no shadow)"))
       .field(field::integer("shadow_queue").default_value("8").at_least(1).at_most(1024).in_unit("batches").describe(
           "batches that may wait for the shadow candidate; when it falls further behind, batches are left out of the "
           "comparison (predflow_shadow_skipped_rows_total) rather than slowing the serving version"))
