@@ -1,5 +1,7 @@
 #include "engine/node_stats.hpp"
 
+#include "engine/tap.hpp"
+
 #include <algorithm>
 #include <limits>
 
@@ -96,6 +98,13 @@ std::vector<prometheus::MetricFamily> NodeStatsCollector::Collect() const {
     in_flight.metric.push_back(std::move(m));
     families.push_back(std::move(in_flight));
   }
+  // Taps and recordings cost the emitting threads while open: an operator sees them here.
+  prometheus::MetricFamily taps{"predflow_taps_open", "Taps open on this process's ports (predflow tap, predflow record)",
+                                MetricType::Gauge, {}};
+  prometheus::ClientMetric open;
+  open.gauge.value = static_cast<double>(open_taps());
+  taps.metric.push_back(std::move(open));
+  families.push_back(std::move(taps));
   return families;
 }
 
