@@ -253,6 +253,17 @@ inline void stop_gracefully(std::vector<std::unique_ptr<PredflowProcess>>& proce
 }
 
 
+// Every symbol `expect` says must be predicted has a history row of window `cid` (false
+// while the database cannot answer).
+inline bool window_stored(Clients& clients, const Expectation& expect, const std::string& cid) {
+  try {
+    auto rows = clients.db.query("SELECT count(*) FROM prediction_history WHERE correlation_id = $1", {cid});
+    return std::stoul(*rows[0][0]) >= expect.good.size();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 // One predflow process on pipelines/m5.yaml with the contract's environment (plus
 // `overrides`), started and ready: its /readyz answered 200 (else the test stops here).
 struct M5Process {

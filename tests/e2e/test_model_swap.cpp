@@ -28,14 +28,7 @@ TEST_CASE("m5.yaml: a model swapped by SIGHUP amid windows loses nothing, each s
   NatsTestClient nats(servers.nats.url());
 
   // `predictions` keeps each symbol's latest row; prediction_history every row.
-  auto stored = [&](const std::string& cid) {
-    try {
-      auto rows = clients.db.query("SELECT count(*) FROM prediction_history WHERE correlation_id = $1", {cid});
-      return std::stoul(*rows[0][0]) >= expect.good.size();
-    } catch (const std::exception&) {
-      return false;
-    }
-  };
+  auto stored = [&](const std::string& cid) { return window_stored(clients, expect, cid); };
   // Each window is awaited before the next is announced (two announcements in one window
   // would be predicted once, which is windowing, not what is tested here); the SIGHUP lands
   // while window kSwapAt is being collected and predicted.

@@ -20,14 +20,7 @@ TEST_CASE("m5.yaml: two windows recorded live replay offline, with no server, to
   auto expect = seed(clients, 300);
   M5Process m5(servers, dir, {{"PREDFLOW_WINDOW", "200ms"}});
   NatsTestClient nats(servers.nats.url());
-  auto stored = [&](const std::string& cid) {
-    try {
-      auto rows = clients.db.query("SELECT count(*) FROM prediction_history WHERE correlation_id = $1", {cid});
-      return std::stoul(*rows[0][0]) >= expect.good.size();
-    } catch (const std::exception&) {
-      return false;
-    }
-  };
+  auto stored = [&](const std::string& cid) { return window_stored(clients, expect, cid); };
   const std::string url = "http://127.0.0.1:" + std::to_string(m5.http);
   const std::string recording = (dir.path / "m5.pfrec.gz").string();
   const std::size_t predictions = 2 * expect.good.size();
