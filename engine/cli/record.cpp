@@ -69,7 +69,7 @@ struct PortStream {
   std::thread thread;
   std::uint64_t rows = 0, failures = 0;
   std::string last_status, error;
-  bool ended = false;  // the pipeline ended the stream (it is stopping)
+  bool ended = false;  // the tap sent its end event
 };
 
 }  // namespace
@@ -195,10 +195,10 @@ int record_command(const RecordCommandOptions& options) {
           return true;
         });
       });
+      // A stream the pipeline closed (stopping) is no failure; one that never opened or broke is.
       if (!stop.load() && !s->ended) {
         if (!result.error.empty()) s->error = result.error;
         else if (result.status != 200) s->error = "HTTP " + std::to_string(result.status) + ": " + result.body;
-        else s->ended = true;  // the pipeline closed the stream
       }
       while (!s->error.empty() && (s->error.back() == '\n' || s->error.back() == '\r')) s->error.pop_back();
       if (!s->error.empty()) ++failed;
