@@ -88,7 +88,9 @@ std::optional<Clock::time_point> GuardedResource::probe_step() {
   const auto state = breaker_.state();
   auto now = Clock::now();
   if (state != CircuitBreaker::State::Open) early_trials_.reset(), next_early_trial_ = now;
-  if (connected && state != CircuitBreaker::State::Open) return now + std::chrono::seconds(1);
+  // Healthy: nothing to do until the breaker opens and on_failure() wakes it, so that
+  // an idle process does not keep a worker thread busy once a second for every server.
+  if (connected && state != CircuitBreaker::State::Open) return Clock::time_point::max();
   Duration gate;
   {
     std::lock_guard gate_lock(gate_mutex_);
@@ -128,9 +130,15 @@ void GuardedResource::on_success() {
     spdlog::info("msg=\"circuit breaker closed\" resource={} type={} endpoint={}", name_, type_, endpoint_);
 }
 
+void GuardedResource::wake_probe() {
+  std::lock_guard lock(probe_mutex_);
+  if (probe_task_) probe_task_->wake();
+}
+
 void GuardedResource::on_failure(const std::string& why) {
   auto before = breaker_.state();
   if (!breaker_.record_failure()) return;
+  wake_probe();  // open: the probe runs the early trials
   if (before == CircuitBreaker::State::HalfOpen)  // a failed trial: stays open, quietly
     spdlog::debug("msg=\"circuit breaker trial failed\" resource={} type={} endpoint={} error=\"{}\"", name_, type_,
                   endpoint_, why);

@@ -102,6 +102,7 @@ class GuardedResource : public Resource {
   [[noreturn]] void throw_breaker_open() const;
   void on_success();
   void on_failure(const std::string& why);
+  void wake_probe();
 
   CircuitBreaker breaker_;
   std::atomic<bool> connected_once_{false};

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "connectors/errors.hpp"
@@ -14,9 +16,8 @@ namespace {
 
 int64_t millis(Duration d) { return std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(d).count()); }
 
-// At most this many messages wait for their PubAck at once: js_PublishMsgAsync stalls
-// (StallWait) past it, which paces a large batch instead of queueing it all in nats.c.
-constexpr int64_t kMaxPendingAcks = 4096;
+// At most this many messages wait for their PubAck at once (see publish()).
+constexpr std::size_t kMaxPendingAcks = 4096;
 
 bool request_error(natsStatus s) { return s == NATS_INVALID_SUBJECT || s == NATS_INVALID_ARG || s == NATS_MAX_PAYLOAD; }
 
@@ -78,17 +79,9 @@ StreamPublisher::StreamPublisher(std::shared_ptr<NatsResource> nats, StreamTarge
     : nats_(std::move(nats)), target_(std::move(target)) {}
 
 StreamPublisher::~StreamPublisher() {
-  if (js_) jsCtx_Destroy(js_);
-}
-
-void StreamPublisher::on_ack_error(jsCtx*, jsPubAckErr* error, void* self) {
-  auto& errors = static_cast<StreamPublisher*>(self)->errors_;
-  std::lock_guard lock(errors.mutex);
-  if (errors.count++ == 0) {
-    errors.status = error->Err;
-    errors.code = static_cast<int>(error->ErrCode);
-    errors.text = error->ErrText ? error->ErrText : natsStatus_GetText(error->Err);
-  }
+  if (!acks_) return;
+  natsSubscription_Unsubscribe(acks_);  // fails harmlessly once the connection is closed
+  natsSubscription_Destroy(acks_);
 }
 
 void StreamPublisher::ensure_stream() {
@@ -105,6 +98,22 @@ void StreamPublisher::ensure_stream() {
   stream_ready_ = true;
 }
 
+void StreamPublisher::ensure_ack_subscription() {
+  if (acks_) return;
+  natsInbox* inbox = nullptr;
+  if (natsInbox_Create(&inbox) != NATS_OK) throw ConnectorError("nats resource '" + nats_->name() + "': cannot create an inbox");
+  std::string name(inbox);
+  natsInbox_Destroy(inbox);
+  natsSubscription* sub = nullptr;
+  const natsStatus s = natsConnection_SubscribeSync(&sub, nats_->connection(), (name + ".>").c_str());
+  if (s != NATS_OK)
+    throw ConnectorError("nats resource '" + nats_->name() + "': cannot subscribe to acknowledgements: " + natsStatus_GetText(s));
+  // A chunk's PubAcks are all read before the next chunk goes out: the default limits (65,536
+  // messages) are far above kMaxPendingAcks.
+  acks_ = sub;
+  inbox_ = std::move(name);
+}
+
 void StreamPublisher::publish_core(std::span<const Message> messages) {
   for (const auto& m : messages) {
     const std::string subject(m.subject);
@@ -114,72 +123,86 @@ void StreamPublisher::publish_core(std::span<const Message> messages) {
   nats_->flush();  // the server has them all
 }
 
-void StreamPublisher::publish(std::span<const Message> messages) {
-  if (messages.empty()) return;
-  if (target_.stream.empty()) return publish_core(messages);
-  if (!nats_->connected()) throw ConnectorError("nats resource '" + nats_->name() + "': not connected; nothing published");
-  // The first requests and the first asynchronous publish start nats.c's threads (the
-  // request and PubAck deliveries), which take the name of the thread that starts them:
-  // the connection's (pf:bus:nats), not this writer's.
-  std::optional<ScopedThreadName> naming;
-  if (!js_) naming.emplace(nats_->name(), ":nats");
-  ensure_stream();
-  const Duration timeout = nats_->options().timeout;
-  if (!js_) {
-    jsOptions o;
-    jsOptions_Init(&o);
-    o.Wait = millis(timeout);
-    o.PublishAsync.MaxPending = kMaxPendingAcks;
-    o.PublishAsync.ErrHandler = &StreamPublisher::on_ack_error;
-    o.PublishAsync.ErrHandlerClosure = this;
-    o.PublishAsync.StallWait = millis(timeout);
-    if (natsConnection_JetStream(&js_, nats_->connection(), &o) != NATS_OK) {
-      js_ = nullptr;
-      throw ConnectorError("nats resource '" + nats_->name() + "': cannot create a JetStream context");
-    }
-  }
-  {
-    std::lock_guard lock(errors_.mutex);
-    errors_.count = 0, errors_.status = NATS_OK, errors_.code = 0, errors_.text.clear();
-  }
-  // Whatever happens below, nothing of this call stays pending in nats.c: a later call's
-  // errors must not be this call's.
-  auto drop_pending = [this] {
-    natsMsgList pending{};
-    if (js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) natsMsgList_Destroy(&pending);
-  };
-  for (const auto& m : messages) {
-    natsMsg* msg = nullptr;
+void StreamPublisher::publish_chunk(std::span<const Message> messages, const std::string& reply_prefix, Acks& acks) {
+  std::string reply;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
     const std::string subject(m.subject);
-    natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, m.data.data(), static_cast<int>(m.data.size()));
+    reply = reply_prefix + std::to_string(i);
+    natsMsg* msg = nullptr;
+    natsStatus s = natsMsg_Create(&msg, subject.c_str(), reply.c_str(), m.data.data(), static_cast<int>(m.data.size()));
     if (s == NATS_OK && !m.msg_id.empty()) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", std::string(m.msg_id).c_str());
-    if (s == NATS_OK) s = js_PublishMsgAsync(js_, &msg, nullptr);  // takes the message (msg becomes null) on success
+    if (s == NATS_OK) s = natsConnection_PublishMsg(nats_->connection(), msg);
     natsMsg_Destroy(msg);
     if (s != NATS_OK) {
-      drop_pending();
       const std::string what = "nats resource '" + nats_->name() + "': publish to '" + subject + "' (stream " +
                                target_.stream + "): " + natsStatus_GetText(s);
       if (request_error(s)) throw CommandError(what);
       throw ConnectorError(what);
     }
   }
-  jsPubOptions wait;
-  jsPubOptions_Init(&wait);
-  wait.MaxWait = millis(timeout);
-  const natsStatus s = js_PublishAsyncComplete(js_, &wait);
-  if (s != NATS_OK) {
-    drop_pending();
-    throw ConnectorError("nats resource '" + nats_->name() + "': stream " + target_.stream + " did not acknowledge " +
-                         std::to_string(messages.size()) + " messages within " + std::to_string(millis(timeout)) +
-                         " ms: " + natsStatus_GetText(s));
+  const Duration timeout = nats_->options().timeout;
+  const auto deadline = Clock::now() + timeout;
+  std::size_t answered = 0;
+  while (answered < messages.size()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    natsMsg* msg = nullptr;
+    const natsStatus s = left > 0 ? natsSubscription_NextMsg(&msg, acks_, left) : NATS_TIMEOUT;
+    if (s == NATS_NO_RESPONDERS) {  // no stream covers the subject (nats.c destroyed the message)
+      ++answered;
+      if (acks.refused++ == 0) acks.status = s, acks.text = "no stream answered (no responders)";
+      continue;
+    }
+    if (s == NATS_TIMEOUT)
+      throw ConnectorError("nats resource '" + nats_->name() + "': stream " + target_.stream + " did not acknowledge " +
+                           std::to_string(messages.size() - answered) + " of " + std::to_string(messages.size()) +
+                           " messages within " + std::to_string(millis(timeout)) + " ms");
+    if (s != NATS_OK)
+      throw ConnectorError("nats resource '" + nats_->name() + "': waiting for acknowledgements from stream " + target_.stream +
+                           ": " + natsStatus_GetText(s));
+    std::unique_ptr<natsMsg, void (*)(natsMsg*)> owned(msg, natsMsg_Destroy);
+    const char* to = natsMsg_GetSubject(msg);
+    if (!to || std::string_view(to).rfind(reply_prefix, 0) != 0) continue;  // a late answer to an earlier call
+    ++answered;
+    // A PubAck is {"stream":…,"seq":…}; a refusal {"error":{"code":…,"err_code":…,"description":…}}.
+    const auto body = nlohmann::json::parse(std::string_view(natsMsg_GetData(msg), natsMsg_GetDataLength(msg)), nullptr, false);
+    if (body.is_object() && body.contains("stream") && !body.contains("error")) continue;
+    if (acks.refused++ > 0) continue;
+    acks.status = NATS_ERR;
+    if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+      const auto& e = body["error"];
+      acks.code = e.value("err_code", e.value("code", 0));
+      acks.text = e.value("description", std::string("refused"));
+    } else {
+      acks.text = "unexpected acknowledgement: " + std::string(natsMsg_GetData(msg), std::min(natsMsg_GetDataLength(msg), 200));
+    }
   }
-  std::lock_guard lock(errors_.mutex);
-  if (errors_.count == 0) return;
+}
+
+void StreamPublisher::publish(std::span<const Message> messages) {
+  if (messages.empty()) return;
+  if (target_.stream.empty()) return publish_core(messages);
+  if (!nats_->connected()) throw ConnectorError("nats resource '" + nats_->name() + "': not connected; nothing published");
+  // The first request (the stream's info) starts nats.c's request delivery thread, which
+  // takes the name of the thread that starts it: the connection's (pf:bus:nats), not this
+  // writer's.
+  std::optional<ScopedThreadName> naming;
+  if (!acks_) naming.emplace(nats_->name(), ":nats");
+  ensure_stream();
+  ensure_ack_subscription();
+  const std::string reply_prefix = inbox_ + "." + std::to_string(++call_) + ".";
+  Acks acks;
+  // At most kMaxPendingAcks unanswered at once, which paces a large batch instead of
+  // queueing it all in nats.c.
+  for (std::size_t at = 0; at < messages.size(); at += kMaxPendingAcks)
+    publish_chunk(messages.subspan(at, std::min<std::size_t>(kMaxPendingAcks, messages.size() - at)),
+                  reply_prefix + std::to_string(at) + ".", acks);
+  if (acks.refused == 0) return;
   // No stream answered: it was deleted, or the server lost it. Create it again next time.
-  if (errors_.status == NATS_NO_RESPONDERS) stream_ready_ = false;
+  if (acks.status == NATS_NO_RESPONDERS) stream_ready_ = false;
   throw ConnectorError("nats resource '" + nats_->name() + "': stream " + target_.stream + " refused " +
-                       std::to_string(errors_.count) + " of " + std::to_string(messages.size()) + " messages: " +
-                       errors_.text + (errors_.code ? " (JetStream error " + std::to_string(errors_.code) + ")" : ""));
+                       std::to_string(acks.refused) + " of " + std::to_string(messages.size()) + " messages: " +
+                       acks.text + (acks.code ? " (JetStream error " + std::to_string(acks.code) + ")" : ""));
 }
 
 }  // namespace predflow::connectors

@@ -7,8 +7,8 @@
 //   StreamPublisher dlq(nats, contract_stream_for("dlq.predflow"));
 //   dlq.publish({{"dlq.predflow", record, ""}});   // throws: retry later, the records are not stored
 //
-// One StreamPublisher serves one thread at a time (it owns a JetStream context and the
-// state of its acknowledgements).
+// One StreamPublisher serves one thread at a time (it owns the subscription its
+// acknowledgements come to).
 #pragma once
 
 #include <nats/nats.h>
@@ -81,22 +81,28 @@ class StreamPublisher {
   const StreamTarget& target() const { return target_; }
 
  private:
-  struct AckErrors {
-    std::mutex mutex;
-    int count = 0;
-    natsStatus status = NATS_OK;
-    int code = 0;
+  // What the PubAcks of one publish() said.
+  struct Acks {
+    std::size_t refused = 0;
+    natsStatus status = NATS_OK;  // of the first refusal: NATS_NO_RESPONDERS when no stream answered
+    int code = 0;                 // its JetStream error code, when it had one
     std::string text;
   };
-  static void on_ack_error(jsCtx* js, jsPubAckErr* error, void* self);
   void ensure_stream();
+  void ensure_ack_subscription();
   void publish_core(std::span<const Message> messages);
+  // Publishes `messages` with reply subjects under this call's prefix and reads their PubAcks.
+  void publish_chunk(std::span<const Message> messages, const std::string& reply_prefix, Acks& acks);
 
   std::shared_ptr<NatsResource> nats_;
   const StreamTarget target_;
-  jsCtx* js_ = nullptr;
   bool stream_ready_ = false;  // ensured since the last "no stream answered"
-  AckErrors errors_;
+  // PubAcks come to a synchronous subscription on an inbox of this publisher's: nats.c then
+  // runs no delivery thread for them (its asynchronous JetStream publish starts one per
+  // context, which an idle process kept for ever).
+  natsSubscription* acks_ = nullptr;
+  std::string inbox_;
+  std::uint64_t call_ = 0;  // reply subjects are <inbox>.<call>.<i>: a late PubAck of an earlier call is ignored
 };
 
 }  // namespace predflow::connectors

@@ -163,7 +163,11 @@ class RetryingWriter : public WriterCore {
     std::function<void(Group&, const Refusals&, Clock::duration took)> written;  // after a confirmed write
     std::function<bool(Group&)> fallback;     // while writes fail: true = the group is stored elsewhere
     std::function<void(Entry&, std::size_t keep)> truncate;  // keep the first rows (entries that fit in part)
-    std::function<void()> tick;               // every tick_every, in the writer task
+    // Periodic work in the writer task: first tick_every after start, then at the time it
+    // returns (never sooner than tick_every from now). Clock::time_point::max(): nothing
+    // left to do (no spool to replay, no fresh keys to sweep); it is called again tick_every
+    // after the writer next takes a group to write, so that an idle writer wakes no thread.
+    std::function<Clock::time_point()> tick;
   };
 
   RetryingWriter(WriterOptions options, Metrics& metrics, Hooks hooks)
@@ -351,9 +355,9 @@ class RetryingWriter : public WriterCore {
       auto now = Clock::now();
       if (hooks_.tick && now >= next_tick) {
         lock.unlock();
-        hooks_.tick();
+        const auto asked = hooks_.tick();
         lock.lock();
-        next_tick = Clock::now() + options_.tick_every;
+        next_tick = asked == Clock::time_point::max() ? asked : std::max(asked, Clock::now() + options_.tick_every);
         continue;
       }
       const auto wake = hooks_.tick ? next_tick : Clock::time_point::max();
@@ -402,6 +406,8 @@ class RetryingWriter : public WriterCore {
         queue_.pop_front();
       }
       writing_ = true;
+      // What the group leaves behind (a spooled group, fresh keys) is the tick's to handle.
+      if (hooks_.tick && next_tick == Clock::time_point::max()) next_tick = now + options_.tick_every;
       lock.unlock();
 
       for (auto& e : group) ++e.attempts;

@@ -319,7 +319,8 @@ std::string effective_yaml(const Plan& plan) {
       << "  max_in_flight: " << plan.settings.max_in_flight << "\n"
       << "  http_bind: " << yaml_scalar(plan.settings.http_bind) << "\n"
       << "  http_port: " << plan.settings.http_port << "\n"
-      << "  drain_timeout: " << format_duration(plan.settings.drain_timeout) << "\n";
+      << "  drain_timeout: " << format_duration(plan.settings.drain_timeout) << "\n"
+      << "  worker_keep_alive: " << format_duration(plan.settings.worker_keep_alive) << "\n";
   if (!plan.resources.empty()) out << "resources:\n";
   for (const auto& r : plan.resources) {
     out << "  " << r.name << ":\n    type: " << r.registration->spec.type << "\n";

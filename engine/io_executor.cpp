@@ -1,4 +1,5 @@
 #include "engine/io_executor.hpp"
+#include "engine/worker_pool.hpp"
 
 #include <pthread.h>
 
@@ -24,9 +25,7 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr const char* kPoolThreadName = "pf:io";
 constexpr const char* kNetworkThreadName = "pf:net";
-constexpr std::size_t kMaxPoolThreads = 8;
 
 void set_thread_name(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
 
@@ -34,54 +33,34 @@ void set_thread_name(const std::string& name) { pthread_setname_np(pthread_self(
 
 struct IoExecutor::Impl {
   mutable std::mutex mutex;
-  asio::io_context tasks;
-  asio::executor_work_guard<asio::io_context::executor_type> tasks_guard = asio::make_work_guard(tasks);
-  std::vector<std::thread> pool;
-  std::size_t wanted = 2;
-
   asio::io_context network{1};
   asio::executor_work_guard<asio::io_context::executor_type> network_guard = asio::make_work_guard(network);
   std::thread network_thread;
   bool network_started = false;  // under mutex (the thread is detached: not joinable)
-
-  // A watchdog on the network thread looks every second: when every pool thread has been
-  // in one body for over a second (servers that hang hold them up to their timeouts), one
-  // more thread starts, up to kMaxPoolThreads, so that a hung PostgreSQL cannot starve the
-  // Redis writer or the probes. Short bursts of work do not grow the pool, and it never
-  // shrinks: in an idle process it stays at `wanted`.
-  std::vector<std::weak_ptr<IoTask::State>> pool_tasks;  // under mutex
-  std::unique_ptr<IoTask> watchdog;  // started with the first pool task
-  bool watchdog_started = false;      // under mutex
-
-  void watch(const std::shared_ptr<IoTask::State>& state);  // with mutex
-  std::optional<Clock::time_point> look_for_stuck_threads();
-
-  void grow() {  // with mutex
-    while (pool.size() < wanted) {
-      pool.emplace_back([this] {
-        set_thread_name(kPoolThreadName);
-        tasks.run();
-      });
-      pool.back().detach();  // lives as long as the process, as the executor does
-    }
-  }
 };
 
+// A task's timer waits on the network thread; when it is due (or woken), the body runs on
+// the worker pool (engine/worker_pool.hpp), which gives every body a thread of its own, so
+// a body blocked on a hung server never holds up another task, or on the network thread
+// itself for a network task.
 struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
-  State(asio::io_context& io, const char* idle_thread_name, std::string task_name, IoExecutor::Body task_body)
-      : timer(io), idle_name(idle_thread_name), name(std::move(task_name)), body(std::move(task_body)) {}
+  State(asio::io_context& network, bool on_network_thread, const char* idle_thread_name, std::string task_name,
+        IoExecutor::Body task_body)
+      : timer(network), on_network(on_network_thread), idle_name(idle_thread_name), name(std::move(task_name)),
+        body(std::move(task_body)) {}
 
   // Every member below, and every operation on the timer, under mutex: Asio objects are
   // not safe for concurrent use, and wake() and cancel() come from any thread.
   std::mutex mutex;
   std::condition_variable idle;
   asio::steady_timer timer;
-  const char* const idle_name;    // the thread's name between bodies
-  std::atomic<std::int64_t> running_since{0};  // steady-clock ns while a body runs, else 0 (read by the watchdog)
+  const bool on_network;          // run on the network thread, not the pool
+  const char* const idle_name;    // the network thread's name between bodies (the pool restores its own)
   const std::string name;
   IoExecutor::Body body;
   std::uint64_t generation = 0;  // a timer wait armed before the latest arm() is stale
-  bool running = false, rerun = false, cancelled = false, finished = false;
+  // queued: handed to the pool (or posted to the network thread), not started yet.
+  bool queued = false, running = false, rerun = false, cancelled = false, finished = false;
   std::thread::id runner;
 
   void arm(Clock::time_point at) {
@@ -90,19 +69,37 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
       timer.cancel();
       return;
     }
+    if (at <= Clock::now()) {
+      timer.cancel();
+      start();
+      return;
+    }
     timer.expires_at(at);  // cancels the wait armed before, whose handler is now stale
-    timer.async_wait([self = shared_from_this(), armed](const boost::system::error_code&) { self->fire(armed); });
+    timer.async_wait([self = shared_from_this(), armed](const boost::system::error_code&) { self->due(armed); });
   }
 
-  void fire(std::uint64_t armed) {
+  void due(std::uint64_t armed) {  // on the network thread
+    std::lock_guard lock(mutex);
+    if (cancelled || finished || queued || running || armed != generation) return;
+    start();
+  }
+
+  void start() {  // with mutex
+    queued = true;
+    auto job = [self = shared_from_this()] { self->run_body(); };
+    if (on_network) asio::post(timer.get_executor(), std::move(job));
+    else WorkerPool::shared().run(std::move(job));
+  }
+
+  void run_body() {
     std::unique_lock lock(mutex);
-    if (cancelled || finished || running || armed != generation) return;
+    queued = false;
+    if (cancelled || finished) return;  // cancel() saw it queued and finished it
     running = true;
     runner = std::this_thread::get_id();
     lock.unlock();
 
     set_thread_name(name);
-    running_since = Clock::now().time_since_epoch().count();
     std::optional<Clock::time_point> next;
     try {
       next = body();
@@ -112,8 +109,7 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
       spdlog::error("msg=\"background task failed; running it again in 1s\" task={} error=\"{}\"", name, e.what());
       next = Clock::now() + std::chrono::seconds(1);
     }
-    running_since = 0;
-    set_thread_name(idle_name);
+    if (on_network) set_thread_name(idle_name);
 
     lock.lock();
     running = false;
@@ -131,48 +127,12 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
   }
 };
 
-void IoExecutor::Impl::watch(const std::shared_ptr<IoTask::State>& state) {
-  std::erase_if(pool_tasks, [](const auto& w) { return w.expired(); });
-  pool_tasks.push_back(state);
-}
-
-std::optional<Clock::time_point> IoExecutor::Impl::look_for_stuck_threads() {
-  const std::int64_t now = Clock::now().time_since_epoch().count();
-  const std::int64_t stuck_after = std::chrono::nanoseconds(std::chrono::seconds(1)).count();
-  std::lock_guard lock(mutex);
-  std::size_t stuck = 0;
-  std::erase_if(pool_tasks, [](const auto& w) { return w.expired(); });
-  for (const auto& w : pool_tasks)
-    if (auto state = w.lock()) {
-      const std::int64_t since = state->running_since.load();
-      if (since != 0 && now - since > stuck_after) ++stuck;
-    }
-  if (stuck >= pool.size() && pool.size() < kMaxPoolThreads) {
-    wanted = pool.size() + 1;
-    grow();
-    spdlog::warn("msg=\"every I/O pool thread has been blocked for over a second; one more started\" threads={}",
-                 pool.size());
-  }
-  return Clock::now() + std::chrono::seconds(1);
-}
-
 IoExecutor& IoExecutor::shared() {
   static IoExecutor* executor = new IoExecutor();  // never destroyed: see the header
   return *executor;
 }
 
 IoExecutor::IoExecutor() : impl_(new Impl()) {}
-
-void IoExecutor::set_task_threads(std::size_t threads) {
-  std::lock_guard lock(impl_->mutex);
-  impl_->wanted = std::max<std::size_t>({impl_->wanted, threads, 1});
-  if (!impl_->pool.empty()) impl_->grow();
-}
-
-std::size_t IoExecutor::task_threads() const {
-  std::lock_guard lock(impl_->mutex);
-  return std::max(impl_->pool.size(), impl_->wanted);
-}
 
 asio::io_context& IoExecutor::network() {
   std::lock_guard lock(impl_->mutex);
@@ -195,26 +155,12 @@ asio::io_context& IoExecutor::network() {
 }
 
 std::unique_ptr<IoTask> IoExecutor::task(std::string name, Body body, Clock::time_point first) {
-  auto state = std::make_shared<IoTask::State>(impl_->tasks, kPoolThreadName, std::move(name), std::move(body));
-  bool start_watchdog = false;
-  {
-    std::lock_guard lock(impl_->mutex);
-    impl_->grow();
-    impl_->watch(state);
-    start_watchdog = !impl_->watchdog_started;
-    impl_->watchdog_started = true;
-  }
-  if (start_watchdog) {
-    auto watchdog = network_task("pf:io:watch", [impl = impl_] { return impl->look_for_stuck_threads(); },
-                                 Clock::now() + std::chrono::seconds(1));
-    std::lock_guard lock(impl_->mutex);
-    impl_->watchdog = std::move(watchdog);
-  }
+  auto state = std::make_shared<IoTask::State>(network(), false, WorkerPool::kIdleName, std::move(name), std::move(body));
   return start_task(std::move(state), first);
 }
 
 std::unique_ptr<IoTask> IoExecutor::network_task(std::string name, Body body, Clock::time_point first) {
-  auto state = std::make_shared<IoTask::State>(network(), kNetworkThreadName, std::move(name), std::move(body));
+  auto state = std::make_shared<IoTask::State>(network(), true, kNetworkThreadName, std::move(name), std::move(body));
   return start_task(std::move(state), first);
 }
 
@@ -275,7 +221,7 @@ void IoTask::wake() {
   std::lock_guard lock(state_->mutex);
   if (state_->cancelled || state_->finished) return;
   if (state_->running) state_->rerun = true;
-  else state_->arm(Clock::now());
+  else if (!state_->queued) state_->arm(Clock::now());
 }
 
 void IoTask::cancel() {

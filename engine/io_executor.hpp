@@ -5,15 +5,17 @@
 //     blocks — the HTTP endpoint, the WebSocket server, the stop watcher. A handler there
 //     must return quickly: it delays every other socket.
 //   - tasks (IoTask): background work that may block on a server for up to its timeout —
-//     a sink's writer, a resource's probe, a periodic check, the engine's node timers. They
-//     run on a small pool ("pf:io", `threads`, default 2); while a task's body runs, its
-//     thread carries the task's name (pf:redis_store:w, pf:cache:probe, …), so that
-//     `top -H`, perf and gdb still say whose work it is.
+//     a sink's writer, a resource's probe, a periodic check. Their timers wait on the
+//     network thread; their bodies run on the process's worker pool (engine/worker_pool.hpp),
+//     which gives each running body a thread of its own ("pf:io" while idle, retired after
+//     `settings.worker_keep_alive` without work), so that a body blocked on a hung server
+//     never holds up another. While a task's body runs, its thread carries the task's name
+//     (pf:redis_store:w, pf:cache:probe, …), so that `top -H`, perf and gdb still say whose
+//     work it is.
 //
 // A task is a body that runs, returns when it wants to run next (or nullopt: finished),
 // and is woken early by wake(). One body of a task never runs twice at once. Blocking in a
-// body is allowed (that is what the pool is for) but bounded: a body that waits on another
-// task of the pool could wait for ever when every pool thread does the same.
+// body is allowed (that is what the pool is for) but bounded by the server's timeout.
 //
 // The executor lives as long as the process (never destroyed: tasks of objects destroyed
 // late, at exit, must find it), and starts its threads on first use.
@@ -59,11 +61,8 @@ class IoTask {
 
 class IoExecutor {
  public:
-  // The process's executor. `set_task_threads` before the first task sets the pool size.
+  // The process's executor.
   static IoExecutor& shared();
-  // At least `threads` pool threads (never fewer than already running).
-  void set_task_threads(std::size_t threads);
-  std::size_t task_threads() const;
 
   // The single-threaded context for non-blocking socket work (started on first call).
   boost::asio::io_context& network();

@@ -28,6 +28,9 @@ const std::vector<FieldSpec>& settings_fields() {
       field::string("http_bind").default_value("127.0.0.1").describe("address the HTTP server binds"),
       field::duration("drain_timeout").default_value("30s")
           .describe("at shutdown, how long to wait for in-flight messages to reach the sinks"),
+      field::duration("worker_keep_alive").default_value("10s").at_least(0)
+          .describe("how long a worker thread with nothing to do stays before it exits (blocking nodes and background "
+                    "tasks share one pool of them: a busy pipeline holds one per job running, an idle one none)"),
   };
   return fields;
 }
@@ -235,6 +238,7 @@ void Validator::read_settings(const ConfigNode* node, Plan& plan) {
   if (config.has("http_port")) plan.settings.http_port = static_cast<int>(config.get_int("http_port"));
   if (config.has("http_bind")) plan.settings.http_bind = config.get_string("http_bind");
   if (config.has("drain_timeout")) plan.settings.drain_timeout = config.get_duration("drain_timeout");
+  if (config.has("worker_keep_alive")) plan.settings.worker_keep_alive = config.get_duration("worker_keep_alive");
 }
 
 void Validator::read_resources(const ConfigNode* node, Plan& plan) {

@@ -16,6 +16,7 @@ struct PipelineSettings {
   std::string http_bind = "127.0.0.1";
   int http_port = 9464;  // 0 = no HTTP server
   Duration drain_timeout = std::chrono::seconds(30);
+  Duration worker_keep_alive = std::chrono::seconds(10);  // engine/worker_pool.hpp
 };
 
 struct PlanEdge {

@@ -32,6 +32,7 @@
 #include "engine/diagnostics.hpp"
 #include "engine/http_server.hpp"
 #include "engine/io_executor.hpp"
+#include "engine/worker_pool.hpp"
 #include "engine/live_graph.hpp"
 #include "engine/log.hpp"
 #include "engine/node_stats.hpp"
@@ -145,7 +146,7 @@ class NodeRunner : public SourceContext {
 
  private:
   void handle(const Envelope& envelope);
-  void worker_loop();
+  void drain_work();
 
   const PlanNode& plan_;
   std::unique_ptr<Node> node_;
@@ -165,14 +166,17 @@ class NodeRunner : public SourceContext {
   // Compute nodes run on TBB workers.
   std::unique_ptr<flow::function_node<Envelope>> compute_;
   bool runs_inline_ = false;  // compute node with unlimited concurrency
-  // Blocking nodes: an async_node hands work to the node's own threads.
+  // Blocking nodes: an async_node queues the work, and up to `concurrency` jobs of the
+  // process's worker pool (engine/worker_pool.hpp) take it from the queue, so that a node
+  // holds a thread only while it has work: an idle pipeline keeps none for its blocking
+  // nodes.
   using AsyncNode = flow::async_node<Envelope, flow::continue_msg>;
   std::unique_ptr<AsyncNode> async_;
-  std::vector<std::thread> workers_;
-  std::deque<Envelope> work_;
+  std::deque<Envelope> work_;      // under work_mutex_
   std::mutex work_mutex_;
-  std::condition_variable work_ready_;
-  bool workers_stop_ = false;
+  std::condition_variable drained_;
+  int max_drainers_ = 1;
+  int drainers_ = 0;  // pool jobs taking from work_ now; under work_mutex_
 
   std::mutex sleep_mutex_;
   std::condition_variable sleep_cv_;
@@ -259,40 +263,41 @@ NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics
   } else {
     // Serial body: it only queues the work, and serial keeps the queue in arrival order
     // (TBB runs spawned tasks LIFO, so an unlimited body would reorder batches).
+    max_drainers_ = std::max(1, plan.concurrency);
     async_ = std::make_unique<AsyncNode>(graph_, flow::serial, [this](const Envelope& e, AsyncNode::gateway_type& gateway) {
-      gateway.reserve_wait();  // released by the worker when it is done with `e`
-      {
-        std::lock_guard lock(work_mutex_);
-        work_.push_back(e);
+      gateway.reserve_wait();  // released by the pool job when it is done with `e`
+      std::lock_guard lock(work_mutex_);
+      work_.push_back(e);
+      if (drainers_ < max_drainers_) {
+        ++drainers_;
+        WorkerPool::shared().run([this] { drain_work(); });
       }
-      work_ready_.notify_one();
-    });
-    for (int i = 0; i < std::max(1, plan.concurrency); ++i) workers_.emplace_back([this] {
-      name_this_thread(plan_.id);
-      worker_loop();
     });
   }
 }
 
 NodeRunner::~NodeRunner() { stop_workers(); }
 
+// Waits for the pool jobs still taking this node's work: they drain the queue first.
 void NodeRunner::stop_workers() {
-  {
-    std::lock_guard lock(work_mutex_);
-    workers_stop_ = true;
-  }
-  work_ready_.notify_all();
-  for (auto& t : workers_)
-    if (t.joinable()) t.join();
+  std::unique_lock lock(work_mutex_);
+  drained_.wait(lock, [&] { return drainers_ == 0; });
 }
 
-void NodeRunner::worker_loop() {
+// One pool job: takes this node's queued work in order until none is left. A job leaves
+// only with the queue empty, under the lock that enqueuing takes, so queued work always has
+// a job on it.
+void NodeRunner::drain_work() {
+  name_this_thread(plan_.id);
   while (true) {
     Envelope e;
     {
-      std::unique_lock lock(work_mutex_);
-      work_ready_.wait(lock, [&] { return workers_stop_ || !work_.empty(); });
-      if (work_.empty()) return;
+      std::lock_guard lock(work_mutex_);
+      if (work_.empty()) {
+        --drainers_;
+        drained_.notify_all();  // `this` may be gone once the lock is released: touch nothing after
+        return;
+      }
       e = std::move(work_.front());
       work_.pop_front();
     }
@@ -644,8 +649,11 @@ struct Runtime::Impl {
   }
 };
 
-Runtime::Runtime(const Plan& plan, Metrics& metrics) : impl_(std::make_unique<Impl>(plan, metrics)) {
-  WorkerNames::install();  // before the graph gets any work
+// The observer goes in before the graph exists: it watches the arena of the thread that
+// installs it, and a graph built by a thread in an arena runs in that arena (one built
+// first would make an arena of its own, whose workers the observer never sees).
+Runtime::Runtime(const Plan& plan, Metrics& metrics)
+    : impl_((WorkerNames::install(), std::make_unique<Impl>(plan, metrics))) {
   metrics.add_collectable(impl_->stats);
   impl_->stats->set_in_flight([impl = impl_.get()] { return impl->limit.count(); });
   for (const auto& r : plan.resources) {
@@ -687,6 +695,8 @@ Runtime::~Runtime() {
 }
 
 void Runtime::start() {
+  // The pool is the process's; the pipeline it runs says how long idle threads stay.
+  WorkerPool::shared().set_keep_alive(impl_->plan.settings.worker_keep_alive);
   for (auto& r : impl_->resources.in_order) r->start();
   // Sinks first, so that everything downstream is ready before a source produces.
   for (auto it = impl_->runners.rbegin(); it != impl_->runners.rend(); ++it) {

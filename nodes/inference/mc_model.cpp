@@ -68,6 +68,31 @@ const char* blas_thread_variable() {
   return nullptr;
 }
 
+// OpenBLAS (pthread build) starts its pool of (cores - 1) threads when the library loads,
+// before predflow can say how many it wants; with one thread per call they never get work
+// and only sit idle (one thread per extra core). They are stopped through OpenBLAS's own
+// exported calls (the ones its fork handler uses). openblas_set_num_threads starts the pool
+// again (OpenBLAS 0.3.21 does, other versions may grow it without), so it is called only
+// when the count changes, with the pool started first, so that no version creates the same
+// threads twice. Both run under apply_cpu_threads' mutex.
+bool blas_threads_stopped = false;
+using BlasCall = int (*)();
+
+void stop_idle_blas_threads() {
+  auto shutdown = reinterpret_cast<BlasCall>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"));
+  auto init = reinterpret_cast<BlasCall>(dlsym(RTLD_DEFAULT, "blas_thread_init"));
+  if (!shutdown || !init || blas_threads_stopped) return;  // not OpenBLAS's pthread build, or done
+  shutdown();
+  blas_threads_stopped = true;
+}
+
+void restart_blas_threads() {
+  auto init = reinterpret_cast<BlasCall>(dlsym(RTLD_DEFAULT, "blas_thread_init"));
+  if (!init || !blas_threads_stopped) return;
+  init();
+  blas_threads_stopped = false;
+}
+
 }  // namespace
 
 std::string apply_cpu_threads(int threads) {
@@ -87,7 +112,13 @@ std::string apply_cpu_threads(int threads) {
   if (!set_blas || !get_blas) return text + " blas=not OpenBLAS";
   if (const char* variable = blas_thread_variable())  // the user's choice wins
     return text + " blas=" + std::to_string(get_blas()) + " (" + variable + " from the environment)";
-  if (applied > 0) set_blas(applied);
+  static int blas_applied = 0;
+  if (applied > 0 && applied != blas_applied) {  // each call may start OpenBLAS's pool again: once per change
+    restart_blas_threads();  // before openblas_set_num_threads: see stop_idle_blas_threads
+    set_blas(applied);
+    blas_applied = applied;
+    if (applied == 1) stop_idle_blas_threads();
+  }
   return text + " blas=" + std::to_string(get_blas()) + (applied > 0 ? " (threads)" : " (OpenBLAS default)");
 }
 

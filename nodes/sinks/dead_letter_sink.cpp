@@ -103,7 +103,7 @@ class DeadLetterSink : public Processor {
                       .written = {},
                       .fallback = [this](Writer::Group& g) { return append_to_spool(g); },
                       .truncate = {},
-                      .tick = [this] { replay(); }});
+                      .tick = [this] { return replay(); }});
   }
 
   void start() override {
@@ -222,14 +222,18 @@ class DeadLetterSink : public Processor {
     return true;
   }
 
-  // Every replay_every (the writer's task): the spool, once NATS is back.
-  void replay() {
-    if (spool_size_ == 0 || !nats_->connected()) return;
+  // In the writer's task: the spool, once NATS is back. Every replay_every (the writer's
+  // least tick interval) while a spool is left to replay; never while there is none.
+  Clock::time_point replay() {
+    const auto again = Clock::now();
+    if (spool_size_ == 0) return Clock::time_point::max();
+    if (!nats_->connected()) return again;
     try {
       replay_spool();
     } catch (const std::exception&) {
       // Still down; the next round.
     }
+    return spool_size_ > 0 ? again : Clock::time_point::max();
   }
 
   // Publishes the spool and empties it once the stream has every record; throws otherwise.

@@ -49,7 +49,7 @@ NodeSpec redis_sink_spec() {
           "dead-lettered; anything left after that is negatively acknowledged (redelivered).\n\n"
           "Metrics: predflow_pipeline_latency_seconds is observed once per row (batch arrival to the confirmed write), "
           "predflow_fresh_predictions counts symbols whose latest written prediction is under `fresh_for` old (swept "
-          "every second), plus predflow_redis_sink_written_total, _pending_rows, _write_failures_total per node. "
+          "as they age out, at most once a second), plus predflow_redis_sink_written_total, _pending_rows, _write_failures_total per node. "
           "Failures that arrive with the input are not passed on (they travel with their own stage's dead port).")
       .input("in", kind::predictions, "predictions (rows with statistics, from mc_dropout)")
       .output("dead", kind::dead_letters, "rows Redis did not take within retry_for (or over max_pending), as failures")
@@ -131,7 +131,7 @@ class RedisSink : public Processor {
                       .written = [this](Writer::Group& g, const connectors::Refusals& r, Clock::duration) { confirmed(g, r); },
                       .fallback = {},
                       .truncate = {},
-                      .tick = [this] { sweep_fresh(); }});
+                      .tick = [this] { return sweep_fresh(); }});
     writer_->start();
   }
 
@@ -238,10 +238,19 @@ class RedisSink : public Processor {
     latency_.ObserveMultiple(increments, seconds * static_cast<double>(rows));
   }
 
-  void sweep_fresh() {
+  // Returns when the next key ages out (the writer ticks no sooner than once a second), or
+  // never while none is left: an idle sink wakes no thread.
+  Clock::time_point sweep_fresh() {
     const auto now = SystemClock::now();
-    std::erase_if(fresh_, [&](const auto& kv) { return now - kv.second >= fresh_for_; });
+    auto oldest = SystemClock::time_point::max();
+    std::erase_if(fresh_, [&](const auto& kv) {
+      if (now - kv.second >= fresh_for_) return true;
+      oldest = std::min(oldest, kv.second);
+      return false;
+    });
     fresh_gauge_.Set(static_cast<double>(fresh_.size()));
+    if (fresh_.empty()) return Clock::time_point::max();
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(oldest + fresh_for_ - now);
   }
 
   const std::string id_;

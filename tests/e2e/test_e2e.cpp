@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "e2e/m5_fixture.hpp"
 
@@ -34,7 +35,9 @@ TEST_CASE("m5.yaml: every symbol routed, predicted, stored, published and broadc
   auto env = contract_env(servers, dir);
   const int http = std::stoi(env["PREDFLOW_HTTP_PORT"]), ws = std::stoi(env["PREDFLOW_WS_PORT"]);
   const std::string log = (dir.path / "m5.log").string();
-  PredflowProcess predflow(PREDFLOW_BINARY, kSource + "/pipelines/m5.yaml", log, env);
+  // A short keep-alive, so that the idle threads below are counted within the test's time.
+  PredflowProcess predflow(PREDFLOW_BINARY, kSource + "/pipelines/m5.yaml", log, env,
+                           {"--set", "settings.worker_keep_alive=300ms"});
   const bool ready = eventually([&] { return http_get(http, "/readyz").first == 200; }, 120s);
   REQUIRE_MESSAGE(ready, "predflow did not become ready; log: " << log);
   {
@@ -74,23 +77,43 @@ TEST_CASE("m5.yaml: every symbol routed, predicted, stored, published and broadc
     // process's name, and oneTBB workers that have not worked yet (they are named pf:tbb
     // when they first enter the pipeline's arena: on a machine with many cores some may
     // never have); how many there are is in docs/performance.md.
-    std::map<std::string, int> threads;
-    int total = 0;
-    for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(predflow.pid()) + "/task")) {
-      std::ifstream comm(task.path() / "comm");
-      std::string name;
-      std::getline(comm, name);
-      ++threads[name], ++total;
-    }
-    std::string list;
-    for (const auto& [name, n] : threads) list += " " + name + (n > 1 ? "×" + std::to_string(n) : "");
-    MESSAGE("m5.yaml after a run: " << total << " threads:" << list);
+    auto thread_names = [&] {
+      std::map<std::string, int> threads;
+      for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(predflow.pid()) + "/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        ++threads[name];
+      }
+      return threads;
+    };
+    auto listed = [](const std::map<std::string, int>& threads) {
+      int total = 0;
+      std::string list;
+      for (const auto& [name, n] : threads) list += " " + name + (n > 1 ? "×" + std::to_string(n) : ""), total += n;
+      return std::to_string(total) + " threads:" + list;
+    };
+    auto threads = thread_names();
+    MESSAGE("m5.yaml after a run: " << listed(threads));
     CHECK(threads["predflow"] >= 1);
     CHECK(threads["predflow"] <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     for (const auto& [name, n] : threads) {
       CAPTURE(name);
       CHECK((name == "predflow" || name.rfind("pf:", 0) == 0));
     }
+    // Idle, the blocking nodes (route, feature fetches, models) and the background tasks
+    // (writers, probes) hold no thread: the worker pool's threads have all left
+    // (engine/worker_pool.hpp). What stays is nats.c's, the sources', the network thread's,
+    // the WebSocket server's and oneTBB's; docs/performance.md counts them.
+    const std::set<std::string> pooled = {"pf:io", "pf:route", "pf:normal_featu", "pf:earnings_fea", "pf:normal_model",
+                                          "pf:earnings_mod"};
+    auto none_pooled = [&] {
+      for (const auto& [name, n] : thread_names())
+        if (pooled.count(name)) return false;
+      return true;
+    };
+    CHECK_MESSAGE(eventually(none_pooled, 10s), "m5.yaml idle: " << listed(thread_names()));
+    MESSAGE("m5.yaml idle: " << listed(thread_names()));
   }
   eventually([&] { return nats.received_count() >= expect.good.size() + 6; }, 20s);
   auto observed = observe(clients, expect, nats, "e2e-m5");

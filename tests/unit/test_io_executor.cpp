@@ -2,8 +2,8 @@
 // (once more when woken while running), one body of a task never runs twice at once,
 // cancel() waits for a running body (and works from inside it), a finished task stays
 // finished, a body's escaped exception does not end the task, a body runs under its
-// task's thread name, network tasks run beside blocked pool threads, and a pool whose
-// threads all block grows (up to 8).
+// task's thread name, network tasks run beside blocked bodies, and a body blocked on a
+// hung server never holds up another task (each running body has a worker of its own).
 #include <doctest/doctest.h>
 
 #include <pthread.h>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/io_executor.hpp"
+#include "engine/worker_pool.hpp"
 #include "support/eventually.hpp"
 
 using namespace predflow;
@@ -27,10 +28,10 @@ constexpr auto kNever = Clock::time_point::max();
 
 TEST_SUITE("io_executor") {
 
-TEST_CASE("when every pool thread is blocked in a body for over a second, the pool grows so that other tasks still run") {
+TEST_CASE("bodies blocked on a server that does not answer never hold up another task") {
   std::atomic<bool> blocking = true;
   std::vector<std::unique_ptr<IoTask>> blockers;
-  for (std::size_t i = 0; i < IoExecutor::shared().task_threads(); ++i)
+  for (std::size_t i = 0; i < 4; ++i)
     blockers.push_back(IoExecutor::shared().task("pf:test:hang", [&]() -> std::optional<Clock::time_point> {
       while (blocking) std::this_thread::sleep_for(1ms);  // a server that does not answer
       return std::nullopt;
@@ -41,10 +42,8 @@ TEST_CASE("when every pool thread is blocked in a body for over a second, the po
     ran = true;
     return std::nullopt;
   });
-  // The watchdog looks every second and adds a thread once every one has been blocked
-  // for over a second.
-  CHECK(eventually([&] { return ran.load(); }, 5s));
-  CHECK(IoExecutor::shared().task_threads() <= 8);
+  // At once: the worker pool starts a thread when none is idle, it does not wait for one.
+  CHECK(eventually([&] { return ran.load(); }, 500ms));
   blocking = false;
 }
 
@@ -82,7 +81,7 @@ TEST_CASE("woken while it runs, a body runs once more after it returns, never tw
     --inside;
     return kNever;
   });
-  IoExecutor::shared().set_task_threads(3);  // other threads free to run it twice, if it could
+  // The pool has other threads free to run it twice, if it could.
   CHECK(eventually([&] { return inside == 1; }, 2s));
   for (int i = 0; i < 5; ++i) task->wake();  // while it runs: one more run, not five
   release = true;
@@ -159,10 +158,27 @@ TEST_CASE("a body runs under its task's thread name, the pool thread's name come
   CHECK(inside == "pf:cache:probe");
 }
 
+TEST_CASE("a task whose body is due again later holds no thread meanwhile") {
+  // A writer or probe with nothing to do waits on a timer of the network thread, not on a
+  // worker: with keep-alive 0 the pool's threads all leave between the runs.
+  const auto keep = WorkerPool::shared().keep_alive();
+  WorkerPool::shared().set_keep_alive(0ms);
+  std::atomic<int> runs = 0;
+  auto task = IoExecutor::shared().task("pf:test:later", [&]() -> std::optional<Clock::time_point> {
+    ++runs;
+    return Clock::now() + 400ms;
+  });
+  REQUIRE(eventually([&] { return runs >= 1; }, 2s));
+  CHECK(eventually([&] { return WorkerPool::shared().threads() == 0; }, 300ms));
+  CHECK(eventually([&] { return runs >= 2; }, 2s));
+  task->cancel();
+  WorkerPool::shared().set_keep_alive(keep);
+}
+
 TEST_CASE("a network task runs on the network thread, beside pool tasks that block") {
   std::atomic<bool> blocking = true;
   std::vector<std::unique_ptr<IoTask>> busy;
-  for (std::size_t i = 0; i < IoExecutor::shared().task_threads(); ++i)
+  for (std::size_t i = 0; i < 4; ++i)
     busy.push_back(IoExecutor::shared().task("pf:test:busy", [&]() -> std::optional<Clock::time_point> {
       while (blocking) std::this_thread::sleep_for(1ms);
       return std::nullopt;
@@ -181,7 +197,7 @@ TEST_CASE("a network task runs on the network thread, beside pool tasks that blo
   timer->cancel();
 }
 
-TEST_CASE("many tasks share the few pool threads") {
+TEST_CASE("many short tasks share a few worker threads") {
   constexpr int kTasks = 200;
   std::atomic<int> runs = 0;
   std::vector<std::unique_ptr<IoTask>> tasks;
@@ -191,7 +207,8 @@ TEST_CASE("many tasks share the few pool threads") {
       return std::nullopt;
     }, Clock::now() + std::chrono::milliseconds(i % 50)));
   CHECK(eventually([&] { return runs == kTasks; }, 5s));
-  CHECK(IoExecutor::shared().task_threads() <= 8);  // the pool's bound
+  // Short bodies spread over 50 ms find a thread idle again: far fewer threads than tasks.
+  CHECK(WorkerPool::shared().threads() < kTasks / 4);
 }
 
 }  // TEST_SUITE

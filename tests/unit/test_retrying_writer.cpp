@@ -302,12 +302,37 @@ TEST_CASE("RetryingWriter: tick runs on the writer's thread every tick_every") {
   auto o = options();
   o.tick_every = 20ms;
   std::atomic<int> ticks{0};
-  Fixture fx(o, hooks([&](Writer::Hooks& h) { h.tick = [&] { ++ticks; }; }));
+  Fixture fx(o, hooks([&](Writer::Hooks& h) { h.tick = [&] { return ++ticks, Clock::now(); }; }));
   REQUIRE(eventually([&] { return ticks >= 3; }));
   fx.server.down = true;  // also while retrying
   fx.writer->offer(entry_of({"A"}, fx.tokens), fx.out);
   const int before = ticks;
   REQUIRE(eventually([&] { return ticks >= before + 3; }));
+}
+
+TEST_CASE("RetryingWriter: a tick with nothing left to do sleeps until the writer next writes a group") {
+  auto o = options();
+  o.tick_every = 20ms;
+  std::atomic<int> ticks{0};
+  std::atomic<bool> busy{false};  // the tick's own work: a spool, fresh keys
+  Fixture fx(o, hooks([&](Writer::Hooks& h) {
+    h.tick = [&] {
+      ++ticks;
+      return busy ? Clock::now() : Clock::time_point::max();
+    };
+  }));
+  REQUIRE(eventually([&] { return ticks == 1; }));
+  std::this_thread::sleep_for(200ms);
+  CHECK(ticks == 1);  // ten tick_every later: not called again
+  busy = true;
+  fx.writer->offer(entry_of({"A"}, fx.tokens), fx.out);
+  REQUIRE(eventually([&] { return ticks >= 4; }));  // armed by the write, then every tick_every
+  busy = false;
+  REQUIRE(eventually([&] { return fx.tokens.done == 1; }));
+  std::this_thread::sleep_for(100ms);
+  const int settled = ticks;
+  std::this_thread::sleep_for(200ms);
+  CHECK(ticks == settled);
 }
 
 TEST_CASE("RetryingWriter: flush gives held rows stop_timeout, stop fails the tokens of what is left, emitting nothing") {
