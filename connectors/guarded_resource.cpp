@@ -87,7 +87,7 @@ std::optional<Clock::time_point> GuardedResource::probe_step() {
   const bool connected = connected_once_.load();
   const auto state = breaker_.state();
   auto now = Clock::now();
-  if (state != CircuitBreaker::State::Open) early_trials_.reset(), next_early_trial_ = now;
+  if (state != CircuitBreaker::State::Open) early_trials_.reset(), early_trial_armed_ = false;
   // Healthy: nothing to do until the breaker opens and on_failure() wakes it, so that
   // an idle process does not keep a worker thread busy once a second for every server.
   if (connected && state != CircuitBreaker::State::Open) return Clock::time_point::max();
@@ -100,6 +100,9 @@ std::optional<Clock::time_point> GuardedResource::probe_step() {
   // connects regardless of the reconnect gate); not yet connected: the reconnect backoff.
   Duration due = gate;
   if (state == CircuitBreaker::State::Open) {
+    // Woken as the breaker opens: the first early trial comes one backoff step later, not
+    // at once (the failure that opened it is a few microseconds old).
+    if (!early_trial_armed_) early_trial_armed_ = true, next_early_trial_ = now + early_trials_.next();
     const auto early = std::max(Duration::zero(), std::chrono::duration_cast<Duration>(next_early_trial_ - now));
     due = std::min(breaker_.retry_in(now), early);
     if (due <= Duration::zero() && breaker_.retry_in(now) > Duration::zero()) {

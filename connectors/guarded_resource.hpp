@@ -119,6 +119,7 @@ class GuardedResource : public Resource {
   std::unique_ptr<IoTask> probe_task_;
   Backoff early_trials_;  // touched by probe_step() only
   CircuitBreaker::Clock::time_point next_early_trial_{};
+  bool early_trial_armed_ = false;  // next_early_trial_ set since the breaker last opened; probe_step() only
 };
 
 }  // namespace predflow::connectors
