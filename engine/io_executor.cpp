@@ -17,7 +17,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 namespace predflow {
 
@@ -44,10 +43,8 @@ struct IoExecutor::Impl {
 // a body blocked on a hung server never holds up another task, or on the network thread
 // itself for a network task.
 struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
-  State(asio::io_context& network, bool on_network_thread, const char* idle_thread_name, std::string task_name,
-        IoExecutor::Body task_body)
-      : timer(network), on_network(on_network_thread), idle_name(idle_thread_name), name(std::move(task_name)),
-        body(std::move(task_body)) {}
+  State(asio::io_context& network, bool on_network_thread, std::string task_name, IoExecutor::Body task_body)
+      : timer(network), on_network(on_network_thread), name(std::move(task_name)), body(std::move(task_body)) {}
 
   // Every member below, and every operation on the timer, under mutex: Asio objects are
   // not safe for concurrent use, and wake() and cancel() come from any thread.
@@ -55,7 +52,6 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
   std::condition_variable idle;
   asio::steady_timer timer;
   const bool on_network;          // run on the network thread, not the pool
-  const char* const idle_name;    // the network thread's name between bodies (the pool restores its own)
   const std::string name;
   IoExecutor::Body body;
   std::uint64_t generation = 0;  // a timer wait armed before the latest arm() is stale
@@ -109,7 +105,7 @@ struct IoTask::State : std::enable_shared_from_this<IoTask::State> {
       spdlog::error("msg=\"background task failed; running it again in 1s\" task={} error=\"{}\"", name, e.what());
       next = Clock::now() + std::chrono::seconds(1);
     }
-    if (on_network) set_thread_name(idle_name);
+    if (on_network) set_thread_name(kNetworkThreadName);  // the pool restores its threads' names itself
 
     lock.lock();
     running = false;
@@ -155,12 +151,12 @@ asio::io_context& IoExecutor::network() {
 }
 
 std::unique_ptr<IoTask> IoExecutor::task(std::string name, Body body, Clock::time_point first) {
-  auto state = std::make_shared<IoTask::State>(network(), false, WorkerPool::kIdleName, std::move(name), std::move(body));
+  auto state = std::make_shared<IoTask::State>(network(), false, std::move(name), std::move(body));
   return start_task(std::move(state), first);
 }
 
 std::unique_ptr<IoTask> IoExecutor::network_task(std::string name, Body body, Clock::time_point first) {
-  auto state = std::make_shared<IoTask::State>(network(), true, kNetworkThreadName, std::move(name), std::move(body));
+  auto state = std::make_shared<IoTask::State>(network(), true, std::move(name), std::move(body));
   return start_task(std::move(state), first);
 }
 

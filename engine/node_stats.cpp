@@ -90,21 +90,18 @@ std::vector<prometheus::MetricFamily> NodeStatsCollector::Collect() const {
   }
   std::vector<prometheus::MetricFamily> families{std::move(messages), std::move(rows), std::move(busy), std::move(queue),
                                                 std::move(errors)};
-  if (in_flight_) {
-    prometheus::MetricFamily in_flight{"predflow_in_flight_messages", "Source messages not yet acknowledged",
-                                       MetricType::Gauge, {}};
+  auto gauge = [&](const char* name, const char* help, double value) {
+    prometheus::MetricFamily family{name, help, MetricType::Gauge, {}};
     prometheus::ClientMetric m;
-    m.gauge.value = static_cast<double>(in_flight_());
-    in_flight.metric.push_back(std::move(m));
-    families.push_back(std::move(in_flight));
-  }
+    m.gauge.value = value;
+    family.metric.push_back(std::move(m));
+    families.push_back(std::move(family));
+  };
+  if (in_flight_)
+    gauge("predflow_in_flight_messages", "Source messages not yet acknowledged", static_cast<double>(in_flight_()));
   // Taps and recordings cost the emitting threads while open: an operator sees them here.
-  prometheus::MetricFamily taps{"predflow_taps_open", "Taps open on this process's ports (predflow tap, predflow record)",
-                                MetricType::Gauge, {}};
-  prometheus::ClientMetric open;
-  open.gauge.value = static_cast<double>(open_taps());
-  taps.metric.push_back(std::move(open));
-  families.push_back(std::move(taps));
+  gauge("predflow_taps_open", "Taps open on this process's ports (predflow tap, predflow record)",
+        static_cast<double>(open_taps()));
   return families;
 }
 
