@@ -10,10 +10,14 @@
 //             else the first publish + PREDFLOW_WINDOW when N < max_symbols, or the flush +
 //             PREDFLOW_WINDOW when a remainder window must wait for its time.
 //   redis     a symbol counts when GET pred:{symbol} holds a prediction whose correlation_id
-//             is C (chunked MGETs of the symbols not seen yet, every --poll); its time is when
-//             the MGET round trip that first saw it returned.
-//   database  SELECT count(*) FROM predictions WHERE correlation_id = C, every --poll; the
-//             k-th row's time is when the first query that counted k or more returned.
+//             is C. With --redis-watch track (the default) Redis reports each write of a pred:
+//             key (CLIENT TRACKING in broadcast mode), loadgen then reads that key, and the
+//             symbol's time is when the report of its write arrived. With --redis-watch poll
+//             (or a server older than Redis 6) chunked MGETs of the symbols not seen yet run
+//             every --poll, and the time is when the MGET round trip that first saw it returned.
+//   database  SELECT count(*) FROM predictions WHERE correlation_id = C, every --poll but at
+//             least the last count's own duration apart; the k-th row's time is
+//             when the first query that counted k or more returned.
 //   websocket a client subscribed to "*" on ws://127.0.0.1:PORT/predictions; a symbol counts
 //             when the first frame holding its prediction with correlation_id C was read.
 //   p50 / p99 / last  time from t0 until ceil(0.50·N), ceil(0.99·N) and N symbols had arrived
@@ -54,6 +58,7 @@
 #include "engine/units.hpp"
 #include "tools/demo_data/demo_data.hpp"
 #include "tools/loadgen/proc_stats.hpp"
+#include "tools/loadgen/redis_watch.hpp"
 #include "tools/loadgen/ws_listener.hpp"
 
 using namespace predflow;
@@ -191,7 +196,8 @@ struct StageResult {
 };
 
 // Fills seen and the percentiles from the arrival times (in order) of the distinct symbols.
-void summarize(StageResult& r, const std::vector<Clock::time_point>& arrivals, std::size_t n, Clock::time_point t0) {
+void summarize(StageResult& r, std::vector<Clock::time_point> arrivals, std::size_t n, Clock::time_point t0) {
+  std::sort(arrivals.begin(), arrivals.end());  // a watched stage records write times, not quite in order
   r.seen = arrivals.size();
   auto at = [&](double share) -> std::optional<double> {
     const std::size_t k = std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(share * static_cast<double>(n) - 1e-9)));
@@ -219,49 +225,62 @@ void wait_for(Clock::time_point t0, const std::atomic<bool>& stop) {
   while (!stop && Clock::now() < t0) std::this_thread::sleep_for(std::min<Clock::duration>(t0 - Clock::now(), std::chrono::milliseconds(50)));
 }
 
-void poll_redis(connectors::RedisResource& redis, const std::vector<std::string>& symbols, const std::string& cid,
-                Clock::time_point t0, Duration interval, std::size_t chunk, const std::atomic<bool>& stop, Poll& out) {
+void poll_redis(connectors::RedisResource& redis, RedisWriteWatch* watch, const std::vector<std::string>& symbols,
+                const std::string& cid, Clock::time_point t0, Duration interval, std::size_t chunk,
+                const std::atomic<bool>& stop, Poll& out) {
   wait_for(t0, stop);
   const std::string quoted = "\"" + cid + "\"";
-  std::vector<std::size_t> pending(symbols.size());
-  for (std::size_t i = 0; i < pending.size(); ++i) pending[i] = i;
+  std::vector<char> is_pending(symbols.size(), 1);
+  std::size_t pending = symbols.size();
+  std::vector<std::size_t> batch;
+  std::vector<Clock::time_point> written_at;  // the write's time per batch entry (watched)
   std::vector<std::string> keys;
-  while (!stop && !pending.empty()) {
+  while (!stop && pending > 0) {
+    // Which keys to read: those written since the last round (watched), else all pending ones.
+    batch.clear(), written_at.clear();
+    const bool watched = watch && !watch->failed();
+    if (watched) {
+      for (const auto& w : watch->take(std::chrono::milliseconds(100)))
+        if (is_pending[w.index]) batch.push_back(w.index), written_at.push_back(w.at);
+      if (batch.empty()) continue;
+    } else {
+      for (std::size_t i = 0; i < symbols.size(); ++i)
+        if (is_pending[i]) batch.push_back(i);
+    }
     keys.clear();
-    for (auto i : pending) keys.push_back("pred:" + symbols[i]);
+    for (auto i : batch) keys.push_back("pred:" + symbols[i]);
     try {
       auto values = redis.mget(keys, chunk);
       const auto now = Clock::now();
-      std::vector<std::size_t> still;
-      std::size_t found = 0, normal = 0, earnings = 0;
-      for (std::size_t k = 0; k < pending.size(); ++k) {
+      std::vector<Clock::time_point> arrived;
+      std::size_t normal = 0, earnings = 0;
+      for (std::size_t k = 0; k < batch.size(); ++k) {
         const auto& v = values[k];
-        if (!v || v->find(quoted) == std::string::npos) {
-          still.push_back(pending[k]);
-          continue;
-        }
+        if (!v || v->find(quoted) == std::string::npos) continue;
         // The correlation id is this cycle's: parse once, for the route and an exact check.
         auto j = json::parse(*v, nullptr, false);
-        if (j.is_discarded() || !j.is_object() || j.value("correlation_id", "") != cid) {
-          still.push_back(pending[k]);
-          continue;
-        }
-        ++found;
+        if (j.is_discarded() || !j.is_object() || j.value("correlation_id", "") != cid) continue;
+        is_pending[batch[k]] = 0;
+        --pending;
+        arrived.push_back(watched ? written_at[k] : now);
         const std::string type = j.value("model_type", "");
         if (type == "earnings_day") ++earnings;
         else if (type == "normal_day") ++normal;
       }
-      pending.swap(still);
       std::lock_guard lock(out.mutex);
       ++out.polls;
       out.normal += normal, out.earnings += earnings;
-      out.arrivals.insert(out.arrivals.end(), found, now);
+      out.arrivals.insert(out.arrivals.end(), arrived.begin(), arrived.end());
       out.seen = out.arrivals.size();
     } catch (const std::exception& e) {
       std::lock_guard lock(out.mutex);
       out.error = e.what();
     }
-    if (!pending.empty()) std::this_thread::sleep_for(interval);
+    if (watch && watch->failed()) {
+      std::lock_guard lock(out.mutex);
+      out.error = watch->error() + "; polled instead";
+    }
+    if (!watched && pending > 0) std::this_thread::sleep_for(interval);
   }
 }
 
@@ -270,10 +289,13 @@ void poll_database(connectors::PostgresResource& db, std::size_t n, const std::s
                    Duration interval, const std::atomic<bool>& stop, Poll& out) {
   wait_for(t0, stop);
   std::size_t counted = 0;
+  Clock::duration took{};
   while (!stop && counted < n) {
+    const auto asked = Clock::now();
     try {
       auto rows = db.query("SELECT count(*) FROM predictions WHERE correlation_id = $1", {cid});
       const auto now = Clock::now();
+      took = now - asked;
       std::size_t c = rows.empty() || !rows[0][0] ? 0 : std::stoull(*rows[0][0]);
       std::lock_guard lock(out.mutex);
       ++out.polls;
@@ -286,7 +308,10 @@ void poll_database(connectors::PostgresResource& db, std::size_t n, const std::s
       std::lock_guard lock(out.mutex);
       out.error = e.what();  // e.g. the table does not exist yet: keep trying
     }
-    if (counted < n) std::this_thread::sleep_for(interval);
+    // The count scans the whole table (100,000 rows and more at the largest sizes, about 25 ms
+    // on a quiet machine, 100 ms in a busy cycle): wait at least as long as it took, so that
+    // polling takes at most half a core from the cycle it measures.
+    if (counted < n) std::this_thread::sleep_for(std::max<Clock::duration>(interval, took));
   }
 }
 
@@ -347,6 +372,7 @@ int main(int argc, char** argv) {
   long max_symbols = std::atol(env_or("PREDFLOW_WINDOW_MAX_SYMBOLS", "5000").c_str());
   pid_t pid = 0;
   std::size_t mget_chunk = 500;
+  std::string redis_watch_mode = "track";
   app.option_defaults()->always_capture_default(true);
   app.add_option("--symbols", n, "symbols per cycle (the first N of the demo symbols)")->check(CLI::PositiveNumber);
   app.add_option("--cycles", cycles, "announcement cycles to measure")->check(CLI::NonNegativeNumber);
@@ -363,6 +389,10 @@ int main(int argc, char** argv) {
   app.add_option("--pid", pid, "predflow's pid, for its RSS and CPU (default: the one process named predflow)");
   app.add_option("--timeout", timeout_text, "give up on a cycle after this long from t0");
   app.add_option("--poll", poll_text, "sleep between two polls of Redis or of the database");
+  app.add_option("--redis-watch", redis_watch_mode,
+                 "track: read a pred: key only after Redis reported a write of it (CLIENT TRACKING BCAST, Redis 6+; "
+                 "its time is the report's); poll: MGET every pending key every --poll (its time is the reply's)")
+      ->check(CLI::IsMember({"track", "poll"}));
   app.add_option("--mget-chunk", mget_chunk, "keys per MGET command while polling")->check(CLI::PositiveNumber);
   app.add_option("--progress", progress_text, "a progress line this often while a cycle runs; 0s: none");
   app.add_option("--window", window_text, "the pipeline's window duration (default: PREDFLOW_WINDOW, else 10s)");
@@ -493,6 +523,19 @@ int main(int argc, char** argv) {
     ws_note = "disabled (--ws-port 0)";
   }
 
+  std::unique_ptr<RedisWriteWatch> watch;
+  std::string watch_note;
+  if (redis_watch_mode == "track") {
+    try {
+      watch = std::make_unique<RedisWriteWatch>(connectors::parse_redis_url(redis_url), symbols, "pred:");
+    } catch (const std::exception& e) {
+      watch_note = e.what();
+      if (human) std::printf("note: Redis writes are polled, not tracked: %s\n", e.what());
+    }
+  }
+  doc["redis_watch"] = watch ? "track" : "poll";
+  if (!watch_note.empty()) doc["redis_watch_note"] = watch_note;
+
   const bool on_count = n % static_cast<std::size_t>(max_symbols) == 0;
   const std::string t0_rule = on_count ? "flush of the last announcement (the window closes on count)"
                               : n < static_cast<std::size_t>(max_symbols)
@@ -501,8 +544,9 @@ int main(int argc, char** argv) {
   doc["window"] = {{"duration_ms", std::chrono::duration<double, std::milli>(window).count()},
                    {"max_symbols", max_symbols}, {"t0", t0_rule}};
   if (human)
-    std::printf("%d cycle(s) of %zu symbols in %zu-symbol messages; t0 = %s; timeout %s; poll every %s\n", cycles, n,
-                per_message, t0_rule.c_str(), format_duration(timeout).c_str(), format_duration(poll).c_str());
+    std::printf("%d cycle(s) of %zu symbols in %zu-symbol messages; t0 = %s; timeout %s; poll every %s; Redis writes %s\n",
+                cycles, n, per_message, t0_rule.c_str(), format_duration(timeout).c_str(), format_duration(poll).c_str(),
+                watch ? "tracked" : "polled");
 
   std::vector<CycleResult> results;
   cycles += warmup;
@@ -514,6 +558,7 @@ int main(int argc, char** argv) {
     const auto proc_before = pid ? read_proc_stats(pid) : std::nullopt;
     const double self_before = self_cpu_seconds();
     if (ws) ws->watch(cr.correlation_id);
+    if (watch) watch->clear();
 
     // Publish.
     const auto t_first = Clock::now();
@@ -539,7 +584,7 @@ int main(int argc, char** argv) {
     // Poll.
     std::atomic<bool> stop{false};
     Poll redis_poll, db_poll;
-    std::thread redis_thread(poll_redis, std::ref(*redis), std::cref(symbols), cr.correlation_id, t0, poll, mget_chunk,
+    std::thread redis_thread(poll_redis, std::ref(*redis), watch.get(), std::cref(symbols), cr.correlation_id, t0, poll, mget_chunk,
                              std::cref(stop), std::ref(redis_poll));
     std::thread db_thread(poll_database, std::ref(*db), n, cr.correlation_id, t0, poll, std::cref(stop), std::ref(db_poll));
     const auto deadline = t0 + timeout;
