@@ -17,18 +17,22 @@ NodeSpec window_spec() {
       .describe(
           "A window opens with the first symbol that arrives and closes when `duration` has passed or when it holds "
           "`max_symbols` distinct symbols, whichever comes first; its batch then leaves at once, and symbols after "
-          "the cut open the next window. A symbol announced again within a window is kept once (its first "
+          "the cut open the next window. A window larger than `max_batch` leaves as consecutive batches of at most that many "
+          "rows, so that the stages after it work on one part while the next is routed, and a large window never "
+          "holds whole-window copies in every stage at once. A symbol announced again within a window is kept once (its first "
           "announcement's correlation id); the repeat's acknowledgement waits for the window's batch. Rows without a "
           "correlation id get the window's own (a UUID, unique per window). What is held leaves at shutdown. Each "
           "announcement message holds a slot of the pipeline's max_in_flight until its window is done, so keep "
           "max_in_flight above the messages one window can hold (or let the source fetch several per token). Serial: "
           "it keeps state.")
       .input("in", kind::symbols)
-      .output("out", kind::same, "one batch per window, distinct symbols")
+      .output("out", kind::same, "one batch per window (in parts of at most max_batch rows), distinct symbols")
       .field(field::duration("duration").default_value("${PREDFLOW_WINDOW:-10s}").at_least(0.001).describe(
           "how long a window stays open after its first symbol"))
       .field(field::integer("max_symbols").default_value("${PREDFLOW_WINDOW_MAX_SYMBOLS:-5000}").at_least(1)
                  .in_unit("symbols").describe("distinct symbols that close a window early"))
+      .field(field::integer("max_batch").default_value("8192").at_least(1).in_unit("rows").describe(
+          "most rows per emitted batch; a larger window leaves in consecutive parts"))
       .show_in_label({"duration", "max_symbols"})
       .with_example("type: window\nfrom: [nats_in.out]\nduration: ${PREDFLOW_WINDOW:-10s}\nmax_symbols: 5000\n");
 }
@@ -51,6 +55,7 @@ class Window : public Processor {
       : id_(ctx.id),
         duration_(ctx.config.get_duration("duration")),
         max_symbols_(static_cast<std::size_t>(ctx.config.get_int("max_symbols"))),
+        max_batch_(static_cast<std::size_t>(ctx.config.get_int("max_batch"))),
         rng_(std::random_device{}()),
         closed_time_(ctx.metrics.counter("predflow_windows_closed_total", "Windows closed, by what closed them",
                                          {{"node", ctx.id}, {"reason", "time"}})),
@@ -146,16 +151,27 @@ class Window : public Processor {
     reason.Increment();
     window_symbols_.Observe(static_cast<double>(held_.size()));
     spdlog::debug("msg=\"window closed\" node={} symbols={} correlation_id={}", id_, held_.size(), window_id_);
-    auto batch = make_batch(std::move(held_));
+    Batch whole = std::move(held_);
     held_ = Batch();
     seen_.clear();
     open_symbols_.Set(0);
-    out.emit(std::move(batch));
+    if (whole.size() <= max_batch_) {
+      out.emit(make_batch(std::move(whole)));
+      return;
+    }
+    // In parts: each keeps its rows' tokens and a share of the window's shared tokens (a
+    // repeat's message completes when the last part is done); failures go with the first.
+    for (std::size_t begin = 0; begin < whole.size(); begin += max_batch_) {
+      auto part = make_batch(whole.slice(begin, std::min(whole.size(), begin + max_batch_)));
+      if (begin == 0) part->failures = std::move(whole.failures);
+      out.emit(std::move(part));
+    }
   }
 
   const std::string id_;
   const Duration duration_;
   const std::size_t max_symbols_;
+  const std::size_t max_batch_;
   std::mt19937_64 rng_;
   prometheus::Counter &closed_time_, &closed_count_, &closed_flush_, &repeats_;
   prometheus::Gauge& open_symbols_;

@@ -106,3 +106,44 @@ TEST_CASE("window: a batch of failures only passes on at once") {
   REQUIRE(h.output.out().size() == 1);
   CHECK(h.output.out()[0]->failures.size() == 1);
 }
+
+TEST_CASE("window: a window larger than max_batch leaves in parts, its tokens complete with the last part") {
+  NodeHarness h("window", "duration: 1h, max_symbols: 8, max_batch: 3");
+  std::atomic<int> done{0};
+  {
+    auto a = symbols_batch({"A", "B", "C", "D"}, "c1", {token(done)});
+    auto b = symbols_batch({"B", "E", "F", "G"}, "c2", {token(done)});  // B is a repeat: a shared token
+    b->failures.push_back(RowFailure{"x", std::nullopt, "r", "e", std::nullopt, 1, "p"});
+    h.process(std::move(a));
+    h.process(std::move(b));
+  }
+  h.flush();
+  REQUIRE(h.output.out().size() == 3);
+  CHECK(h.output.out()[0]->symbols == std::vector<std::string>{"A", "B", "C"});
+  CHECK(h.output.out()[1]->symbols == std::vector<std::string>{"D", "E", "F"});
+  CHECK(h.output.out()[2]->symbols == std::vector<std::string>{"G"});
+  CHECK(h.output.out()[1]->correlation_ids == std::vector<std::string>{"c1", "c2", "c2"});
+  CHECK(h.output.out()[0]->failures.size() == 1);
+  CHECK(h.output.out()[1]->failures.empty());
+  CHECK(h.output.out()[2]->failures.empty());
+  // One window, counted once.
+  CHECK(metric_value(h.metrics_text(), "predflow_windows_closed_total{node=\"subject\",reason=\"shutdown\"}") == 1);
+  CHECK(metric_value(h.metrics_text(), "predflow_window_symbols_count{node=\"subject\"}") == 1);
+  // c2's message has rows in the second and third parts and is held as a whole (its repeat):
+  // it completes only when every part holding it is released.
+  auto first = h.output.out()[0], second = h.output.out()[1], third = h.output.out()[2];
+  h.output.clear();
+  first.reset();
+  CHECK(done == 0);  // c1 has D in the second part; c2 is shared by all
+  second.reset();
+  CHECK(done == 1);  // c1's rows are all released
+  third.reset();
+  CHECK(done == 2);
+}
+
+TEST_CASE("window: a window of exactly max_batch rows leaves as one batch") {
+  NodeHarness h("window", "duration: 1h, max_symbols: 3, max_batch: 3");
+  h.process(symbols_batch({"A", "B", "C"}));
+  REQUIRE(h.output.out().size() == 1);
+  CHECK(h.output.out()[0]->size() == 3);
+}
