@@ -39,5 +39,12 @@ if [ -n "${RECORD:-}" ]; then
   trap 'kill -INT $recorder 2>/dev/null; wait $recorder 2>/dev/null || true; kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
   sleep 1
 fi
+# A WebSocket client holds at most max_held_symbols (10,000) updates between frames, by
+# design, so above that it never sees a whole cycle: leave that stage out unless asked.
+ws_args=()
+if (( symbols > 10000 )) && [[ ${LOADGEN_ARGS:-} != *--ws-port* ]]; then
+  echo "note: no WebSocket stage above 10,000 symbols (a client holds at most max_held_symbols updates); LOADGEN_ARGS=--ws-port PORT to force it" >&2
+  ws_args=(--ws-port 0)
+fi
 "$build/tools/loadgen/predflow_loadgen" --symbols "$symbols" --no-seed --cycles "$cycles" --warmup "${WARMUP:-1}" \
-  --pid $pid ${LOADGEN_ARGS:-}
+  --pid $pid "${ws_args[@]}" ${LOADGEN_ARGS:-}
