@@ -9,10 +9,11 @@
 # Environment: BUILD (default build), MODELS (default models), WARMUP (default 1),
 # LOADGEN_ARGS (more loadgen flags, e.g. --json), PREDFLOW_LOG (default /tmp/predflow-e2e.log),
 # RECORD=FILE (run `predflow record -o FILE` beside it for the whole run, warm-up included).
+# Above 10,000 symbols there is no WebSocket stage unless LOADGEN_ARGS names --ws-port.
 # Nothing sets OPENBLAS_NUM_THREADS: the model nodes set their threads themselves.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 1 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 symbols=$1
 cycles=${2:-3}
 shift $(( $# >= 2 ? 2 : 1 ))
