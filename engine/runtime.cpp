@@ -54,7 +54,20 @@ struct Envelope {
   enum class Kind : std::uint8_t { Data, Tick, Flush };
   Kind kind = Kind::Data;
   BatchPtr batch;
+  std::uint64_t seq = 0;  // a blocking node's queue position (ordered release)
 };
+
+// What a blocking node with concurrency > 1 emits while it handles one envelope, held until
+// every envelope queued before it has been released (NodeRunner::release_in_order).
+struct Emission {
+  std::size_t port;
+  BatchPtr batch;
+};
+struct EmissionCapture {
+  const void* runner = nullptr;
+  std::vector<Emission>* into = nullptr;
+};
+thread_local EmissionCapture emission_capture;
 
 // The pipeline-wide budget of source messages in flight. Every batch in the graph derives
 // from a message holding a slot, so this one bound keeps every queue bounded.
@@ -147,6 +160,8 @@ class NodeRunner : public SourceContext {
  private:
   void handle(const Envelope& envelope);
   void drain_work();
+  void forward(std::size_t port, BatchPtr batch);
+  void release_in_order(std::uint64_t seq, std::vector<Emission> emitted);
 
   const PlanNode& plan_;
   std::unique_ptr<Node> node_;
@@ -177,6 +192,14 @@ class NodeRunner : public SourceContext {
   std::condition_variable drained_;
   int max_drainers_ = 1;
   int drainers_ = 0;  // pool jobs taking from work_ now; under work_mutex_
+  // With more than one job, outputs still leave in input order: each envelope gets a queue
+  // position, and what it emits waits until every earlier one has been released. A batch
+  // that finishes early waits for a slower one before it (as TBB's sequencer_node does).
+  bool ordered_ = false;
+  std::uint64_t next_seq_ = 0;  // under work_mutex_
+  std::mutex order_mutex_;
+  std::uint64_t next_release_ = 0;                          // under order_mutex_
+  std::map<std::uint64_t, std::vector<Emission>> held_;     // finished early; under order_mutex_
 
   std::mutex sleep_mutex_;
   std::condition_variable sleep_cv_;
@@ -264,10 +287,12 @@ NodeRunner::NodeRunner(const PlanNode& plan, std::unique_ptr<Node> node, Metrics
     // Serial body: it only queues the work, and serial keeps the queue in arrival order
     // (TBB runs spawned tasks LIFO, so an unlimited body would reorder batches).
     max_drainers_ = std::max(1, plan.concurrency);
+    ordered_ = max_drainers_ > 1;
     async_ = std::make_unique<AsyncNode>(graph_, flow::serial, [this](const Envelope& e, AsyncNode::gateway_type& gateway) {
       gateway.reserve_wait();  // released by the pool job when it is done with `e`
       std::lock_guard lock(work_mutex_);
       work_.push_back(e);
+      work_.back().seq = next_seq_++;
       if (drainers_ < max_drainers_) {
         ++drainers_;
         WorkerPool::shared().run([this] { drain_work(); });
@@ -301,7 +326,21 @@ void NodeRunner::drain_work() {
       e = std::move(work_.front());
       work_.pop_front();
     }
-    handle(e);
+    if (ordered_) {
+      std::vector<Emission> emitted;
+      emission_capture = {this, &emitted};
+      try {
+        handle(e);
+      } catch (...) {
+        // handle() catches what a node throws; whatever else must not stall the envelopes
+        // queued behind this one.
+        spdlog::error("msg=\"unexpected exception in a node\" node={}", plan_.id);
+      }
+      emission_capture = {};
+      release_in_order(e.seq, std::move(emitted));
+    } else {
+      handle(e);
+    }
     e.batch.reset();  // release before the graph may finish waiting
     async_->gateway().release_wait();
   }
@@ -341,8 +380,30 @@ void NodeRunner::handle(const Envelope& envelope) {
   stats_.busy(Clock::now() - started);
 }
 
+// Hands what `seq` emitted on, with everything held behind it, once every earlier envelope
+// was released. Forwarding never blocks (it queues at the successors), so it runs under the
+// lock that keeps the order.
+void NodeRunner::release_in_order(std::uint64_t seq, std::vector<Emission> emitted) {
+  std::lock_guard lock(order_mutex_);
+  held_.emplace(seq, std::move(emitted));
+  while (!held_.empty() && held_.begin()->first == next_release_) {
+    auto ready = std::move(held_.begin()->second);
+    held_.erase(held_.begin());
+    ++next_release_;
+    for (auto& e : ready) forward(e.port, std::move(e.batch));
+  }
+}
+
 void NodeRunner::emit(std::size_t port, BatchPtr batch) {
   if (!batch || port >= successors_.size()) return;
+  if (emission_capture.runner == this) {  // handling an envelope of an ordered node
+    emission_capture.into->push_back({port, std::move(batch)});
+    return;
+  }
+  forward(port, std::move(batch));
+}
+
+void NodeRunner::forward(std::size_t port, BatchPtr batch) {
   stats_.count(first_output_ + port, batch->size());
   if (TapPoint& tap = *taps_[first_output_ + port]; tap.tapped()) tap.offer(*batch);
   const auto& next = successors_[port];
