@@ -767,7 +767,7 @@ TEST_CASE("cli: validate --deep finds what only run found before: a width, a dev
   Result r = run_cli("validate --deep " + m5 + broken);
   INFO(r.output);
   CHECK(r.code == 1);
-  CHECK(contains(r.output, "m5.yaml:37:3: nodes.route: calendar_router route: as_of: expected an RFC 3339 time"));
+  CHECK(contains(r.output, "m5.yaml:38:3: nodes.route: calendar_router route: as_of: expected an RFC 3339 time"));
   CHECK(contains(r.output, "nodes.announcements: nats_source announcements: durable name 'a.b'"));
   CHECK(contains(r.output, "nodes.earnings_model: device: expected auto, cpu, cuda or cuda:N, got \"gpu7\""));
   CHECK(contains(r.output, "nodes.normal_model: input_width 37 (node setting) does not match input_width 20"));

@@ -96,6 +96,7 @@ class RedisWriteWatch {
       if (c) redisFree(c);
       throw std::runtime_error("cannot connect to " + ep.display() + ": " + e);
     }
+    redisSetTimeout(c, timeval{5, 0});  // a set-up command that gets no answer fails
     if (ep.password) {
       std::vector<std::string> auth{"AUTH"};
       if (ep.username) auth.push_back(*ep.username);
