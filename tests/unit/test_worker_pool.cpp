@@ -58,6 +58,18 @@ ProbeRecord& probe_record() {
   return r;
 }
 
+// Before each pipeline run: forget what the probe and the sinks saw.
+void reset_records() {
+  auto& r = probe_record();
+  {
+    std::lock_guard lock(r.mutex);
+    r.inside = r.most = 0;
+    r.names.clear();
+    r.symbols.clear();
+  }
+  Recorder::instance().reset();
+}
+
 class BlockingProbe : public Processor {
  public:
   explicit BlockingProbe(const NodeContext& ctx)
@@ -175,14 +187,7 @@ TEST_CASE("a job that throws is logged, and the thread goes on with the next job
 TEST_CASE("a blocking node runs at most `concurrency` batches at once, under its name, and keeps no thread once idle") {
   for (int concurrency : {1, 3}) {
     CAPTURE(concurrency);
-    {
-      auto& r = probe_record();
-      std::lock_guard lock(r.mutex);
-      r.most = 0;
-      r.names.clear();
-      r.symbols.clear();
-    }
-    Recorder::instance().reset();
+    reset_records();
     std::size_t threads_when_idle = 99;
     CHECK(run_pipeline("settings: {worker_keep_alive: 50ms}\nnodes:\n"
                        "  src: {type: test_source, messages: 60, rows: 1}\n"
@@ -210,13 +215,7 @@ TEST_CASE("a blocking node runs at most `concurrency` batches at once, under its
 TEST_CASE("a blocking node with concurrency > 1 emits in input order, though later batches finish first") {
   for (int concurrency : {3, 8}) {
     CAPTURE(concurrency);
-    {
-      auto& r = probe_record();
-      std::lock_guard lock(r.mutex);
-      r.most = 0;
-      r.symbols.clear();
-    }
-    Recorder::instance().reset();
+    reset_records();
     std::vector<std::string> arrived, processed;
     CHECK(run_pipeline("nodes:\n"
                        "  src: {type: test_source, messages: 40, rows: 2}\n"
