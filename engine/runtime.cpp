@@ -63,8 +63,9 @@ struct Emission {
   std::size_t port;
   BatchPtr batch;
 };
+class NodeRunner;
 struct EmissionCapture {
-  const void* runner = nullptr;
+  const NodeRunner* runner = nullptr;
   std::vector<Emission>* into = nullptr;
 };
 thread_local EmissionCapture emission_capture;

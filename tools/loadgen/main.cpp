@@ -292,10 +292,9 @@ void poll_redis(connectors::RedisResource& redis, RedisWriteWatch* watch, const 
 // 100,000 rows on a quiet machine, 100 ms in a busy cycle), which competes with the writes it
 // measures. `prediction_history` only grows, so the cycle's rows are in its last page and the
 // pages added since the cycle began (from `first_block`, read before the announcements go
-// out): a TID range scan
-// (PostgreSQL 14 and later) reads only those. Once a second the full count on `predictions`
-// runs too, in case rows landed in older pages (space freed by an aborted write); the stage
-// takes the larger of the two.
+// out): a TID range scan (PostgreSQL 14 and later) reads only those. Once a second the full
+// count on `predictions` runs too, in case rows landed in older pages (space freed by an
+// aborted write); the stage takes the larger of the two.
 std::optional<long long> history_blocks(connectors::PostgresResource& db) {
   try {
     auto rows = db.query("SELECT pg_relation_size('prediction_history') / current_setting('block_size')::bigint");
