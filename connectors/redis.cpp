@@ -155,15 +155,12 @@ void RedisResource::give_back(redisContext* c) {
   pool_cv_.notify_one();
 }
 
-redisContext* RedisResource::connect(bool trial) {
-  check_connect_allowed(trial);
-  const auto& ep = options_.endpoint;
-  redisContext* c = redisConnectWithTimeout(ep.host.c_str(), ep.port, to_timeval(options_.timeout));
-  std::string error;
+redisContext* open_redis_connection(const RedisEndpoint& ep, Duration timeout, std::string& error) {
+  redisContext* c = redisConnectWithTimeout(ep.host.c_str(), ep.port, to_timeval(timeout));
   if (!c) error = "cannot allocate a connection";
   else if (c->err) error = c->errstr;
   if (error.empty()) {
-    redisSetTimeout(c, to_timeval(options_.timeout));
+    redisSetTimeout(c, to_timeval(timeout));
     redisEnableKeepAlive(c);
     // AUTH and SELECT in one round trip.
     Argv auth, select;
@@ -194,6 +191,16 @@ redisContext* RedisResource::connect(bool trial) {
   }
   if (!error.empty()) {
     if (c) redisFree(c);
+    return nullptr;
+  }
+  return c;
+}
+
+redisContext* RedisResource::connect(bool trial) {
+  check_connect_allowed(trial);
+  std::string error;
+  redisContext* c = open_redis_connection(options_.endpoint, options_.timeout, error);
+  if (!c) {
     connect_failed(error);
     throw ConnectorError(prefix() + "cannot connect: " + error);
   }

@@ -34,6 +34,11 @@ class NodeConfig;
 
 namespace predflow::connectors {
 
+// A connection of its own, outside any pool (a subscriber, a benchmark's watcher): connects
+// with `timeout` for the connection and each read or write, and sends AUTH and SELECT from
+// the endpoint. Null with `error` set when that fails. The caller frees it (redisFree).
+redisContext* open_redis_connection(const RedisEndpoint& ep, Duration timeout, std::string& error);
+
 // One command's arguments: {"SET", "key", "value", "EX", "120"}.
 using RedisCommand = std::vector<std::string>;
 

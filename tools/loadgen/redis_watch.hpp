@@ -24,7 +24,7 @@
 #include <utility>
 #include <vector>
 
-#include "connectors/redis_url.hpp"
+#include "connectors/redis.hpp"
 
 namespace predflow::loadgen {
 
@@ -90,24 +90,9 @@ class RedisWriteWatch {
   };
 
   static redisContext* connect(const connectors::RedisEndpoint& ep) {
-    redisContext* c = redisConnectWithTimeout(ep.host.c_str(), ep.port, timeval{5, 0});
-    if (!c || c->err) {
-      std::string e = c ? c->errstr : "cannot allocate a connection";
-      if (c) redisFree(c);
-      throw std::runtime_error("cannot connect to " + ep.display() + ": " + e);
-    }
-    redisSetTimeout(c, timeval{5, 0});  // a set-up command that gets no answer fails
-    if (ep.password) {
-      std::vector<std::string> auth{"AUTH"};
-      if (ep.username) auth.push_back(*ep.username);
-      auth.push_back(*ep.password);
-      try {
-        command(c, auth);
-      } catch (...) {
-        redisFree(c);
-        throw;
-      }
-    }
+    std::string error;
+    redisContext* c = connectors::open_redis_connection(ep, std::chrono::seconds(5), error);
+    if (!c) throw std::runtime_error("cannot connect to " + ep.display() + ": " + error);
     return c;
   }
   static Reply command(redisContext* c, const std::vector<std::string>& args) {
