@@ -12,16 +12,6 @@ using namespace predflow::test;
 using namespace predflow::test::m5;
 using nlohmann::json;
 
-namespace {
-
-std::string env_prefix(const std::map<std::string, std::string>& env) {
-  std::string out = "env";
-  for (const auto& [k, v] : env) out += " " + k + "='" + v + "'";
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("load: loadgen sees every symbol at every stage of m5.yaml, Redis writes tracked or polled") {
   ServerStack servers;
   servers.start();
@@ -31,14 +21,14 @@ TEST_CASE("load: loadgen sees every symbol at every stage of m5.yaml, Redis writ
   const std::string loadgen = PREDFLOW_LOADGEN_BINARY;
 
   // Seeded first, as a user does: the router reads the earnings calendar when it starts.
-  const auto seeded = run_shell(env_prefix(contract_env(servers, dir)) + " " + loadgen + " --symbols " + std::to_string(n) +
+  const auto seeded = run_shell("env " + shell_assignments(contract_env(servers, dir)) + loadgen + " --symbols " + std::to_string(n) +
                                 " --seed-only 2>&1");
   REQUIRE_MESSAGE(seeded.code == 0, seeded.output);
   M5Process predflow(servers, dir, window);
 
   for (const std::string mode : {"track", "poll"}) {
     CAPTURE(mode);
-    const auto run = run_shell(env_prefix(predflow.env) + " " + loadgen + " --symbols " + std::to_string(n) +
+    const auto run = run_shell("env " + shell_assignments(predflow.env) + loadgen + " --symbols " + std::to_string(n) +
                                " --no-seed --cycles 2 --warmup 1 --timeout 60s --json --redis-watch " + mode +
                                " --pid " + std::to_string(predflow.process->pid()) + " 2>" + (dir.path / "loadgen.err").string());
     INFO("loadgen output: " << run.output << "\npredflow log: " << predflow.log);

@@ -5,9 +5,18 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <map>
 #include <string>
 
 namespace predflow::test {
+
+// `K1='v1' K2='v2' ` for a command line (after `env`): values single-quoted for the shell,
+// so they must hold no single quote.
+inline std::string shell_assignments(const std::map<std::string, std::string>& env) {
+  std::string out;
+  for (const auto& [k, v] : env) out += k + "='" + v + "' ";
+  return out;
+}
 
 struct ShellResult {
   int code = -1;  // the exit status, or 128 + the signal that ended it (-1: it did not start)

@@ -23,6 +23,7 @@
 #include "engine/plan.hpp"
 #include "engine/runtime.hpp"
 #include "support/predflow_process.hpp"
+#include "support/shell.hpp"
 #include "support/servers.hpp"
 #include "support/test_nodes.hpp"
 #include "support/temp_dir.hpp"
@@ -36,6 +37,7 @@ using predflow::test::read_file;
 using predflow::test::TempDir;
 using predflow::test::PredflowProcess;
 using predflow::test::free_loopback_port;
+using predflow::test::shell_assignments;
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -51,9 +53,7 @@ struct Result {
 // Runs `predflow ARGS` through the shell with a clean log-level environment, plus `env`
 // (values single-quoted for the shell; they must hold no single quote).
 Result run_cli(const std::string& args, const std::map<std::string, std::string>& env = {}) {
-  std::string vars;
-  for (const auto& [k, v] : env) vars += k + "='" + v + "' ";
-  std::string cmd = "env -u PREDFLOW_LOG_LEVEL -u PREDFLOW_HTTP_PORT " + vars + "'" + kBinary + "' " + args + " 2>&1";
+  std::string cmd = "env -u PREDFLOW_LOG_LEVEL -u PREDFLOW_HTTP_PORT " + shell_assignments(env) + "'" + kBinary + "' " + args + " 2>&1";
   Result r;
   FILE* pipe = popen(cmd.c_str(), "r");
   REQUIRE(pipe != nullptr);
