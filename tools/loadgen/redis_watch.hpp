@@ -86,7 +86,6 @@ class RedisWriteWatch {
   struct Reply {
     int type = REDIS_REPLY_NIL;
     long long integer = 0;
-    std::size_t elements = 0;
   };
 
   static redisContext* connect(const connectors::RedisEndpoint& ep) {
@@ -101,7 +100,7 @@ class RedisWriteWatch {
     for (const auto& a : args) argv.push_back(a.data()), lens.push_back(a.size());
     auto* r = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
     if (!r) throw std::runtime_error(args[0] + ": " + (c->errstr[0] ? c->errstr : "connection lost"));
-    Reply out{r->type, r->integer, r->elements};
+    Reply out{r->type, r->integer};
     std::string error = r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : "";
     freeReplyObject(r);
     if (!error.empty()) throw std::runtime_error(args[0] + " " + (args.size() > 1 ? args[1] : "") + ": " + error);
